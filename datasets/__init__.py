@@ -1,0 +1,1 @@
+"""Built-in dataset specs (``*.toml``), installed as package data of ``stigbench.datasets``."""

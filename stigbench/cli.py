@@ -1,0 +1,163 @@
+"""The ``stigbench`` / ``bench.py`` command line: thin adapters over the library functions.
+
+Options left unset (``None``) never override the defaults or a ``--config`` file, and every boolean
+has an explicit ``--no-`` form, so ``--no-resize`` can turn off a ``resize: true`` from a config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from stigbench.registry import RegistryError
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_overrides(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``("stig.iterations=200", "durall.c=0.5")`` -> ``{"stig": {"iterations": 200}, ...}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        name, dot, param = key.partition(".")
+        if not sep or not dot or not name or not param:
+            raise click.BadParameter(f"expected NAME.PARAM=VALUE, got {item!r}", param_hint="--set")
+        out.setdefault(name, {})[param] = _parse_value(value)
+    return out
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """A run's ``config.json`` (``{"config": {...}}``) or a plain JSON object of config fields."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return data.get("config", data) if isinstance(data, dict) else {}
+
+
+def _console_log() -> None:
+    """Warnings and errors of the run on stderr; the full INFO log goes to the run's ``run.log``."""
+    logger = logging.getLogger("stigbench")
+    if not any(getattr(h, "_stigbench_console", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        handler._stigbench_console = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.propagate = False
+
+
+class _Abort(click.ClickException):
+    exit_code = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="stigbench")
+def main() -> None:
+    """stigbench: how robust are deepfake detectors against STIG spectral refinement?"""
+
+
+@main.command()
+@click.option("--dataset", "-d", default=None, help="Dataset name (see `list datasets`). Default: demo.")
+@click.option("--real", type=click.Path(exists=True, file_okay=False), default=None, help="Ad-hoc: folder of real images.")
+@click.option("--fake", type=click.Path(exists=True, file_okay=False), default=None, help="Ad-hoc: folder of fake images.")
+@click.option("--size", type=int, default=None, help="Image size (default: the spec's, or the largest power of two <= the smallest side, max 256).")
+@click.option("--resize/--no-resize", default=None, help="Resize instead of centre-cropping at native resolution.")
+@click.option("--refiner", "refiners", default=None, help="Comma-separated refiners or patterns ('' for none).")
+@click.option("--detectors", default=None, help="Comma-separated detectors or patterns, or 'default'.")
+@click.option("--seed", type=int, default=None)
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Parent folder of run folders. Default: reports.")
+@click.option("--device", default=None, help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None)
+@click.option("--batch-size", type=int, default=None)
+@click.option("--n-boot", type=int, default=None, help="Bootstrap resamples for confidence intervals (0: none).")
+@click.option("--max-per-class", type=int, default=None, help="Use at most this many images per class.")
+@click.option("--save-refined/--no-save-refined", default=None, help="Also write the refined test images as PNG.")
+@click.option("--set", "overrides", multiple=True, metavar="NAME.PARAM=VALUE",
+              help="Constructor parameter of a refiner or detector, e.g. --set stig.preset=paper (repeatable).")
+@click.option("--spec-dir", multiple=True, type=click.Path(exists=True, file_okay=False), help="Extra folder of dataset specs.")
+@click.option("--detector-plugin", multiple=True, type=click.Path(exists=True, dir_okay=False), help="A .py file registering a detector.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="Start from a saved config.json.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def run(config_path: str | None, overrides: tuple[str, ...], spec_dir: tuple[str, ...],
+        detector_plugin: tuple[str, ...], quiet: bool, **options: Any) -> None:
+    """Train refiners, refine the test fakes, score detectors before and after; write a run folder."""
+    from stigbench.plugins import detectors, load_plugin_file, refiners
+    from stigbench.runner import RunConfig, run_benchmark
+
+    data = load_config_file(config_path) if config_path else {}
+    data.update({k: v for k, v in options.items() if v is not None})
+    if spec_dir:
+        data["spec_dirs"] = [*data.get("spec_dirs", []), *spec_dir]
+    if detector_plugin:
+        data["plugins"] = [*data.get("plugins", []), *map(str, detector_plugin)]
+    for plugin in data.get("plugins", []):
+        load_plugin_file(plugin)
+    refiner_params = data.setdefault("refiner_params", {})
+    detector_params = data.setdefault("detector_params", {})
+    for name, params in parse_overrides(overrides).items():
+        if name in refiners():
+            refiner_params.setdefault(name, {}).update(params)
+        elif name in detectors():
+            detector_params.setdefault(name, {}).update(params)
+        else:
+            raise click.BadParameter(f"{name!r} is neither a refiner nor a detector", param_hint="--set")
+    if quiet:
+        data["progress"] = False
+    try:
+        config = RunConfig.from_dict(data)
+        _console_log()
+        result = run_benchmark(config)
+    except (RegistryError, ValueError, FileNotFoundError, TypeError) as exc:
+        raise _Abort(str(exc)) from exc
+    click.echo((result.run_dir / "summary.md").read_text(encoding="utf-8"))
+    if result.errors:
+        click.echo(f"{len(result.errors)} component(s) failed; see run.log", err=True)
+    click.echo(f"Run folder: {result.run_dir}")
+
+
+@main.command("list")
+@click.argument("kind", type=click.Choice(["detectors", "refiners", "datasets"]))
+@click.argument("pattern", required=False)
+@click.option("--spec-dir", multiple=True, type=click.Path(exists=True, file_okay=False))
+def list_(kind: str, pattern: str | None, spec_dir: tuple[str, ...]) -> None:
+    """List registered detectors, refiners or datasets (optionally filtered by an fnmatch PATTERN)."""
+    from stigbench.data import datasets
+    from stigbench.plugins import detectors, refiners
+    from stigbench.report import to_markdown
+
+    import pandas as pd
+
+    rows: list[dict[str, Any]] = []
+    if kind == "detectors":
+        reg = detectors()
+        for n in reg.list(pattern):
+            m = reg.meta(n)
+            rows.append({"name": n, "family": m.family, "domain": m.domain, "default": "yes" if m.default else "",
+                         "paper": m.paper})
+    elif kind == "refiners":
+        reg = refiners()
+        for n in reg.list(pattern):
+            m = reg.meta(n)
+            rows.append({"name": n, "kind": m.kind, "paper": m.paper})
+    else:
+        reg = datasets(spec_dir)
+        for n in reg.list(pattern):
+            s = reg.get(n)
+            rows.append({"name": n, "size": s.size or "auto", "synthetic": "yes" if s.synthetic else "",
+                         "spec": s.spec_path})
+    if not rows:
+        click.echo(f"no {kind} match {pattern!r}")
+        return
+    click.echo(to_markdown(pd.DataFrame(rows)))
+
+
+def entry() -> None:  # pragma: no cover - console script shim
+    main(prog_name=Path(sys.argv[0]).name)

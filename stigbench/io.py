@@ -1,0 +1,71 @@
+"""Small file helpers: atomic writes, JSON, fresh (never overwritten) folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)`` and move the result onto ``path`` in one step.
+
+    A reader (or a run interrupted mid-write) therefore sees either the old file or the new one,
+    never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON, atomically (NaN is written as ``null``-free ``NaN``)."""
+    text = json.dumps(obj, indent=2, default=_default, sort_keys=False) + "\n"
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def fresh_dir(parent: str | Path, name: str) -> Path:
+    """Create and return ``parent/name``, or ``parent/name-2``, ``-3``... if taken: never reuses a folder."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    for k in range(1, 10_000):
+        candidate = parent / (name if k == 1 else f"{name}-{k}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise RuntimeError(f"no free folder name for {name!r} under {parent}")

@@ -1,0 +1,63 @@
+"""What a run records about where it ran: versions, git state, device, date, command line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata as md
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+PACKAGES = ("stigbench", "torch", "torchvision", "timm", "numpy", "scipy", "scikit-learn", "pandas",
+            "pillow", "skops", "matplotlib", "seaborn", "click")
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_state(path: Path | None = None) -> dict[str, Any]:
+    """Commit hash and whether the working tree of the stigbench sources has changes, if in git."""
+    path = path or Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return {"commit": None, "dirty": None}
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path,
+                               capture_output=True, text=True, timeout=10)
+        return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})"
+
+
+def provenance(device: torch.device, precision: str) -> dict[str, Any]:
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": sys.argv,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+        "versions": package_versions(),
+        "git": git_state(),
+        "device": str(device),
+        "device_name": device_description(device),
+        "precision": precision,
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+    }

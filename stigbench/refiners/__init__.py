@@ -1,0 +1,1 @@
+"""Built-in refiners (attacks). Each module registers itself with ``@register_refiner``."""

@@ -1,0 +1,131 @@
+"""The one FFT convention of stigbench, and the pure spectral functions built on it.
+
+Convention (used by every refiner, detector, metric and plot):
+
+* images are real tensors ``(..., C, H, W)``; the transform is ``torch.fft.fft2`` over the last two
+  axes only (never the batch or channel axes — the official STIG code's un-dimensioned ``fftshift``
+  also rolled those) with the default ``norm="backward"``, i.e. an unscaled forward transform, so
+  ``F[0, 0] = sum(x)``;
+* ``fftshift`` over the last two axes moves DC to index ``(H // 2, W // 2)``;
+* the *log-magnitude* is ``log1p(|F|)`` and the *phase* ``angle(F)``;
+* :func:`from_log_magnitude` inverts ``(log-magnitude, phase)`` exactly: ``expm1``, polar form,
+  ``ifftshift``, ``ifft2``, real part. Clamping to ``[0, 1]`` is left to the caller, since whether to
+  clamp is a modelling decision (refiners document theirs).
+
+Everything here is a pure function of its tensor arguments; I/O, caching and plots live elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+_DIMS = (-2, -1)
+
+
+def fft_shifted(x: torch.Tensor) -> torch.Tensor:
+    """Centred complex spectrum ``fftshift(fft2(x))`` over the last two axes (float32 at least)."""
+    if not torch.is_floating_point(x):
+        raise TypeError(f"expected a floating-point image tensor, got {x.dtype}")
+    # FFTs in half precision lose the dynamic range of the DC term; spectra always run in >= fp32.
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+    return torch.fft.fftshift(torch.fft.fft2(x, dim=_DIMS), dim=_DIMS)
+
+
+def log_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """``log1p(|fftshift(fft2(x))|)`` over the last two axes."""
+    return torch.log1p(fft_shifted(x).abs())
+
+
+def magnitude_phase(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log-magnitude, phase)`` of ``x``, computed from a single FFT."""
+    f = fft_shifted(x)
+    return torch.log1p(f.abs()), torch.angle(f)
+
+
+def from_log_magnitude(log_mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`magnitude_phase`: the real image whose spectrum has this magnitude and phase.
+
+    The result is the real part of the inverse FFT; for a magnitude that came from a real image it is
+    that image up to float error. Not clamped.
+    """
+    mag = torch.expm1(log_mag).clamp_min(0)
+    f = torch.polar(mag.to(phase.dtype), phase)
+    return torch.fft.ifft2(torch.fft.ifftshift(f, dim=_DIMS), dim=_DIMS).real
+
+
+def minmax_scale(x: torch.Tensor, lo: float = -1.0, hi: float = 1.0, eps: float = 1e-12) -> torch.Tensor:
+    """Min-max scale each item of a batch ``(N, ...)`` to ``[lo, hi]`` (per image, all channels)."""
+    flat = x.reshape(x.shape[0], -1)
+    mn = flat.min(dim=1).values.reshape(-1, *([1] * (x.dim() - 1)))
+    mx = flat.max(dim=1).values.reshape(-1, *([1] * (x.dim() - 1)))
+    return lo + (hi - lo) * (x - mn) / (mx - mn).clamp_min(eps)
+
+
+def spectrum_image(x: torch.Tensor) -> torch.Tensor:
+    """The STIG paper's detector input: log-magnitude min-max scaled per image to ``[-1, 1]``."""
+    return minmax_scale(log_magnitude(x))
+
+
+def radius_map(h: int, w: int, kind: str = "circular", device: torch.device | None = None) -> torch.Tensor:
+    """Integer ring index of each frequency of a centred ``h x w`` spectrum (DC at ``(h//2, w//2)``).
+
+    ``circular`` rounds the Euclidean distance (the azimuthal average of Durall et al. 2020);
+    ``square`` uses the Chebyshev distance ``max(|u|, |v|)`` (the rings of the official STIG code).
+    """
+    u = torch.arange(h, device=device) - h // 2
+    v = torch.arange(w, device=device) - w // 2
+    uu, vv = torch.meshgrid(u, v, indexing="ij")
+    if kind == "circular":
+        return torch.sqrt((uu**2 + vv**2).double()).round().long()
+    if kind == "square":
+        return torch.maximum(uu.abs(), vv.abs()).long()
+    raise ValueError(f"unknown ring kind {kind!r}; use 'circular' or 'square'")
+
+
+def radial_profile(spec: torch.Tensor, kind: str = "circular") -> torch.Tensor:
+    """Mean of ``spec`` (``(..., H, W)``, centred) over rings ``r = 0 .. min(H, W) // 2``.
+
+    Frequencies farther out than the inscribed circle (the corners) are left out so that every ring
+    is complete. Returns ``(..., min(H, W) // 2 + 1)``.
+    """
+    h, w = spec.shape[-2:]
+    n_rings = min(h, w) // 2 + 1
+    r = radius_map(h, w, kind, device=spec.device).reshape(-1)
+    keep = r < n_rings
+    idx = r[keep]
+    flat = spec.reshape(*spec.shape[:-2], h * w)[..., keep]
+    sums = torch.zeros(*spec.shape[:-2], n_rings, dtype=spec.dtype, device=spec.device)
+    sums.index_add_(-1, idx, flat)
+    counts = torch.bincount(idx, minlength=n_rings).to(spec.dtype)
+    return sums / counts
+
+
+def mean_log_spectrum(batches: Iterable[torch.Tensor]) -> torch.Tensor:
+    """Dataset mean of the log-magnitude spectrum, ``(C, H, W)``, accumulated in float64.
+
+    Taking batches keeps memory flat for large sets; the result does not depend on the batching.
+    """
+    total: torch.Tensor | None = None
+    count = 0
+    for batch in batches:
+        lm = log_magnitude(batch.double()).sum(dim=0)
+        total = lm if total is None else total + lm
+        count += batch.shape[0]
+    if total is None or count == 0:
+        raise ValueError("mean_log_spectrum needs at least one image")
+    return total / count
+
+
+def lfd(mean_real: torch.Tensor, mean_other: torch.Tensor) -> float:
+    """Log frequency distance between two dataset-mean log-magnitude spectra (STIG-SPEC default).
+
+    ``LFD = ln(1 + mean_{c,u,v} (M_real - M_other)^2)`` in float64, after the LFD of Jiang et al.
+    (Focal Frequency Loss, ICCV 2021) adapted to unpaired sets by comparing dataset means.
+    """
+    if mean_real.shape != mean_other.shape:
+        raise ValueError(f"spectra differ in shape: {tuple(mean_real.shape)} vs {tuple(mean_other.shape)}")
+    d = mean_real.double() - mean_other.double()
+    return float(torch.log1p((d * d).mean()))
