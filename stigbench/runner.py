@@ -119,6 +119,16 @@ def resolve_detectors(spec: str) -> list[str]:
     return reg.resolve(spec)
 
 
+def check_params(cls: type, params: dict[str, Any], name: str) -> None:
+    """Raise ``TypeError`` naming the accepted parameters when ``params`` has one ``cls`` lacks."""
+    accepted = inspect.signature(cls.__init__).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
+        return
+    unknown = set(params) - set(accepted)
+    if unknown:
+        raise TypeError(f"{name} has no parameter(s) {sorted(unknown)}; it takes {sorted(set(accepted) - {'self'})}")
+
+
 def construct(cls: type, params: dict[str, Any], **context: Any) -> Any:
     """Instantiate ``cls(**params)``, adding ``seed``/``device``/``precision`` from the run where the
     constructor takes them and the user did not set them."""
@@ -127,10 +137,16 @@ def construct(cls: type, params: dict[str, Any], **context: Any) -> Any:
     for key, value in context.items():
         if key in accepted and key not in kwargs:
             kwargs[key] = value
-    unknown = set(kwargs) - set(accepted)
-    if unknown and not any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
-        raise TypeError(f"{cls.__name__} has no parameter(s) {sorted(unknown)}; it takes {sorted(set(accepted) - {'self'})}")
+    check_params(cls, kwargs, cls.__name__)
     return cls(**kwargs)
+
+
+def _check_selected_params(kind: str, params: dict[str, dict[str, Any]], selected: list[str], registry: Any) -> None:
+    """Fail before any work when parameters target an unselected component or do not exist."""
+    for name, p in params.items():
+        if name not in selected:
+            raise ValueError(f"parameters given for {kind} {name!r}, which is not selected ({', '.join(selected) or 'none'})")
+        check_params(registry.get(name), p, f"{kind} {name!r}")
 
 
 def _accepts(fn: Any, name: str) -> bool:
@@ -179,6 +195,8 @@ def run_benchmark(config: RunConfig) -> RunResult:
     detector_names = resolve_detectors(config.detectors)
     if not detector_names:
         raise ValueError("no detectors selected")
+    _check_selected_params("refiner", config.refiner_params, refiner_names, refiner_registry())
+    _check_selected_params("detector", config.detector_params, detector_names, detector_registry())
     set_progress(config.progress)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)

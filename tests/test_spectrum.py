@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from stigbench import spectrum as S
+
+
+def test_convention_dc_at_centre_and_unscaled():
+    x = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    f = S.fft_shifted(x)
+    assert torch.allclose(f[..., 4, 4].real, x.sum(dim=(-2, -1)))
+    lm = S.log_magnitude(x)
+    assert torch.allclose(lm[..., 4, 4], torch.log1p(x.sum(dim=(-2, -1))))
+
+
+def test_round_trip_magnitude_phase():
+    x = torch.rand(4, 3, 16, 16, dtype=torch.float64)
+    lm, ph = S.magnitude_phase(x)
+    back = S.from_log_magnitude(lm, ph)
+    assert torch.allclose(back, x, atol=1e-10)
+
+
+def test_round_trip_odd_and_rectangular_sizes():
+    x = torch.rand(1, 3, 15, 12, dtype=torch.float64)
+    assert torch.allclose(S.from_log_magnitude(*S.magnitude_phase(x)), x, atol=1e-10)
+
+
+def test_shift_only_spatial_axes():
+    """Batch items and channels are independent: the official code's un-dimensioned shift mixed them."""
+    x = torch.rand(3, 3, 8, 8)
+    full = S.log_magnitude(x)
+    for i in range(3):
+        for c in range(3):
+            assert torch.allclose(full[i, c], S.log_magnitude(x[i, c]))
+
+
+def test_half_precision_inputs_are_upcast():
+    x = torch.rand(1, 3, 8, 8)
+    assert torch.allclose(S.log_magnitude(x.to(torch.bfloat16)), S.log_magnitude(x.to(torch.bfloat16).float()))
+    assert S.log_magnitude(x.half()).dtype == torch.float32
+    with pytest.raises(TypeError):
+        S.log_magnitude(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+
+
+def test_radial_profile_by_hand():
+    spec = torch.zeros(5, 5)
+    spec[2, 2] = 10.0  # DC, ring 0
+    spec[2, 3] = 4.0   # ring 1
+    prof = S.radial_profile(spec)
+    # ring 1 (circular, rounded): the 4 axis neighbours and the 4 diagonals (sqrt 2 -> 1)
+    assert prof.shape == (3,)
+    assert prof[0] == 10.0
+    assert prof[1] == pytest.approx(4.0 / 8)
+    assert prof[2] == 0.0
+    sq = S.radial_profile(spec, kind="square")
+    assert sq[1] == pytest.approx(4.0 / 8)
+    with pytest.raises(ValueError):
+        S.radial_profile(spec, kind="hexagonal")
+
+
+def test_radial_profile_of_radial_function_is_exact():
+    r = S.radius_map(16, 16).double()
+    prof = S.radial_profile(r * 2.0 + 1.0)
+    assert torch.allclose(prof, torch.arange(9, dtype=torch.float64) * 2.0 + 1.0)
+
+
+def test_mean_log_spectrum_independent_of_batching():
+    x = torch.rand(10, 3, 8, 8)
+    a = S.mean_log_spectrum([x])
+    b = S.mean_log_spectrum([x[:3], x[3:7], x[7:]])
+    assert a.dtype == torch.float64
+    assert torch.allclose(a, b, atol=1e-12)
+    with pytest.raises(ValueError):
+        S.mean_log_spectrum([])
+
+
+def test_lfd_by_hand():
+    a = torch.zeros(1, 2, 2, dtype=torch.float64)
+    b = torch.tensor([[[1.0, 2.0], [0.0, 3.0]]], dtype=torch.float64)
+    # mean of squared differences = (1 + 4 + 0 + 9) / 4 = 3.5
+    assert S.lfd(a, b) == pytest.approx(math.log(4.5))
+    assert S.lfd(b, b) == 0.0
+    assert S.lfd(a, b) == S.lfd(b, a)
+    with pytest.raises(ValueError):
+        S.lfd(a, torch.zeros(1, 3, 3))
+
+
+def test_minmax_scale_per_image():
+    x = torch.stack([torch.linspace(0, 1, 12).reshape(3, 2, 2), torch.linspace(5, 50, 12).reshape(3, 2, 2)])
+    y = S.minmax_scale(x)
+    for i in range(2):
+        assert y[i].min() == -1 and y[i].max() == 1
+    assert S.spectrum_image(torch.rand(2, 3, 8, 8)).shape == (2, 3, 8, 8)
+
+
+def test_upsampling_artefact_visible_in_spectrum():
+    """Pixel replication leaves a spectral signature the profile picks up (sanity of the pipeline)."""
+    rng = np.random.default_rng(0)
+    small = torch.from_numpy(rng.random((8, 3, 16, 16)))
+    up = small.repeat_interleave(2, dim=-1).repeat_interleave(2, dim=-2)
+    noise = torch.from_numpy(rng.random((8, 3, 32, 32)))
+    p_up = S.radial_profile(S.mean_log_spectrum([up]).mean(0))
+    p_noise = S.radial_profile(S.mean_log_spectrum([noise]).mean(0))
+    # replication multiplies the spectrum by cos(pi f): near Nyquist the energy collapses
+    assert p_up[-1] < p_noise[-1] - 1.0
