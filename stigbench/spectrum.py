@@ -18,6 +18,7 @@ Everything here is a pure function of its tensor arguments; I/O, caching and plo
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 import torch
 
@@ -92,15 +93,22 @@ def radial_profile(spec: torch.Tensor, kind: str = "circular") -> torch.Tensor:
     is complete. Returns ``(..., min(H, W) // 2 + 1)``.
     """
     h, w = spec.shape[-2:]
-    n_rings = min(h, w) // 2 + 1
-    r = radius_map(h, w, kind, device=spec.device).reshape(-1)
-    keep = r < n_rings
-    idx = r[keep]
+    keep, idx, counts = _rings(h, w, kind, spec.device)
     flat = spec.reshape(*spec.shape[:-2], h * w)[..., keep]
-    sums = torch.zeros(*spec.shape[:-2], n_rings, dtype=spec.dtype, device=spec.device)
+    sums = torch.zeros(*spec.shape[:-2], counts.numel(), dtype=spec.dtype, device=spec.device)
     sums.index_add_(-1, idx, flat)
-    counts = torch.bincount(idx, minlength=n_rings).to(spec.dtype)
-    return sums / counts
+    return sums / counts.to(spec.dtype)
+
+
+@lru_cache(maxsize=32)
+def _rings(h: int, w: int, kind: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Which frequencies fall in a complete ring, their ring index, and the ring sizes (cached:
+    profiles are taken for every batch at the same few sizes)."""
+    n_rings = min(h, w) // 2 + 1
+    r = radius_map(h, w, kind, device=device).reshape(-1)
+    keep = torch.nonzero(r < n_rings).squeeze(1)
+    idx = r[keep]
+    return keep, idx, torch.bincount(idx, minlength=n_rings)
 
 
 def mean_log_spectrum(batches: Iterable[torch.Tensor]) -> torch.Tensor:
