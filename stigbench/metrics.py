@@ -10,6 +10,7 @@ come from a stratified bootstrap (reals and fakes resampled separately).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import rankdata
@@ -38,42 +39,43 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[labels == 1].sum() - n1 * (n1 + 1) / 2) / (n0 * n1))
 
 
-def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(fpr, tpr, thresholds)`` with thresholds decreasing; starts at ``(0, 0)``."""
-    labels, scores = _check(labels, scores)
+def _counts(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cumulative true/false positives at each distinct score (descending), and the sorted scores."""
     order = np.argsort(-scores, kind="mergesort")
     s, y = scores[order], labels[order]
     last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]  # last index of each distinct score
     tps = np.cumsum(y)[last]
-    fps = (last + 1) - tps
-    tpr = np.r_[0.0, tps / y.sum()]
-    fpr = np.r_[0.0, fps / (y.size - y.sum())]
-    return fpr, tpr, np.r_[np.inf, s[last]]
+    return tps, (last + 1) - tps, s[last]
+
+
+def _eer_from_roc(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    diff = fpr - (1.0 - tpr)  # increases from -1 to +1 along the curve
+    k = int(np.flatnonzero(diff >= 0)[0])
+    if k == 0 or diff[k] == 0:
+        return float(fpr[k])
+    # Intersect the segment (k-1, k) with the line FPR = FNR.
+    t = -diff[k - 1] / (diff[k] - diff[k - 1])
+    return float(fpr[k - 1] + t * (fpr[k] - fpr[k - 1]))
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(fpr, tpr, thresholds)`` with thresholds decreasing; starts at ``(0, 0)``."""
+    labels, scores = _check(labels, scores)
+    tps, fps, thresholds = _counts(labels, scores)
+    return np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]], np.r_[np.inf, thresholds]
 
 
 def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
     """``sum_k (R_k - R_{k-1}) P_k`` over distinct thresholds (no interpolation)."""
     labels, scores = _check(labels, scores)
-    order = np.argsort(-scores, kind="mergesort")
-    s, y = scores[order], labels[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
-    tps = np.cumsum(y)[last]
-    precision = tps / (last + 1)
-    recall = tps / y.sum()
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    tps, fps, _ = _counts(labels, scores)
+    return float(np.sum(np.diff(np.r_[0.0, tps / tps[-1]]) * tps / (tps + fps)))
 
 
 def eer(labels: np.ndarray, scores: np.ndarray) -> float:
     """Equal error rate: where FPR = 1 - TPR on the ROC, interpolated between its points."""
     fpr, tpr, _ = roc_curve(labels, scores)
-    fnr = 1.0 - tpr
-    diff = fpr - fnr  # increases from -1 to +1 along the curve
-    k = int(np.flatnonzero(diff >= 0)[0])
-    if k == 0 or diff[k] == 0:
-        return float(fpr[k])
-    # Intersect the segment (k-1, k) with the line fpr = fnr.
-    t = -diff[k - 1] / (diff[k] - diff[k - 1])
-    return float(fpr[k - 1] + t * (fpr[k] - fpr[k - 1]))
+    return _eer_from_roc(fpr, tpr)
 
 
 def accuracy(labels: np.ndarray, scores: np.ndarray, threshold: float) -> float:
@@ -104,14 +106,84 @@ def best_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(cands[best[len(best) // 2]])
 
 
-def detection_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
-    """The benchmark's per-condition detection metrics."""
+def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, max_fpr: float = 0.05) -> float:
+    """Highest true-positive rate among ROC points with false-positive rate <= ``max_fpr``."""
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return float(tpr[fpr <= max_fpr + 1e-12].max())
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """How to read a metric: its family and which direction is better (for the detector, for
+    detection metrics; "closer to the reals", for distances)."""
+
+    family: str
+    higher_is_better: bool
+    description: str
+
+
+METRICS: dict[str, MetricInfo] = {
+    "auc": MetricInfo("detection", True, "area under the ROC curve; 0.5 = chance, < 0.5 = over-correction"),
+    "ap": MetricInfo("detection", True, "average precision (fake = positive)"),
+    "acc": MetricInfo("detection", True, "accuracy at the validation-chosen threshold"),
+    "acc_real": MetricInfo("detection", True, "accuracy on the real images at that threshold"),
+    "acc_fake": MetricInfo("detection", True, "accuracy on the fake (or refined) images at that threshold"),
+    "eer": MetricInfo("detection", False, "equal error rate"),
+    "tpr_at_fpr05": MetricInfo("detection", True, "true-positive rate at 5 % false-positive rate"),
+    "lfd": MetricInfo("quality", False, "log frequency distance of mean log-spectra to the reals"),
+}
+
+
+def _all_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+    """Every detection metric from one sort (the bootstrap calls this hundreds of times)."""
+    tps, fps, _ = _counts(labels, scores)
+    n1, n0 = int(tps[-1]), int(fps[-1])
+    tpr = np.r_[0.0, tps / n1]
+    fpr = np.r_[0.0, fps / n0]
+    # Trapezoids over distinct thresholds = Mann-Whitney with ties counted one half.
+    auc_value = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    ap_value = float(np.sum(np.diff(tpr) * tps / (tps + fps)))
+    eer_value = _eer_from_roc(fpr, tpr)
+    pred = scores >= threshold
+    real, fake = labels == 0, labels == 1
+    acc_real = float(np.mean(~pred[real]))
+    acc_fake = float(np.mean(pred[fake]))
     return {
-        "auc": auc(labels, scores),
-        "ap": average_precision(labels, scores),
-        "acc": accuracy(labels, scores, threshold),
-        "eer": eer(labels, scores),
+        "auc": auc_value,
+        "ap": ap_value,
+        "acc": float((acc_real * n0 + acc_fake * n1) / (n0 + n1)),
+        "acc_real": acc_real,
+        "acc_fake": acc_fake,
+        "eer": eer_value,
+        "tpr_at_fpr05": float(tpr[fpr <= 0.05 + 1e-12].max()),
     }
+
+
+def detection_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+    """The benchmark's per-condition detection metrics (names as in :data:`METRICS`)."""
+    labels, scores = _check(labels, scores)
+    return _all_metrics(labels, scores, threshold)
+
+
+def detection_metrics_with_ci(labels: np.ndarray, scores: np.ndarray, threshold: float, n_boot: int = 500,
+                              seed: int = 0, level: float = 0.95) -> dict[str, tuple[float, float, float]]:
+    """``{name: (value, ci_low, ci_high)}`` with stratified-bootstrap percentile intervals.
+
+    All metrics share the resamples, so their intervals are consistent with each other.
+    """
+    labels, scores = _check(labels, scores)
+    values = _all_metrics(labels, scores, threshold)
+    if n_boot <= 0:
+        return {k: (v, float("nan"), float("nan")) for k, v in values.items()}
+    rng = np.random.default_rng(seed)
+    idx0, idx1 = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    boots: dict[str, list[float]] = {k: [] for k in values}
+    for _ in range(n_boot):
+        sel = np.r_[rng.choice(idx0, idx0.size), rng.choice(idx1, idx1.size)]
+        for k, v in _all_metrics(labels[sel], scores[sel], threshold).items():
+            boots[k].append(v)
+    q = [(1 - level) / 2, 1 - (1 - level) / 2]
+    return {k: (values[k], *map(float, np.quantile(boots[k], q))) for k in values}
 
 
 def bootstrap_ci(
@@ -122,7 +194,7 @@ def bootstrap_ci(
     seed: int = 0,
     level: float = 0.95,
 ) -> tuple[float, float]:
-    """Percentile confidence interval of ``metric`` under a stratified bootstrap."""
+    """Percentile confidence interval of any ``metric(labels, scores)`` under a stratified bootstrap."""
     labels, scores = _check(labels, scores)
     if n_boot <= 0:
         return float("nan"), float("nan")

@@ -39,7 +39,6 @@ log = logging.getLogger("stigbench")
 
 METRIC_COLUMNS = ["dataset", "seed", "refiner", "detector", "trained_on", "condition", "perturbation",
                   "metric", "value", "ci_low", "ci_high"]
-DETECTION_METRICS = ("auc", "ap", "acc", "eer")
 
 
 @dataclass
@@ -158,14 +157,8 @@ def _accepts(fn: Any, name: str) -> bool:
 
 def _detection_rows(labels: np.ndarray, scores: np.ndarray, threshold: float, n_boot: int,
                     seed: int, base: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = []
-    values = M.detection_metrics(labels, scores, threshold)
-    fns = {"auc": M.auc, "ap": M.average_precision, "eer": M.eer,
-           "acc": lambda y, s: M.accuracy(y, s, threshold)}
-    for name in DETECTION_METRICS:
-        lo, hi = M.bootstrap_ci(labels, scores, fns[name], n_boot=n_boot, seed=seed)
-        rows.append({**base, "metric": name, "value": values[name], "ci_low": lo, "ci_high": hi})
-    return rows
+    values = M.detection_metrics_with_ci(labels, scores, threshold, n_boot=n_boot, seed=seed)
+    return [{**base, "metric": name, "value": v, "ci_low": lo, "ci_high": hi} for name, (v, lo, hi) in values.items()]
 
 
 def _setup_log(run_dir: Path) -> logging.Handler:
@@ -176,13 +169,26 @@ def _setup_log(run_dir: Path) -> logging.Handler:
     return handler
 
 
-def _save_pngs(image_set: ImageSet, folder: Path, names: list[str]) -> None:
+def _save_pngs(image_set: ImageSet, folder: Path, names: list[str], indices: list[int] | None = None) -> None:
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
-    for i, name in enumerate(names):
+    for i in indices if indices is not None else range(len(image_set)):
         arr = image_set._load_uint8(i).transpose(1, 2, 0)
-        Image.fromarray(arr).save(folder / f"{Path(name).stem}.png")
+        Image.fromarray(arr).save(folder / f"{Path(names[i]).stem}.png")
+
+
+N_EXAMPLES = 6
+
+
+def _save_examples(run_dir: Path, real: ImageSet, fake: ImageSet, refined: dict[str, ImageSet]) -> None:
+    """A few test images per condition for the reports; the same fakes before and after refinement."""
+    pick = lambda n: np.linspace(0, n - 1, min(N_EXAMPLES, n)).round().astype(int).tolist()  # noqa: E731
+    _save_pngs(real, run_dir / "examples" / "real", real.ids, pick(len(real)))
+    idx = pick(len(fake))
+    _save_pngs(fake, run_dir / "examples" / "fake", fake.ids, idx)
+    for name, images in refined.items():
+        _save_pngs(images, run_dir / "examples" / f"refined-{name}", fake.ids, idx)
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -276,6 +282,8 @@ def _run(config: RunConfig, spec: DatasetSpec, dataset: Dataset, split: Split, r
         except Exception as exc:  # a failing refiner must not take the other results down
             errors[f"refiner:{name}"] = f"{type(exc).__name__}: {exc}"
             log.error("refiner %s failed:\n%s", name, traceback.format_exc())
+
+    _save_examples(run_dir, real_test, fake_test, refined)
 
     # -- detectors -------------------------------------------------------------------------------
     rows: list[dict[str, Any]] = []

@@ -78,3 +78,34 @@ def test_bootstrap_ci_brackets_value_and_is_seeded():
     assert lo < M.auc(y, s) < hi
     assert (lo, hi) == M.bootstrap_ci(y, s, M.auc, n_boot=200, seed=3)
     assert all(np.isnan(M.bootstrap_ci(y, s, M.auc, n_boot=0)))
+
+
+@pytest.mark.parametrize("y,s", list(cases()))
+def test_all_metrics_agree_with_single_metric_functions(y, s):
+    t = float(np.median(s))
+    m = M.detection_metrics(y, s, t)
+    assert m["auc"] == pytest.approx(M.auc(y, s), abs=1e-12)
+    assert m["ap"] == pytest.approx(M.average_precision(y, s), abs=1e-12)
+    assert m["eer"] == pytest.approx(M.eer(y, s), abs=1e-12)
+    assert m["acc"] == pytest.approx(M.accuracy(y, s, t), abs=1e-12)
+    assert m["acc_real"] == pytest.approx(M.class_accuracy(y, s, t, 0))
+    assert m["acc_fake"] == pytest.approx(M.class_accuracy(y, s, t, 1))
+    assert m["tpr_at_fpr05"] == pytest.approx(M.tpr_at_fpr(y, s, 0.05))
+    assert set(m) <= set(M.METRICS)
+
+
+def test_tpr_at_fpr_by_hand():
+    y = np.array([0] * 20 + [1] * 4)
+    s = np.r_[np.linspace(0, 0.5, 19), 0.95, [0.9, 0.97, 0.98, 0.4]]
+    # one real scores 0.95: at FPR 1/20 = 5 % the fakes above it (0.97, 0.98) and then 0.95 itself...
+    assert M.tpr_at_fpr(y, s, 0.05) == pytest.approx(0.75)
+    assert M.tpr_at_fpr(y, s, 0.0) == pytest.approx(0.5)
+
+
+def test_metrics_with_ci_share_resamples_and_bracket_values():
+    y, s = next(cases())
+    out = M.detection_metrics_with_ci(y, s, 0.4, n_boot=100, seed=1)
+    for name, (v, lo, hi) in out.items():
+        assert lo <= v + 1e-9 and v - 1e-9 <= hi, name
+    assert out == M.detection_metrics_with_ci(y, s, 0.4, n_boot=100, seed=1)
+    assert np.isnan(M.detection_metrics_with_ci(y, s, 0.4, n_boot=0)["auc"][1])
