@@ -123,6 +123,32 @@ def run(config_path: str | None, overrides: tuple[str, ...], spec_dir: tuple[str
     click.echo(f"Run folder: {result.run_dir}")
 
 
+@main.command()
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, file_okay=False),
+              help="A saved refiner folder, e.g. reports/demo/<run>/refiners/stig.")
+@click.option("--input", "input_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--output", "output_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--size", type=int, default=None, help="Default: the size the refiner was trained at.")
+@click.option("--resize/--no-resize", default=False, help="Resize instead of centre-cropping.")
+@click.option("--batch-size", type=int, default=16)
+@click.option("--quiet", is_flag=True)
+def refine(checkpoint: str, input_dir: str, output_dir: str, size: int | None, resize: bool, batch_size: int,
+           quiet: bool) -> None:
+    """Refine a folder of images with a saved refiner; writes PNGs, never overwrites."""
+    from stigbench.apply import refine_folder
+    from stigbench.imageset import set_progress
+
+    set_progress(not quiet)
+    try:
+        result = refine_folder(checkpoint, input_dir, output_dir, size, resize, batch_size, progress=not quiet)
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        raise _Abort(str(exc)) from exc
+    for s in result.skipped:
+        click.echo(f"skipped {s.path}: {s.reason}", err=True)
+    click.echo(f"refined {len(result.written)} image(s) at {result.size}x{result.size} into {output_dir}"
+               + (f"; skipped {len(result.skipped)}" if result.skipped else ""))
+
+
 @main.command("list")
 @click.argument("kind", type=click.Choice(["detectors", "refiners", "datasets"]))
 @click.argument("pattern", required=False)

@@ -109,3 +109,19 @@ def test_clear_errors(tiny_dataset, tmp_path):
     r = runner.invoke(main, base + ["--set", "whatever.x=1"])
     assert r.exit_code == 2 and "neither a refiner nor a detector" in r.output
     assert not list(tmp_path.glob("*/*/metrics.csv"))
+
+
+def test_refine_command(cli_run, tiny_dataset, tmp_path):
+    _, run_dir, _, _ = cli_run
+    out = tmp_path / "refined"
+    args = ["refine", "--checkpoint", str(run_dir / "refiners" / "spectral-match"),
+            "--input", str(tiny_dataset / "fake"), "--output", str(out), "--quiet"]
+    r = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "refined 30 image(s) at 32x32" in r.output
+    assert len(list(out.glob("*.png"))) == 30
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 2 and "already exist" in again.output
+    bad = CliRunner().invoke(main, ["refine", "--checkpoint", str(tmp_path), "--input", str(tiny_dataset / "fake"),
+                                    "--output", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "not a saved refiner" in bad.output

@@ -44,6 +44,12 @@ class SpectralMatch(Estimator):
         self.log_gain_ = (m_real - m_fake).float()
         return self
 
+    @property
+    def image_size_(self) -> int:
+        """The image size the gains were fitted at."""
+        self._check_fitted("log_gain_")
+        return int(self.log_gain_.shape[-1])
+
     def refine_batch(self, images: torch.Tensor) -> torch.Tensor:
         """Refine a float batch ``(N, 3, H, W)``; returns floats in ``[0, 1]``."""
         self._check_fitted("log_gain_")

@@ -1,0 +1,71 @@
+"""Apply a saved refiner to a folder of images (``bench.py refine``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from stigbench.data import default_size
+from stigbench.estimator import PARAMS_FILE
+from stigbench.imageset import FileImageSet, Skipped, scan_images
+from stigbench.io import read_json
+from stigbench.plugins import refiners
+
+
+def load_refiner(path: str | Path) -> Any:
+    """Rebuild a fitted refiner from its saved folder (``params.json`` names its class)."""
+    folder = Path(path)
+    file = folder / PARAMS_FILE
+    if not file.is_file():
+        raise FileNotFoundError(f"{folder} is not a saved refiner (no {PARAMS_FILE})")
+    wanted = read_json(file).get("class")
+    reg = refiners()
+    for name in reg.list():
+        cls = reg.get(name)
+        if f"{cls.__module__}.{cls.__qualname__}" == wanted:
+            return cls.load(folder)
+    raise ValueError(f"{folder} was saved by {wanted}, which is not a registered refiner")
+
+
+@dataclass
+class RefineResult:
+    written: list[Path]
+    skipped: list[Skipped]
+    size: int
+
+
+def refine_folder(checkpoint: str | Path, input_dir: str | Path, output_dir: str | Path, size: int | None = None,
+                  resize: bool = False, batch_size: int = 16, progress: bool = True) -> RefineResult:
+    """Refine every usable image under ``input_dir`` into ``output_dir`` as PNG (same file stems).
+
+    The size defaults to the one the refiner was trained at (``image_size_``), else to the largest
+    power of two not above the smallest image side. Existing output files are never overwritten.
+    """
+    refiner = load_refiner(checkpoint)
+    src, dst = Path(input_dir), Path(output_dir)
+    if not src.is_dir():
+        raise FileNotFoundError(f"input folder not found: {src}")
+    files = sorted(p for p in src.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise ValueError(f"no files in {src}")
+    size = size or getattr(refiner, "image_size_", None)
+    good, skipped, min_side = scan_images(files, size, resize, progress="checking images" if progress else None)
+    if not good:
+        raise ValueError(f"none of the {len(files)} files in {src} is usable: "
+                         + "; ".join(sorted({s.reason for s in skipped})[:3]))
+    size = size or default_size(min_side)
+    targets = [dst / p.relative_to(src).with_suffix(".png") for p in good]
+    clash = [t for t in targets if t.exists()]
+    if clash:
+        raise FileExistsError(f"{len(clash)} output file(s) already exist, e.g. {clash[0]}; choose another --output")
+    if len(set(targets)) != len(targets):
+        raise ValueError("two input files map to the same output name (same stem, different suffix)")
+    images = FileImageSet(good, size, resize)
+    refined = refiner.refine(images)
+    for i, target in enumerate(targets):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(refined._load_uint8(i).transpose(1, 2, 0)).save(target)
+    return RefineResult(written=targets, skipped=skipped, size=size)
