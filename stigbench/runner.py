@@ -65,6 +65,9 @@ class RunConfig:
     n_boot: int = 500
     max_per_class: int | None = None
     save_refined: bool = False
+    quality: bool = True
+    quality_max_images: int = 200
+    fid_weights: str | None = None
     refiner_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     detector_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     spec_dirs: list[str] = field(default_factory=list)
@@ -336,6 +339,10 @@ def _run(config: RunConfig, spec: DatasetSpec, dataset: Dataset, split: Split, r
                      "trained_on": "", "condition": condition, "perturbation": "none", "metric": "lfd",
                      "value": lfd(spectra["real"], spec_mean), "ci_low": np.nan, "ci_high": np.nan})
 
+    quality_info: dict[str, Any] = {}
+    if config.quality:
+        quality_info = _quality_rows(config, spec.name, real_test, fake_test, refined, device, rows)
+
     metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     metrics.to_csv(run_dir / "metrics.csv", index=False)
     if score_rows:
@@ -348,12 +355,33 @@ def _run(config: RunConfig, spec: DatasetSpec, dataset: Dataset, split: Split, r
                     "split": split.counts()},
         "refiners": refiner_info,
         "detectors": detector_info,
+        "quality": quality_info,
         "errors": errors,
         "seconds": round(time.perf_counter() - t_start, 1),
     }
     write_json(run_dir / "run.json", record)
     summary = write_run_report(run_dir, metrics, record)
     return RunResult(run_dir=run_dir, metrics=metrics, summary=summary, errors=errors, skipped=len(dataset.skipped))
+
+
+def _quality_rows(config: RunConfig, dataset: str, real: ImageSet, fake: ImageSet, refined: dict[str, ImageSet],
+                  device: torch.device, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """FID/KID (or their random-network substitutes) of the fakes and each refined set to the reals,
+    on images and on spectra; appends rows and returns what was used, for the run record."""
+    from stigbench.quality import get_extractor, quality_metrics
+
+    extractor = get_extractor(config.fid_weights, device=device)
+    if extractor.notice:
+        log.warning("%s", extractor.notice)
+    others: dict[str, ImageSet] = {"fake": fake, **{f"refined:{r}": s for r, s in refined.items()}}
+    result = quality_metrics(real, others, extractor, max_images=config.quality_max_images,
+                             seed=config.seed, progress=config.progress)
+    for row in result.rows:
+        condition, _, refiner = row["condition_key"].partition(":")
+        rows.append({"dataset": dataset, "seed": config.seed, "refiner": refiner, "detector": "",
+                     "trained_on": "", "condition": condition, "perturbation": "none", "metric": row["metric"],
+                     "value": row["value"], "ci_low": row["ci_low"], "ci_high": row["ci_high"]})
+    return result.to_dict() | {"rows": None}
 
 
 def _checked_scores(scores: Any, n: int, name: str) -> np.ndarray:

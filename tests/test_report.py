@@ -1,0 +1,350 @@
+"""Reports: per-run tables and the self-contained report.html, the cross-run comparison, and both pages
+rendered in a real headless browser (Debian's ``chromium``; those tests skip only where none is
+installed)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from stigbench import metrics as M
+from stigbench.cli import main
+from stigbench.compare import compare_runs, find_runs, latex_table, run_settings
+from stigbench.report import OVER_CORRECTION, format_ci, quality_table, roc_data, summarize
+from stigbench.runner import METRIC_COLUMNS, RunConfig, run_benchmark
+
+
+# -- hand-made metrics and run folders -----------------------------------------------------------
+def row(metric, value, detector="", condition="fake", refiner="", trained_on=None, perturbation="none",
+        lo=np.nan, hi=np.nan, dataset="toy", seed=0):
+    return {"dataset": dataset, "seed": seed, "refiner": refiner, "detector": detector,
+            "trained_on": trained_on if trained_on is not None else ("fake" if detector else ""),
+            "condition": condition, "perturbation": perturbation, "metric": metric, "value": value,
+            "ci_low": lo, "ci_high": hi}
+
+
+def toy_metrics(auc_a_refined: float = 0.45, auc_b_refined: float = 0.7, lfd_fake: float = 0.9,
+                seed: int = 0, dataset: str = "toy") -> pd.DataFrame:
+    r = lambda *a, **k: row(*a, dataset=dataset, seed=seed, **k)  # noqa: E731
+    rows = [
+        r("auc", 0.95, "a", lo=0.90, hi=0.99), r("acc", 0.90, "a"),
+        r("auc", auc_a_refined, "a", "refined", "stig", lo=0.35, hi=0.55), r("acc", 0.40, "a", "refined", "stig"),
+        r("auc", 0.80, "b"), r("acc", 0.75, "b"),
+        r("auc", auc_b_refined, "b", "refined", "stig"), r("acc", 0.60, "b", "refined", "stig"),
+        r("lfd", lfd_fake), r("lfd", 0.3, condition="refined", refiner="stig"),
+    ]
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+def write_run(folder: Path, seed: int, dataset: str = "toy", n_boot: int = 500, **metric_kw) -> Path:
+    """A minimal run folder as the runner leaves it: metrics.csv, config.json, run.json."""
+    folder.mkdir(parents=True)
+    toy_metrics(seed=seed, dataset=dataset, **metric_kw).to_csv(folder / "metrics.csv", index=False)
+    config = {**RunConfig().to_dict(), "dataset": dataset, "seed": seed, "n_boot": n_boot, "out": str(folder.parent)}
+    (folder / "config.json").write_text(json.dumps({"config": config, "non_defaults": [], "dataset_spec": {
+        "name": dataset, "size": 32, "spec_path": f"/somewhere/{seed}.toml"}, "image_size": 32}))
+    (folder / "run.json").write_text(json.dumps({"provenance": {"date": "2026-01-01T00:00:00+00:00", "device": "cpu",
+                                                                "git": {"commit": "abc", "dirty": False}},
+                                                 "dataset": {"name": dataset}, "errors": {}, "seconds": 1.0}))
+    return folder
+
+
+# -- per-run tables ------------------------------------------------------------------------------
+def test_summarize_delta_and_over_correction():
+    s = summarize(toy_metrics()).set_index(["detector", "condition"])
+    assert s.loc[("a", "fake"), "delta_auc"] == pytest.approx(0.0)
+    assert s.loc[("a", "refined:stig"), "delta_auc"] == pytest.approx(0.45 - 0.95)
+    assert s.loc[("b", "refined:stig"), "delta_auc"] == pytest.approx(0.7 - 0.8)
+    assert s.loc[("a", "refined:stig"), "delta_acc"] == pytest.approx(0.40 - 0.90)
+    assert s.loc[("a", "refined:stig"), "note"] == OVER_CORRECTION  # AUC 0.45 < 0.5
+    assert s.loc[("b", "refined:stig"), "note"] == "" and s.loc[("a", "fake"), "note"] == ""
+    assert s.loc[("a", "fake"), "auc_ci_low"] == pytest.approx(0.90)
+    assert set(s.index.get_level_values("detector")) == {"a", "b"}  # no quality rows among detectors
+
+
+def test_variants_are_kept_apart_and_quality_is_generic():
+    m = toy_metrics()
+    extra = [row("auc", 0.6, "a", perturbation="jpeg75"), row("auc", 0.52, "a", "refined", "stig", perturbation="jpeg75"),
+             row("auc", 0.9, "a", trained_on="refined"), row("auc", 0.85, "a", "refined", "stig", trained_on="refined"),
+             row("tpr_at_fpr05", 0.5, "a"), row("fid", 12.5), row("fid", 4.0, condition="refined", refiner="stig")]
+    m = pd.concat([pd.DataFrame(extra), m], ignore_index=True)  # variants first in the file
+    s = summarize(m)
+    assert len(s) == 8  # 2 detectors x 2 conditions + 2 variants of a x 2 conditions
+    # a detector's rows stay together, the standard variant and the unrefined fakes first
+    assert list(zip(s.detector, s.perturbation, s.trained_on, s.condition))[:3] == [
+        ("a", "none", "fake", "fake"), ("a", "none", "fake", "refined:stig"), ("a", "jpeg75", "fake", "fake")]
+    assert list(s.detector) == ["a"] * 6 + ["b"] * 2
+    jpeg = s[(s.perturbation == "jpeg75") & (s.condition == "refined:stig")].iloc[0]
+    assert jpeg["delta_auc"] == pytest.approx(0.52 - 0.6)  # against the fakes of the same perturbation
+    retrained = s[(s.trained_on == "refined") & (s.condition == "refined:stig")].iloc[0]
+    assert retrained["delta_auc"] == pytest.approx(0.85 - 0.9)
+    q = quality_table(m).set_index("condition")
+    assert list(q.columns[:3]) == ["perturbation", "lfd", "fid"]
+    assert q.loc["refined:stig", "fid"] == 4.0 and q.loc["fake", "lfd"] == 0.9
+
+
+def test_format_ci():
+    assert format_ci(0.9312, 0.8811, 0.9723) == "0.931 [0.881, 0.972]"
+    assert format_ci(0.5, np.nan, np.nan) == "0.500"
+
+
+def test_roc_data_matches_metrics_roc_curve():
+    rng = np.random.default_rng(0)
+    frames = []
+    for cond, refiner, shift in (("fake", "", 2.0), ("refined", "stig", 0.3)):
+        labels = np.r_[np.zeros(40, int), np.ones(30, int)]
+        scores = 1 / (1 + np.exp(-(rng.normal(size=70) + shift * labels)))
+        frames.append(pd.DataFrame({"detector": "d", "condition": cond, "refiner": refiner, "path": "x",
+                                    "label": labels, "score": scores.round(2)}))  # rounding makes ties
+    scores = pd.concat(frames, ignore_index=True)
+    roc = roc_data(scores)
+    assert list(roc.columns) == ["detector", "condition", "refiner", "fpr", "tpr", "threshold"]
+    for (cond, refiner), g in scores.groupby(["condition", "refiner"]):
+        fpr, tpr, thr = M.roc_curve(g.label.to_numpy(), g.score.to_numpy())
+        r = roc[(roc.condition == cond) & (roc.refiner == refiner)]
+        np.testing.assert_allclose(r.fpr, fpr)
+        np.testing.assert_allclose(r.tpr, tpr)
+        np.testing.assert_allclose(r.threshold, thr)
+        area = np.sum(np.diff(r.fpr) * (r.tpr.to_numpy()[1:] + r.tpr.to_numpy()[:-1]) / 2)
+        assert area == pytest.approx(M.auc(g.label, g.score))
+
+
+# -- a real run ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def real_run(tiny_dataset, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report_runs")
+    result = run_benchmark(RunConfig(real=str(tiny_dataset / "real"), fake=str(tiny_dataset / "fake"),
+                                     refiners="spectral-match", detectors="durall", n_boot=20, out=str(out),
+                                     progress=False, seed=0))
+    assert {"detector", "condition", "auc", "delta_auc", "note"} <= set(result.summary.columns)
+    return result.run_dir
+
+
+def assert_self_contained(page: str) -> None:
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I), "external reference"
+    assert not re.search(r"url\(\s*['\"]?(https?:)?//|@import|<link\b|<script\b", page, re.I)
+    srcs = re.findall(r"""<img\b[^>]*\bsrc="([^"]*)""", page)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+
+
+def test_run_report_files(real_run):
+    for name in ("summary.md", "summary.csv", "report.html", "roc.csv", "roc.png", "score_hist.png", "examples.png"):
+        assert (real_run / name).is_file(), name
+    roc = pd.read_csv(real_run / "roc.csv", keep_default_na=False)
+    assert list(roc.columns) == ["detector", "condition", "refiner", "fpr", "tpr", "threshold"]
+    assert set(roc.condition) == {"fake", "refined"}
+    page = (real_run / "report.html").read_text(encoding="utf-8")
+    assert_self_contained(page)
+    assert page.count("<img ") == 5  # roc, scores, spectra, radial profiles, examples
+    assert re.search(r"\d\.\d{3}<span class=\"ci\">\[\d\.\d{3}, \d\.\d{3}\]", page)  # value [low, high]
+    for text in ("Provenance", "git commit", "precision", "Timing", "ΔAUC", "LFD", "refined:spectral-match"):
+        assert text in page, text
+    md = (real_run / "summary.md").read_text(encoding="utf-8")
+    assert "| durall | refined:spectral-match |" in md and "report.html" in md
+
+
+def test_errors_are_shown_and_a_run_without_detections_still_reports(real_run, tmp_path):
+    from stigbench.report import read_metrics, rebuild_run_report
+
+    run = tmp_path / "run"
+    shutil.copytree(real_run, run)
+    (run / "scores.csv").unlink()  # as when every detector failed
+    m = read_metrics(run / "metrics.csv")
+    m[m.detector == ""].to_csv(run / "metrics.csv", index=False)
+    record = json.loads((run / "run.json").read_text())
+    record["errors"] = {"detector:durall": "RuntimeError: boom"}
+    (run / "run.json").write_text(json.dumps(record))
+    assert rebuild_run_report(run).empty
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert "detector:durall: RuntimeError: boom" in page and 'class="box error"' in page
+    assert "No detection results" in page and "no scores.csv" in page and "LFD" in page
+    assert "- **detector:durall**: RuntimeError: boom" in (run / "summary.md").read_text(encoding="utf-8")
+
+
+# -- comparisons ---------------------------------------------------------------------------------
+@pytest.fixture()
+def runs_parent(tmp_path) -> Path:
+    parent = tmp_path / "runs"
+    write_run(parent / "toy" / "s0", seed=0, auc_a_refined=0.45, lfd_fake=0.9)
+    write_run(parent / "toy" / "s1", seed=1, auc_a_refined=0.55, lfd_fake=0.8)
+    write_run(parent / "other" / "s0", seed=0, dataset="other")
+    return parent
+
+
+def test_find_runs(runs_parent):
+    assert [p.name for p in find_runs(runs_parent / "toy")] == ["s0", "s1"]
+    assert len(find_runs(runs_parent)) == 3
+    assert find_runs(runs_parent / "toy" / "s0") == [runs_parent / "toy" / "s0"]
+
+
+def test_settings_ignore_seed_and_paths():
+    a = {"config": {"seed": 0, "out": "x", "progress": True, "spec_dirs": ["a"], "n_boot": 5,
+                    "detector_params": {"durall": {"c": 1}}}, "dataset_spec": {"spec_path": "/a", "size": 32}}
+    b = {"config": {"seed": 1, "out": "y", "progress": False, "spec_dirs": ["b"], "n_boot": 5,
+                    "detector_params": {"durall": {"c": 1}}}, "dataset_spec": {"spec_path": "/b", "size": 32}}
+    assert run_settings(a) == run_settings(b) == {"n_boot": 5, "detector_params.durall.c": 1, "dataset_spec.size": 32}
+
+
+def test_compare_mean_std_across_seeds(runs_parent, tmp_path):
+    result = compare_runs([runs_parent], tmp_path / "cmp")
+    assert result.warnings == []
+    groups = result.groups.set_index("group")
+    assert groups.loc["toy", "n_runs"] == 2 and groups.loc["other", "n_runs"] == 1
+    agg = result.aggregate
+    a = agg[(agg.group == "toy") & (agg.detector == "a") & (agg.condition == "refined") & (agg.metric == "auc")].iloc[0]
+    assert a["mean"] == pytest.approx(0.5) and a["std"] == pytest.approx(np.std([0.45, 0.55], ddof=1)) and a["n"] == 2
+    lfd = agg[(agg.group == "toy") & (agg.metric == "lfd") & (agg.condition == "fake")].iloc[0]
+    assert lfd["mean"] == pytest.approx(0.85) and lfd["std"] == pytest.approx(np.std([0.9, 0.8], ddof=1))
+    # detection table: detectors x (dataset, metric, condition), before and after side by side
+    det = result.detection.set_index(("detector", "", ""))
+    assert det.loc["a", ("toy (n=2)", "AUC", "refined:stig")] == "0.500 ± 0.071"
+    assert det.loc["a", ("toy (n=2)", "AUC", "fake")] == "0.950 ± 0.000"
+    assert det.loc["a", ("other", "AUC", "fake")] == "0.950 [0.900, 0.990]"  # one run: its interval
+    assert det.loc["a", ("other", "AUC", "refined:stig")].endswith("†")  # 0.45: over-correction
+    q = result.quality.set_index(("condition", ""))
+    assert q.loc["fake", ("toy (n=2)", "LFD")] == "0.8500 ± 0.0707"
+    assert q.loc["refined:stig", ("other", "LFD")] == "0.3000"
+    out = result.out_dir
+    for name in ("comparison.md", "comparison.html", "detection.csv", "detection.tex", "quality.csv", "quality.tex",
+                 "aggregate.csv", "runs.csv", "groups.csv", "detection.png", "quality.png"):
+        assert (out / name).is_file(), name
+    md = (out / "comparison.md").read_text(encoding="utf-8")
+    assert "| a | 0.950 [0.900, 0.990] | 0.450 [0.350, 0.550] † | 0.900 | 0.400 | 0.950 ± 0.000 | 0.500 ± 0.071 |" in md
+    tex = (out / "detection.tex").read_text(encoding="utf-8")
+    assert r"\toprule" in tex and r"\multicolumn{4}{c}{toy (n=2)}" in tex and r"\multicolumn{4}{c}{other}" in tex
+    assert r"0.500 $\pm$ 0.071" in tex
+    assert tex.count(r"\\") >= 5 and "±" not in tex and "_" not in tex.replace(r"\_", "")
+    assert pd.read_csv(out / "detection.csv").shape == (2, 9)
+    assert_self_contained((out / "comparison.html").read_text(encoding="utf-8"))
+    # never overwritten: the same --out again gives a new folder and leaves the first alone
+    before = (out / "comparison.md").stat().st_mtime_ns
+    again = compare_runs([runs_parent / "toy"], tmp_path / "cmp")
+    assert again.out_dir == tmp_path / "cmp-2" and (out / "comparison.md").stat().st_mtime_ns == before
+
+
+def test_compare_flags_different_settings(runs_parent, tmp_path):
+    write_run(runs_parent / "toy" / "s2-fewer-boots", seed=2, n_boot=50)
+    result = compare_runs([runs_parent / "toy"], tmp_path / "cmp")
+    assert sorted(result.groups["n_runs"]) == [1, 2]
+    assert all(g.startswith("toy [") for g in result.groups["group"])  # labelled, not silently mixed
+    assert len(result.warnings) == 1 and "n_boot" in result.warnings[0]
+    assert "seed" not in result.warnings[0] and "spec_path" not in result.warnings[0]
+    assert set(result.aggregate.groupby("group")["n"].max()) == {1, 2}
+    page = (result.out_dir / "comparison.html").read_text(encoding="utf-8")
+    assert 'class="box warning"' in page and "n_boot" in page
+
+
+def test_latex_escaping():
+    df = pd.DataFrame({("name", ""): ["a_b & c%"], ("g", "x"): ["1 ± 2 †"], ("g", "y"): ["3"]})
+    df.columns = pd.MultiIndex.from_tuples(df.columns)
+    tex = latex_table(df, caption="Δ 50%")
+    assert r"a\_b \& c\%" in tex and r"1 $\pm$ 2 $^\dagger$" in tex and r"\multicolumn{2}{c}{g}" in tex
+    assert r"\caption{$\Delta$ 50\%}" in tex and r"\begin{tabular}{lrr}" in tex
+
+
+def test_cli_report(runs_parent, tmp_path):
+    result = CliRunner().invoke(main, ["report", str(runs_parent), "--out", str(tmp_path / "c")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "## Detection" in result.output and "Comparison folder:" in result.output
+    assert (tmp_path / "c" / "comparison.html").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = CliRunner().invoke(main, ["report", str(empty)])
+    assert result.exit_code == 2 and "no run folder" in result.output
+
+
+# -- in a real browser ---------------------------------------------------------------------------
+def chromium_binary() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+needs_chromium = pytest.mark.skipif(chromium_binary() is None,
+                                    reason="no chromium binary on PATH (Debian: apt-get install -y chromium)")
+
+# Chromium writes page console messages to stderr as "...:INFO:CONSOLE(12)] "msg", source: ..." (older)
+# or "...:INFO:CONSOLE:12] ..." (newer), at INFO level whatever the console method, so any console
+# line counts: the pages have no scripts of their own.
+CONSOLE = re.compile(r":CONSOLE(?:\(\d+\)|:\d+)?\]\s*(.*)")
+IMAGE_CHECK = ("<script>window.addEventListener('load', () => { const all = [...document.images]; "
+               "const bad = all.filter(i => !(i.complete && i.naturalWidth > 0)); "
+               "console.log(`stigbench-check: ${all.length} images, ${bad.length} broken`); });</script>")
+
+
+@dataclass
+class Rendered:
+    screenshot: Path
+    dom: str
+    console: list[str]
+
+
+def render(page: Path, tmp: Path, height: int = 2400) -> Rendered:
+    shot = tmp / f"{page.stem}.png"
+    cmd = [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp / 'chromium-profile'}", "--enable-logging=stderr", "--v=0", "--dump-dom",
+           f"--screenshot={shot}", f"--window-size=1280,{height}", page.resolve().as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    console = [m.group(1) for line in proc.stderr.splitlines() if (m := CONSOLE.search(line))]
+    return Rendered(shot, proc.stdout, console)
+
+
+def assert_renders(page: Path, tmp: Path, n_images: int, n_tables: int) -> Rendered:
+    from PIL import Image
+
+    checked = tmp / f"checked-{page.name}"  # the page plus a probe that every embedded image decodes
+    checked.write_text(page.read_text(encoding="utf-8").replace("</body>", IMAGE_CHECK + "</body>"), encoding="utf-8")
+    out = render(checked, tmp)
+    assert len(out.console) == 1 and f"stigbench-check: {n_images} images, 0 broken" in out.console[0], out.console
+    assert out.dom.count("<table") >= n_tables
+    assert out.dom.count('<img src="data:image/png;base64,') == n_images
+    assert out.screenshot.stat().st_size > 20_000
+    with Image.open(out.screenshot) as im:
+        assert im.size == (1280, 2400)
+        rgb = np.asarray(im.convert("RGB"), dtype=np.float32)
+        hsv = np.asarray(im.convert("HSV"))
+    assert rgb.std() > 20  # not blank
+    colourful = ((hsv[..., 1] > 80) & (hsv[..., 2] > 60)).mean()
+    assert colourful > 0.005, colourful  # the plots are on screen, not only black-on-white text
+    clean = render(page, tmp)  # and the page as shipped logs nothing at all
+    assert clean.console == [], clean.console
+    return out
+
+
+@needs_chromium
+def test_console_errors_are_detected(tmp_path):
+    broken = tmp_path / "broken.html"
+    broken.write_text("<!DOCTYPE html><html><body><table><tr><td>1</td></tr></table>"
+                      "<script>undefinedFn()</script></body></html>")
+    out = render(broken, tmp_path)
+    assert any("Uncaught" in c and "undefinedFn" in c for c in out.console), out.console
+    missing = tmp_path / "missing.html"
+    missing.write_text(f"<html><body><img src='nothere.png'>{IMAGE_CHECK}</body></html>")
+    assert any("1 images, 1 broken" in c for c in render(missing, tmp_path).console)
+
+
+@needs_chromium
+def test_run_report_in_browser(real_run, tmp_path):
+    out = assert_renders(real_run / "report.html", tmp_path, n_images=5, n_tables=4)
+    assert "Detection before and after refinement" in out.dom and "durall" in out.dom
+
+
+@needs_chromium
+def test_comparison_in_browser(runs_parent, real_run, tmp_path):
+    shutil.copytree(real_run, runs_parent / "tiny" / real_run.name)
+    result = compare_runs([runs_parent], tmp_path / "cmp")
+    out = assert_renders(result.out_dir / "comparison.html", tmp_path, n_images=2, n_tables=4)
+    assert "toy (n=2)" in out.dom and "durall" in out.dom
