@@ -131,6 +131,8 @@ METRICS: dict[str, MetricInfo] = {
     "eer": MetricInfo("detection", False, "equal error rate"),
     "tpr_at_fpr05": MetricInfo("detection", True, "true-positive rate at 5 % false-positive rate"),
     "lfd": MetricInfo("quality", False, "log frequency distance of mean log-spectra to the reals"),
+    "psnr": MetricInfo("fidelity", True, "PSNR (dB) of each refined image to its original fake, averaged"),
+    "ssim": MetricInfo("fidelity", True, "SSIM of each refined image to its original fake, averaged"),
 }
 for _prefix, _net in (("fid", "Inception-v3 (TF 2015-12-05) pool3"), ("fd_random", "a fixed random network")):
     _kid = "kid" if _prefix == "fid" else "kid_random"

@@ -43,7 +43,7 @@ LABELS = {
     "tpr_at_fpr05": "TPR@5%FPR", "lfd": "LFD", "fid": "FID", "kid": "KID", "fid_spectrum": "FID spectrum",
     "kid_spectrum": "KID spectrum", "fd_random": "FD random", "kid_random": "KID random",
     "fd_random_spectrum": "FD random spectrum", "kid_random_spectrum": "KID random spectrum",
-    "delta_auc": "ΔAUC", "delta_acc": "ΔAcc",
+    "delta_auc": "ΔAUC", "delta_acc": "ΔAcc", "psnr": "PSNR vs fake (dB)", "ssim": "SSIM vs fake",
 }
 
 
@@ -623,14 +623,15 @@ def render_run_html(run_dir: Path, summary: pd.DataFrame, quality: pd.DataFrame,
     else:
         parts.append('<p class="note">No detection results (every detector failed).</p>')
 
-    parts.append('<h2 id="quality">Distance to the real images (lower = closer)</h2>')
+    parts.append('<h2 id="quality">Distance to the real images (lower = closer) and cost of the attack</h2>')
     if len(quality):
         shown = display_quality(quality)
         titles = {metric_label(n): metric_description(n) for n in quality.columns}
         keys = ["perturbation", "condition"]
         parts.append(H.table(shown, titles=titles, numeric=[c for c in shown.columns if c not in keys], nowrap=keys))
         parts.append('<p class="note">LFD: log frequency distance of the mean log-spectra to those of the real test '
-                     "images; FID/KID (where present): feature-distribution distances to the reals.</p>")
+                     "images; FID/KID (where present): feature-distribution distances to the reals (lower = closer). "
+                     "PSNR/SSIM: each refined image against its original fake (higher = a smaller visible change).</p>")
     else:
         parts.append('<p class="note">No quality metrics.</p>')
 
@@ -698,9 +699,12 @@ def write_run_report(run_dir: Path, metrics: pd.DataFrame, record: dict[str, Any
         "",
         DETECTION_NOTE,
         "",
-        "## Distance to the real test images (lower = closer)",
+        "## Distance to the real test images (lower = closer) and cost of the attack",
         "",
         to_markdown(display_quality(quality)) if len(quality) else "No quality metrics.",
+        "",
+        "LFD, FID, KID: distance to the real test images (lower = closer). PSNR, SSIM: each refined image "
+        "against its original fake (higher = a smaller visible change).",
         "",
     ]
     if record.get("errors"):
