@@ -52,13 +52,8 @@ class Durall(FeatureDetector):
 
 @register_detector("durall-svm", family="frequency", domain="spectrum", paper=PAPER,
                    description="radial log-spectrum + RBF SVM (sigmoid-calibrated probabilities)")
-class DurallSVM(FeatureDetector):
-    def __init__(self, c: float = 1.0, seed: int = 0) -> None:
-        self.c = c
-        self.seed = seed
-
-    def features(self, images: torch.Tensor) -> np.ndarray:
-        return azimuthal_features(images)
+class DurallSVM(Durall):
+    """Same features as :class:`Durall`; the classifier is an RBF SVM."""
 
     def make_estimator(self) -> Pipeline:
         # Platt scaling fitted by internal cross-validation turns SVM margins into P(fake).
