@@ -107,7 +107,7 @@ def test_roc_data_matches_metrics_roc_curve():
                                     "label": labels, "score": scores.round(2)}))  # rounding makes ties
     scores = pd.concat(frames, ignore_index=True)
     roc = roc_data(scores)
-    assert list(roc.columns) == ["detector", "trained_on", "perturbation", "condition", "refiner", "fpr", "tpr", "threshold"]
+    assert list(roc.columns) == ["detector", "condition", "refiner", "fpr", "tpr", "threshold"]
     for (cond, refiner), g in scores.groupby(["condition", "refiner"]):
         fpr, tpr, thr = M.roc_curve(g.label.to_numpy(), g.score.to_numpy())
         r = roc[(roc.condition == cond) & (roc.refiner == refiner)]
