@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("STIGBENCH_CACHE", tempfile.mkdtemp(prefix="stigbench-test-cache-"))
+if "STIGBENCH_CACHE" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="stigbench-test-cache-")
+    os.environ["STIGBENCH_CACHE"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
