@@ -17,14 +17,11 @@ machine's description; other sections are left as they are.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
-import torch
+from _common import append_section
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # timm backbones: never download
 
@@ -32,21 +29,6 @@ from stigbench.cnn_base import CNNDetector  # noqa: E402
 from stigbench.imageset import ArrayImageSet, labelled, set_progress  # noqa: E402
 from stigbench.plugins import detectors  # noqa: E402
 from stigbench.runner import construct  # noqa: E402
-
-RESULTS = Path(__file__).with_name("RESULTS.md")
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo", encoding="ascii", errors="ignore"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
-
 
 def synthetic(n: int, size: int, seed: int = 0) -> tuple[ArrayImageSet, np.ndarray]:
     """``n`` 1/f² noise images then ``n`` nearest-up-sampled ones, as 8-bit image sets with labels."""
@@ -120,13 +102,9 @@ def main() -> None:
     text = "\n".join(table)
     print(text)
     if args.write:
-        note = f" ({args.note})" if args.note else ""
-        header = (f"\n## Detector throughput — {dt.date.today().isoformat()}\n\nMachine: {machine()}{note}. "
-                  f"{args.n} images per class; CNN fit = one epoch.\n\n")
-        with RESULTS.open("a", encoding="utf-8") as f:
-            if f.tell() == 0:
-                f.write("# Benchmark results\n\nEach section is appended by the script named in its title.\n")
-            f.write(header + text + "\n")
+        note = f"{args.note}. " if args.note else ""
+        body = f"{note}{args.n} images per class; CNN fit = one epoch.\n\n{text}"
+        print(f"appended to {append_section('bench_detectors: detector throughput', body)}")
 
 
 if __name__ == "__main__":

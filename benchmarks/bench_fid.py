@@ -11,37 +11,13 @@ Image decoding is not included. On a shared machine the numbers are a lower boun
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import sys
 import time
-from pathlib import Path
 
 import torch
+from _common import append_section
 
-from stigbench.io import write_text
 from stigbench.quality import FeatureExtractor, RandomConvExtractor, WeightsError, get_extractor, to_domain
-
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="ascii", errors="ignore"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    return (f"{cpu_name()}, {os.cpu_count()} logical cores, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads)")
-
 
 def throughput(extractor: FeatureExtractor, size: int, domain: str, batch_size: int, batches: int) -> float:
     gen = torch.Generator().manual_seed(0)
@@ -65,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--domains", nargs="+", default=["image"], choices=["image", "spectrum"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--note", default="", help="free text for the results section (e.g. 'shared CPU')")
-    ap.add_argument("--write", action="store_true", help=f"append a dated section to {RESULTS.name}")
+    ap.add_argument("--write", action="store_true", help="append a dated section to benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
 
     extractors: list[FeatureExtractor] = []
@@ -88,13 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table)
     if args.write:
-        when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-        note = f" {args.note}." if args.note else ""
-        section = (f"\n## bench_fid — {when}\n\nMachine: {machine(device)}.{note} "
-                   f"{args.batches} timed batches of {args.batch_size} after one warm-up.\n\n{table}\n")
-        old = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-        write_text(RESULTS, old.rstrip("\n") + "\n" + section)
-        print(f"\nappended to {RESULTS}")
+        note = f"{args.note}. " if args.note else ""
+        body = f"{note}{args.batches} timed batches of {args.batch_size} after one warm-up.\n\n{table}"
+        print(f"\nappended to {append_section('bench_fid: FID feature extraction', body, device)}")
     return 0
 
 

@@ -9,30 +9,12 @@ spectrum, the radial profile (durall's features) and the dataset-mean spectrum u
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import time
-from pathlib import Path
 
 import torch
+from _common import append_section
 
 from stigbench.spectrum import log_magnitude, mean_log_spectrum, radial_profile
-
-RESULTS = Path(__file__).with_name("RESULTS.md")
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo", encoding="ascii", errors="ignore"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
-
 
 def throughput(fn, batch: torch.Tensor, min_seconds: float = 1.0) -> float:
     fn(batch)  # warm-up
@@ -59,11 +41,7 @@ def main() -> None:
     text = "\n".join(table)
     print(text)
     if args.write:
-        header = f"\n## Spectral feature extraction — {dt.date.today().isoformat()}\n\nMachine: {machine()}\n\n"
-        with RESULTS.open("a", encoding="utf-8") as f:
-            if f.tell() == 0:
-                f.write("# Benchmark results\n\nEach section is appended by the script named in its title.\n")
-            f.write(header + text + "\n")
+        print(f"appended to {append_section('bench_spectrum: spectral feature extraction', text)}")
 
 
 if __name__ == "__main__":
