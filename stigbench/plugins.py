@@ -16,7 +16,8 @@ import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Callable
 
 from stigbench.contracts import DETECTOR_METHODS, REFINER_METHODS
 from stigbench.registry import Registry

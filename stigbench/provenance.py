@@ -49,7 +49,7 @@ def device_description(device: torch.device) -> str:
 
 def provenance(device: torch.device, precision: str) -> dict[str, Any]:
     return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": sys.argv,
         "python": sys.version.split()[0],
         "platform": platform.platform(),

@@ -13,7 +13,6 @@ from stigbench.data import (DatasetError, DatasetSpec, adhoc_spec, add_spec_dir,
                             load_dataset, load_spec_file, parse_spec)
 from stigbench.imageset import BadImage, FileImageSet, load_image, scan_images
 
-from conftest import make_tiny_dataset
 
 
 def rgb(size=(40, 40), seed=0) -> Image.Image:
