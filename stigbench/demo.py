@@ -50,7 +50,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 # Bump whenever the images a given (seed, size, n_real, n_fake) produce change.
-DEMO_VERSION: str = "2"  # 2: generator trained on one thread (same files on any core count)
+DEMO_VERSION: str = "3"  # 2: one-thread generator training; 3: photo quadrants as groups
 
 DATASET_ID = "stigbench-demo"
 GROUP_PATTERN = r"^(?P<group>.+)_\d+$"
@@ -98,7 +98,8 @@ def build_demo(root: Path, *, seed: int = 0, size: int = 64, n_real: int = 480, 
     """Write ``root/real/*.png`` and ``root/fake/*.png`` (8-bit RGB, ``size x size``) and return the
     manifest, which is also written to ``root/manifest.json``.
 
-    File stems are ``<group>_<k>`` (:data:`GROUP_PATTERN`): a photo's crops share its name as group,
+    File stems are ``<group>_<k>`` (:data:`GROUP_PATTERN`): the crops of one quadrant of a photo share
+    the group ``<photo>-q<0..3>``,
     every dead-leaves image and every fake is its own group. If ``root`` already holds a build with the
     same version, seed, size and counts, nothing is done and its manifest is returned. The build goes
     into a sibling temporary folder that is moved onto ``root`` in one step, so an interrupted build
@@ -259,14 +260,19 @@ def _sha256(path: Path) -> str:
 def _make_reals(rng: np.random.Generator, photos: dict[str, np.ndarray], size: int, n_real: int,
                 progress: bool) -> tuple[list[str], np.ndarray, dict[str, int]]:
     """``n_real`` uint8 ``(size, size, 3)`` reals: ~1/3 photo crops, the rest dead leaves."""
-    crops = [(name, k, img[i * size:(i + 1) * size, j * size:(j + 1) * size])
-             for name, img in photos.items()
-             for k, (i, j) in enumerate((i, j) for i in range(img.shape[0] // size)
-                                        for j in range(img.shape[1] // size))]
+    # Each photo's grid of crops is cut into 2 x 2 quadrants, each a separate source picture (group):
+    # crops never straddle quadrants, so no pixel is shared between groups. With only four photos,
+    # whole-photo groups would put every photo crop into a single split part (all of them in train).
+    crops = []
+    for name, img in photos.items():
+        rows, cols = img.shape[0] // size, img.shape[1] // size
+        for k, (i, j) in enumerate((i, j) for i in range(rows) for j in range(cols)):
+            quadrant = 2 * (i >= rows // 2) + (j >= cols // 2)
+            crops.append((name, f"{name}-q{quadrant}", k, img[i * size:(i + 1) * size, j * size:(j + 1) * size]))
     n_photo = min(round(n_real / 3), len(crops))
     chosen = sorted(rng.permutation(len(crops))[:n_photo])  # sorted: files come out photo by photo
-    names = [f"{crops[c][0]}_{crops[c][1]:03d}" for c in chosen]
-    images = [crops[c][2] for c in chosen]
+    names = [f"{crops[c][1]}_{crops[c][2]:03d}" for c in chosen]
+    images = [crops[c][3] for c in chosen]
     per_photo = {name: sum(crops[c][0] == name for c in chosen) for name in photos}
 
     colours = np.concatenate([img.reshape(-1, 3) for img in photos.values()]).astype(np.float32) / 255

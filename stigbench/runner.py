@@ -70,7 +70,7 @@ class RunConfig:
     fake: str | None = None
     size: int | None = None
     resize: bool = False
-    refiners: str = "spectral-match"
+    refiners: str = "stig"
     detectors: str = "default"
     seed: int = 0
     out: str = "reports"

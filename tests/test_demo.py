@@ -56,7 +56,7 @@ def test_counts_and_group_names(built: tuple[Path, dict]) -> None:
     pattern = re.compile(GROUP_PATTERN)
     groups = {p: pattern.fullmatch(p.stem).group("group") for p in real + fake}  # type: ignore[union-attr]
     photo_groups = {groups[p] for p in real if not groups[p].startswith("leaves")}
-    assert photo_groups <= {ph.name for ph in PHOTOS} and len(photo_groups) >= 2
+    assert photo_groups <= {f"{ph.name}-q{q}" for ph in PHOTOS for q in range(4)} and len(photo_groups) >= 8
     leaves = [groups[p] for p in real if groups[p].startswith("leaves")]
     fakes = [groups[p] for p in fake]
     assert len(set(leaves)) == len(leaves) and len(set(fakes)) == len(fakes)  # each its own group

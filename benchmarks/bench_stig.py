@@ -1,0 +1,168 @@
+"""Speed and memory of the STIG refiner (Lee, Jung, Seo, AAAI 2024, arXiv 2403.05093).
+
+Measures training iterations/s and refinement images/s on random images for
+
+* the ``cpu`` preset at 64² (its own precision: bf16 where the CPU has it), and
+* the paper networks (UNet++ 5 levels, width 64, batch 1) at 64² and 256² in fp32 and bf16,
+
+each in a fresh subprocess so that the peak memory (``ru_maxrss``; ``torch.cuda.max_memory_allocated``
+on a GPU) belongs to that configuration alone. Prints a Markdown table; ``--write`` appends it with the
+date and a machine description to ``benchmarks/RESULTS.md``.
+
+Reference: the official STIG code on a 2-core CPU in fp32, batch 1, paper width, takes 1.12 s per
+iteration at 64² and 12.8 s at 256²; the ``vs official`` column is that time divided by ours.
+
+    python benchmarks/bench_stig.py                 # all configurations (256²: 2 iterations)
+    python benchmarks/bench_stig.py --only cpu,paper-64 --iters 20 --threads 2 --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+OFFICIAL_S_PER_IT = {64: 1.12, 256: 12.8}  # official code, 2-core CPU, fp32, batch 1, width 64
+CONFIGS = {
+    # name: (preset, size, precision, overrides)
+    "cpu-64": ("cpu", 64, "auto", {}),
+    "paper-64-fp32": ("paper", 64, "fp32", {}),
+    "paper-64-bf16": ("paper", 64, "bf16", {}),
+    "paper-256-fp32": ("paper", 256, "fp32", {}),
+    "paper-256-bf16": ("paper", 256, "bf16", {}),
+}
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def run_one(name: str, iters: int, warmup: int, device: str, threads: int | None) -> dict:
+    """Time one configuration in this process (called in a child process)."""
+    import numpy as np
+    import torch
+
+    from stigbench.device import resolve_device, resolve_precision
+    from stigbench.imageset import ArrayImageSet
+    from stigbench.refiners.stig import StigRefiner
+    from stigbench.refiners.stig.trainer import StigTrainer
+
+    if threads:
+        torch.set_num_threads(threads)
+    preset, size, precision, overrides = CONFIGS[name]
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
+    rng = np.random.default_rng(0)
+    n = 16
+    images = ArrayImageSet(rng.integers(0, 256, (n, 3, size, size), dtype=np.uint8))
+    refiner = StigRefiner(preset, iterations=warmup + iters, device=device, precision=prec, progress=False,
+                          **overrides)
+    config = refiner.config()
+    trainer = StigTrainer(config, images, images, device=dev, precision=prec, progress=False)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    trainer.train(steps=warmup)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    trainer.train(steps=iters)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    train_s = (time.perf_counter() - t0) / iters
+
+    refiner.translator_, refiner.image_size_ = trainer.translator.eval(), size
+    n_refine = max(4, min(64, 2**18 // size**2))  # 64 images at 64², 4 at 256²
+    batch = torch.from_numpy(images.array[: min(n_refine, config.refine_batch_size)]).float() / 255
+    refiner.refine_batch(batch[:1])  # warm-up
+    reps = max(1, n_refine // len(batch))
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        refiner.refine_batch(batch)
+    refine_ips = reps * len(batch) / (time.perf_counter() - t0)
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {"config": name, "preset": preset, "size": size, "precision": prec, "batch": config.batch_size,
+            "levels": config.levels, "width": config.width, "train_s_per_it": train_s,
+            "refine_img_per_s": refine_ips, "peak_mib": peak, "device": str(dev),
+            "threads": torch.get_num_threads(), "iters": iters}
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    load = ", load avg {:.1f}/{:.1f}/{:.1f}".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
+    return (f"{cpu}, {os.cpu_count()} logical CPUs{gpu}; torch {torch.__version__}, Python "
+            f"{platform.python_version()}, {platform.system()} {platform.release()}{load}")
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| config | size | precision | batch | UNet++ | train s/it | train it/s | vs official | "
+            "refine img/s | peak MiB |\n|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        ref = OFFICIAL_S_PER_IT.get(r["size"]) if r["preset"] == "paper" and r["batch"] == 1 else None
+        vs = f"{ref / r['train_s_per_it']:.1f}×" if ref else "–"
+        lines.append(
+            f"| {r['config']} | {r['size']}² | {r['precision']} | {r['batch']} | {r['levels']}×{r['width']} | "
+            f"{r['train_s_per_it']:.3f} | {1 / r['train_s_per_it']:.2f} | {vs} | {r['refine_img_per_s']:.1f} | "
+            f"{r['peak_mib']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", default="", help="comma-separated config names or prefixes (default: all)")
+    ap.add_argument("--iters", type=int, default=10, help="timed training iterations per 64² config")
+    ap.add_argument("--iters-large", type=int, default=2, help="timed training iterations per 256² config")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--write", action="store_true", help=f"append the table to {RESULTS.name}")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.child:
+        print(json.dumps(run_one(args.child, args.iters, args.warmup, args.device, args.threads)))
+        return 0
+    wanted = [s for s in args.only.split(",") if s]
+    names = [n for n in CONFIGS if not wanted or any(n.startswith(w) for w in wanted)]
+    if not names:
+        ap.error(f"--only matches no config; choose from {', '.join(CONFIGS)}")
+    rows = []
+    for name in names:
+        iters = args.iters if CONFIGS[name][1] <= 128 else args.iters_large
+        cmd = [sys.executable, __file__, "--child", name, "--iters", str(iters), "--warmup", str(args.warmup),
+               "--device", args.device] + (["--threads", str(args.threads)] if args.threads else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            print(f"{name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+            continue
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(f"{name}: {rows[-1]['train_s_per_it']:.3f} s/it", file=sys.stderr, flush=True)
+    md = table(rows)
+    print(md)
+    if args.write and rows:
+        stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+        section = (f"\n## STIG refiner — {stamp}\n\nMachine: {machine()}; torch threads {rows[0]['threads']}; "
+                   f"{args.iters} (64²) / {args.iters_large} (256²) timed training iterations after {args.warmup} "
+                   f"warm-up, random images; refinement after one warm-up batch.\n\n{md}\n")
+        with RESULTS.open("a", encoding="utf-8") as fh:
+            if fh.tell() == 0:
+                fh.write("# Benchmark results\n")
+            fh.write(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

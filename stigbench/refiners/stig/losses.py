@@ -1,0 +1,128 @@
+"""The losses of STIG (Lee, Jung, Seo, AAAI 2024, arXiv 2403.05093), each a small module.
+
+All losses compute in float32 whatever the autocast precision of the networks that fed them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _f32(x: torch.Tensor) -> torch.Tensor:
+    return x.float() if x.dtype != torch.float32 else x
+
+
+class LSGANLoss(nn.Module):
+    """Least-squares GAN loss (Mao et al., "Least Squares Generative Adversarial Networks", ICCV 2017):
+    ``mean((D(x) - t)^2)`` with target ``t = 1`` for real and ``0`` for fake.
+
+    Used for both the spectrum PatchGAN (per-patch scores) and the profile discriminator; the
+    discriminator's loss is the mean of its real and fake terms (the CUT convention, weight 1 overall).
+    """
+
+    def forward(self, pred: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+        pred = _f32(pred)
+        return ((pred - (1.0 if target_is_real else 0.0)) ** 2).mean()
+
+
+class PatchNCELoss(nn.Module):
+    """PatchNCE (Park et al., "Contrastive Learning for Unpaired Image-to-Image Translation", ECCV 2020).
+
+    For ``P`` sampled locations of one image, the query ``q_i`` (the *output's* features at location
+    ``i``) must pick out its key ``k_i`` (the *input's* features at the same location) among the keys of
+    the other ``P - 1`` locations of the same image:
+    ``L = mean_i -log( exp(q_i.k_i / tau) / sum_j exp(q_i.k_j / tau) )``.
+    Negatives come from the same image only (CUT's default for single-image batches; other images of a
+    batch would be easy negatives that say nothing about content preservation). Keys are detached: the
+    input's features are the target, only the query side is trained.
+
+    Inputs are the projected, L2-normalised patch features ``(B, P, D)``.
+    """
+
+    def __init__(self, temperature: float = 0.07) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        query, key = _f32(query), _f32(key).detach()
+        logits = torch.bmm(query, key.transpose(1, 2)) / self.temperature  # (B, P, P), positives on the diagonal
+        target = torch.arange(logits.shape[1], device=logits.device).expand(logits.shape[0], -1)
+        return F.cross_entropy(logits.flatten(0, 1), target.flatten())
+
+
+def sample_locations(h: int, w: int, n: int, generator: torch.Generator | None = None,
+                     device: torch.device | None = None) -> torch.Tensor:
+    """``min(n, h*w)`` distinct flat locations of an ``h x w`` map (shared by query and key)."""
+    idx = torch.randperm(h * w, generator=generator)[: min(n, h * w)]
+    return idx.to(device) if device is not None else idx
+
+
+def gather_patches(feat: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
+    """Features ``(B, C, H, W)`` at flat ``locations`` -> ``(B, P, C)``."""
+    return feat.flatten(2)[:, :, locations].transpose(1, 2)
+
+
+def _gaussian_window(size: int, sigma: float) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return (g / g.sum()).float()
+
+
+class SSIM(nn.Module):
+    """Structural similarity (Wang et al., "Image Quality Assessment: From Error Visibility to Structural
+    Similarity", IEEE TIP 2004) of images in ``[0, 1]``: Gaussian window (11 taps, sigma 1.5), per channel,
+    ``SSIM = mean[(2 mu_x mu_y + C1)(2 s_xy + C2) / ((mu_x^2 + mu_y^2 + C1)(s_x^2 + s_y^2 + C2))]`` with
+    ``C1 = 0.01^2``, ``C2 = 0.03^2``, over the valid (unpadded) window positions.
+
+    The STIG terms are ``1 - SSIM``: identity on reals (their refinement should be a no-op) and content on
+    fakes.
+    """
+
+    def __init__(self, window: int = 11, sigma: float = 1.5) -> None:
+        super().__init__()
+        g = _gaussian_window(window, sigma)
+        self.register_buffer("kernel", torch.outer(g, g)[None, None], persistent=False)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x, y = _f32(x), _f32(y)
+        c = x.shape[1]
+        k = self.kernel.to(x.device).expand(c, 1, -1, -1)
+        if min(x.shape[-2:]) < k.shape[-1]:
+            raise ValueError(f"SSIM window {k.shape[-1]} is larger than the image {tuple(x.shape[-2:])}")
+        # One grouped convolution computes all five local moments.
+        stats = F.conv2d(torch.cat([x, y, x * x, y * y, x * y], 1), k.repeat(5, 1, 1, 1), groups=5 * c)
+        mx, my, xx, yy, xy = stats.split(c, 1)
+        vx, vy, cov = xx - mx * mx, yy - my * my, xy - mx * my
+        c1, c2 = 0.01**2, 0.03**2
+        ssim = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+        return ssim.mean()
+
+
+def lf_box_half(size: int, sigma_at_256: float = 8.0) -> int:
+    """Half-side ``sigma`` of the low-frequency box: ``sigma_at_256`` at N = 256, scaled with N, >= 1."""
+    return max(1, round(sigma_at_256 * size / 256))
+
+
+class LowFrequencyLoss(nn.Module):
+    """Low-frequency RMSE around DC (STIG): ``sqrt(mean_box (G(M) - M)^2 + eps)`` per image, averaged.
+
+    The box is ``2 sigma x 2 sigma`` centred on DC of the shifted spectrum (rows and columns
+    ``N/2 - sigma .. N/2 + sigma - 1``), with ``sigma = 8`` at N = 256 scaled with N. It keeps the refiner
+    off the low frequencies (overall colour and layout) so that it only changes the mid and high ones.
+    The epsilon sits inside the square root: the gradient of ``sqrt`` is infinite at 0, exactly where an
+    identity-initialised generator starts, and would turn the first step into NaN.
+    """
+
+    def __init__(self, sigma_at_256: float = 8.0, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.sigma_at_256, self.eps = sigma_at_256, eps
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        output, target = _f32(output), _f32(target)
+        h, w = output.shape[-2:]
+        s = lf_box_half(min(h, w), self.sigma_at_256)
+        box = (slice(None), slice(None), slice(h // 2 - s, h // 2 + s), slice(w // 2 - s, w // 2 + s))
+        mse = ((output[box] - target[box]) ** 2).flatten(1).mean(1)
+        return torch.sqrt(mse + self.eps).mean()

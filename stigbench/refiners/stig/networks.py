@@ -1,0 +1,221 @@
+"""The networks of STIG (Lee, Jung, Seo, "Spectrum Translation for Refinement of Image Generation
+(STIG)", AAAI 2024, arXiv 2403.05093).
+
+* :class:`UNetPlusPlus` — the spectrum generator G, a nested U-Net (Zhou et al., "UNet++", DLMIA 2018)
+  whose encoder also feeds PatchNCE.
+* :class:`SpectrumDiscriminator` — the PatchGAN D on normalised log-magnitude spectra.
+* :class:`ProfileDiscriminator` — D_s, a linear classifier on the 1-D spectral profile.
+* :class:`PatchProjector` — the PatchNCE projection heads H (Park et al., CUT, ECCV 2020).
+
+Networks take plain keyword arguments and know nothing about training (that lives in ``trainer.py``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NORMS = ("group", "instance", "batch")
+
+
+def norm_layer(kind: str, channels: int, groups: int = 8) -> nn.Module:
+    """A normalisation that behaves the same in training and inference.
+
+    ``group`` (default) and ``instance`` use per-image statistics in both modes. ``batch`` keeps running
+    statistics for inference; the official STIG code's train-mode BatchNorm at inference (statistics of
+    one image) is deliberately not offered.
+    """
+    if kind == "group":
+        return nn.GroupNorm(math.gcd(channels, groups), channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    raise ValueError(f"unknown norm {kind!r}; use one of {NORMS}")
+
+
+@functools.lru_cache(maxsize=64)
+def _upsample_matrix(n: int, mode: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    # Column j is the ×2 up-sampled unit vector e_j: F.interpolate is linear and separable, so
+    # U @ x @ U.T is exactly F.interpolate(x, scale_factor=2, mode=mode) (borders included).
+    eye = torch.eye(n, dtype=torch.float64).view(1, 1, n, n)
+    u = F.interpolate(eye, size=(2 * n, n), mode=mode, align_corners=False)[0, 0]
+    return u.to(device=device, dtype=dtype)
+
+
+def upsample2x(x: torch.Tensor, mode: str = "bicubic") -> torch.Tensor:
+    """×2 up-sampling equal to ``F.interpolate(x, scale_factor=2, mode=mode, align_corners=False)``,
+    computed as two small matrix products: on CPUs the native bicubic kernel (and above all its
+    backward) is 5-10× slower than this, and it was a quarter of a training step."""
+    h, w = x.shape[-2:]
+    uh = _upsample_matrix(h, mode, x.device, x.dtype)
+    uw = uh if w == h else _upsample_matrix(w, mode, x.device, x.dtype)
+    return uh @ x @ uw.T
+
+
+class ConvBlock(nn.Sequential):
+    """A UNet++ node: (conv3x3 - norm - ReLU) x 2."""
+
+    def __init__(self, c_in: int, c_out: int, norm: str = "group") -> None:
+        super().__init__(
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), norm_layer(norm, c_out), nn.ReLU(inplace=True),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), norm_layer(norm, c_out), nn.ReLU(inplace=True),
+        )
+
+
+def level_widths(levels: int, width: int) -> list[int]:
+    """Filters per level: ``width * min(2**i, 8)``, i.e. 64-128-256-512-512 at width 64 and 5 levels."""
+    return [width * min(2**i, 8) for i in range(levels)]
+
+
+class UNetPlusPlus(nn.Module):
+    """Nested U-Net spectrum generator G: normalised log-magnitude ``(B, 3, H, W)`` -> same shape.
+
+    Node ``X[i][j]`` (level ``i``, ``j`` skip steps) is a :class:`ConvBlock` over the concatenation of
+    ``X[i][0..j-1]`` and the ×2 up-sampled ``X[i+1][j-1]``; ``X[i][0]`` (the backbone) is the encoder.
+    Down-sampling is max-pooling, up-sampling bicubic (paper) or bilinear, the head a 1×1 conv on
+    ``X[0][levels-1]``.
+
+    Output:
+        * ``identity_init=False`` (paper): ``2 * sigmoid(head) - 1`` in ``[-1, 1]``.
+        * ``identity_init=True``: the residual ``x + head`` with a zero-initialised head, so G starts as
+          the identity and training only has to learn the *change* of the spectrum. The sigmoid output
+          cannot represent the identity; started from a random map, a short adversarial run moves the
+          spectra away from the reals before it learns to bring them closer (STIG-SPEC, measured facts).
+
+    Args:
+        levels: number of resolution levels (paper 5); inputs must be multiples of ``2**(levels-1)``.
+        width: filters of the first level (paper 64); level ``i`` has ``width * min(2**i, 8)``.
+        norm: ``group``, ``instance`` or ``batch`` (see :func:`norm_layer`).
+        upsample: ``bicubic`` (paper) or ``bilinear``.
+        identity_init: residual output with a zero-initialised head (see above).
+    """
+
+    def __init__(self, levels: int = 5, width: int = 64, norm: str = "group", upsample: str = "bicubic",
+                 identity_init: bool = False, channels: int = 3) -> None:
+        super().__init__()
+        if levels < 2:
+            raise ValueError(f"UNet++ needs at least 2 levels, got {levels}")
+        if upsample not in ("bicubic", "bilinear"):
+            raise ValueError(f"upsample must be 'bicubic' or 'bilinear', got {upsample!r}")
+        self.levels, self.upsample, self.identity_init = levels, upsample, identity_init
+        self.widths = level_widths(levels, width)
+        w = self.widths
+        # nodes[i][j] is X[i][j]; a node at level i and step j sees j same-level maps plus one from below.
+        self.nodes = nn.ModuleList()
+        for i in range(levels):
+            row = nn.ModuleList([ConvBlock(channels if i == 0 else w[i - 1], w[i], norm)])
+            for j in range(1, levels - i):
+                row.append(ConvBlock(w[i] * j + w[i + 1], w[i], norm))
+            self.nodes.append(row)
+        self.head = nn.Conv2d(w[0], channels, 1)
+        if identity_init:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    @property
+    def multiple(self) -> int:
+        """Image sides must be multiples of this (one halving per level below the first)."""
+        return 2 ** (self.levels - 1)
+
+    def check_size(self, h: int, w: int) -> None:
+        m = self.multiple
+        if h % m or w % m or h < m or w < m:
+            raise ValueError(
+                f"a {self.levels}-level UNet++ needs image sides that are multiples of {m}; got {h}x{w}"
+            )
+
+    def _up(self, x: torch.Tensor) -> torch.Tensor:
+        return upsample2x(x, self.upsample)
+
+    def encode(self, x: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
+        """Backbone features ``X[i][0]`` for ``i`` in ``layers`` (runs the encoder only as deep as needed)."""
+        feats: dict[int, torch.Tensor] = {}
+        h = x
+        for i in range(max(layers) + 1):
+            h = self.nodes[i][0](h if i == 0 else F.max_pool2d(h, 2))
+            feats[i] = h
+        return [feats[i] for i in layers]
+
+    def forward(self, x: torch.Tensor, layers: Sequence[int] = ()) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """G(x); with ``layers`` also the encoder features of those levels (from the same pass)."""
+        self.check_size(*x.shape[-2:])
+        grid: list[list[torch.Tensor]] = [[] for _ in range(self.levels)]
+        for i in range(self.levels):
+            grid[i].append(self.nodes[i][0](x if i == 0 else F.max_pool2d(grid[i - 1][0], 2)))
+            # Once X[i][0] exists, the diagonal of nodes that depend on it can be computed.
+            for k in range(1, i + 1):
+                lvl = i - k
+                grid[lvl].append(self.nodes[lvl][k](torch.cat([*grid[lvl], self._up(grid[lvl + 1][k - 1])], 1)))
+        h = self.head(grid[0][-1])
+        out = x + h.to(x.dtype) if self.identity_init else 2 * torch.sigmoid(h) - 1
+        if layers:
+            return out, [grid[i][0] for i in layers]
+        return out
+
+
+class SpectrumDiscriminator(nn.Sequential):
+    """PatchGAN D on normalised spectra: 4 x [conv3x3 stride 2, InstanceNorm (not first), LeakyReLU 0.2]
+    with ``width * (1, 2, 4, 8)`` channels (paper width 64), then conv3x3 to one raw (LSGAN) score map."""
+
+    def __init__(self, width: int = 64, channels: int = 3) -> None:
+        layers: list[nn.Module] = []
+        c_in = channels
+        for k in range(4):
+            c_out = width * 2**k
+            layers.append(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1))
+            if k > 0:
+                layers.append(nn.InstanceNorm2d(c_out, affine=True))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            c_in = c_out
+        layers.append(nn.Conv2d(c_in, 1, 3, padding=1))
+        super().__init__(*layers)
+
+
+class ProfileDiscriminator(nn.Module):
+    """D_s: ``Linear(N/2 + 1 -> 1)`` on the spectral profile, returning a *raw* score.
+
+    * The paper puts a sigmoid on it (a logistic regression) but trains it with least squares; an LSGAN
+      critic is meant to be unbounded (Mao et al. 2017), and a sigmoid under a squared error saturates
+      and stops passing gradient to G once D_s is confident. So the score is left raw.
+    * The profile is standardised per ring with the mean and standard deviation of the training
+      profiles, reals and fakes together (fixed buffers, :meth:`set_stats`), before the linear layer, as
+      a detector's feature scaling would. A linear map of a fixed affine transform of P is still a
+      linear map of P — the model is the paper's — but far better conditioned: the high-frequency rings
+      vary by ~1 % of the profile's range, so on raw P a few hundred Adam steps never learn to look at
+      them, and G is never pushed to fix them.
+    """
+
+    def __init__(self, n_rings: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_rings, 1)
+        self.register_buffer("mean", torch.zeros(n_rings))
+        self.register_buffer("std", torch.ones(n_rings))
+
+    def set_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mean.copy_(mean)
+        self.std.copy_(std)
+
+    def forward(self, profile: torch.Tensor) -> torch.Tensor:
+        return self.linear((profile - self.mean) / self.std).squeeze(-1)
+
+
+class PatchProjector(nn.Module):
+    """PatchNCE heads H: per encoder layer ``Linear(C -> dim) - ReLU - Linear(dim -> dim)``, L2-normalised.
+
+    Works on already-sampled patch features ``(B, P, C)`` so that only the sampled locations are projected.
+    """
+
+    def __init__(self, in_channels: Sequence[int], dim: int = 256) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Linear(c, dim), nn.ReLU(inplace=True), nn.Linear(dim, dim)) for c in in_channels
+        )
+
+    def forward(self, k: int, patches: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.heads[k](patches).float(), dim=-1)

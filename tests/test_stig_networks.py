@@ -1,0 +1,90 @@
+"""STIG networks: shapes, sizes, identity start, the exact up-sampling, parameter count."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stigbench.refiners.stig.networks import (
+    PatchProjector,
+    ProfileDiscriminator,
+    SpectrumDiscriminator,
+    UNetPlusPlus,
+    level_widths,
+    upsample2x,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny convolutions gain nothing from threads, and on a busy machine OpenMP's spinning threads
+    # make them many times slower.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize(("levels", "size"), [(2, 32), (3, 32), (3, 64), (4, 64), (4, 128), (5, 32)])
+def test_generator_keeps_shape(levels, size):
+    torch.manual_seed(0)
+    g = UNetPlusPlus(levels=levels, width=4)
+    x = torch.rand(2, 3, size, size) * 2 - 1
+    out, feats = g(x, layers=list(range(levels)))
+    assert out.shape == x.shape
+    assert out.abs().max() <= 1  # sigmoid * 2 - 1
+    for i, f in enumerate(feats):
+        assert f.shape == (2, g.widths[i], size // 2**i, size // 2**i)
+    # the encoder alone gives the same features as the full pass
+    for a, b in zip(g.encode(x, [0, levels - 1]), (feats[0], feats[-1])):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize(("levels", "size"), [(3, 30), (4, 36), (5, 40), (3, 2)])
+def test_generator_rejects_bad_sizes(levels, size):
+    g = UNetPlusPlus(levels=levels, width=4)
+    with pytest.raises(ValueError, match="multiples of"):
+        g(torch.zeros(1, 3, size, size))
+
+
+def test_identity_init_is_identity_in_training_and_eval():
+    g = UNetPlusPlus(levels=3, width=4, identity_init=True)
+    x = torch.randn(2, 3, 32, 32) * 3
+    assert torch.equal(g.train()(x), x)
+    assert torch.equal(g.eval()(x), x)
+
+
+def test_norm_behaves_the_same_in_train_and_eval():
+    torch.manual_seed(0)
+    g = UNetPlusPlus(levels=3, width=8, norm="group")
+    x = torch.randn(3, 3, 32, 32)
+    torch.testing.assert_close(g.train()(x), g.eval()(x))
+    # and an image's output does not depend on the rest of its batch
+    torch.testing.assert_close(g(x)[:1], g(x[:1]))
+
+
+def test_paper_generator_size():
+    assert level_widths(5, 64) == [64, 128, 256, 512, 512]
+    n = sum(p.numel() for p in UNetPlusPlus(levels=5, width=64).parameters())
+    assert abs(n - 24.8e6) < 0.1e6  # paper: ~24.8 M
+
+
+@pytest.mark.parametrize("mode", ["bicubic", "bilinear"])
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 2, 4, 16)])
+def test_upsample_matches_interpolate(mode, shape):
+    x = torch.randn(*shape)
+    torch.testing.assert_close(upsample2x(x, mode), F.interpolate(x, scale_factor=2.0, mode=mode, align_corners=False),
+                               atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("size", [32, 64, 128])
+def test_discriminators_and_heads(size):
+    d = SpectrumDiscriminator(width=4)
+    assert d(torch.randn(2, 3, size, size)).shape == (2, 1, size // 16, size // 16)
+    ds = ProfileDiscriminator(size // 2 + 1)
+    assert ds(torch.rand(2, size // 2 + 1)).shape == (2,)
+    h = PatchProjector([4, 8], dim=16)
+    out = h(1, torch.randn(2, 5, 8))
+    assert out.shape == (2, 5, 16)
+    torch.testing.assert_close(out.norm(dim=-1), torch.ones(2, 5))

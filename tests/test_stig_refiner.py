@@ -1,0 +1,189 @@
+"""The ``stig`` refiner end to end on tiny images: training, resume, determinism, persistence, registry."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from stigbench.imageset import ArrayImageSet
+from stigbench.plugins import refiners
+from stigbench.refiners.stig import PRESETS, StigRefiner, get_preset
+from stigbench.refiners.stig.trainer import (
+    CHECKPOINT,
+    LOSS_NAMES,
+    TRAIN_LOG,
+    StigTrainer,
+    total_iterations,
+)
+
+TINY = {"levels": 2, "width": 4, "d_width": 4, "nce_layers": [0, 1], "nce_patches": 16, "nce_dim": 8,
+        "batch_size": 2, "iterations": 4, "checkpoint_every": 2, "refine_batch_size": 3, "precision": "fp32",
+        "progress": False}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny convolutions gain nothing from threads, and on a busy machine OpenMP's spinning threads
+    # make them many times slower.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _images(n: int, size: int = 32, seed: int = 0) -> ArrayImageSet:
+    rng = np.random.default_rng(seed)
+    # smooth-ish images: a random low-frequency field plus noise
+    base = rng.random((n, 3, -(-size // 4), -(-size // 4)))
+    img = np.kron(base, np.ones((4, 4)))[..., :size, :size] * 0.8 + rng.random((n, 3, size, size)) * 0.2
+    return ArrayImageSet((img * 255).round().astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _images(5, seed=1), _images(7, seed=2), _images(3, seed=3)  # fakes, reals, test
+
+
+def _weights(tr: StigTrainer) -> dict[str, torch.Tensor]:
+    return {f"{name}.{k}": v for name, net in tr.nets.items() for k, v in net.state_dict().items()}
+
+
+def test_registry_has_stig():
+    reg = refiners()
+    assert "stig" in reg
+    assert reg.get("stig") is StigRefiner
+    assert "arXiv 2403.05093" in reg.meta("stig").paper
+
+
+def test_presets_and_params_round_trip():
+    paper = StigRefiner("paper")
+    assert (paper.levels, paper.width, paper.batch_size, paper.epochs, paper.iterations) == (5, 64, 1, 10.0, None)
+    assert (paper.nce_layers, paper.w_nce, paper.identity_init, paper.seed) == ([0], 20.0, False, 42)
+    assert set(PRESETS) >= {"paper", "cpu"} and StigRefiner().preset == "cpu"
+    # overriding iterations replaces the preset's epoch count
+    r = StigRefiner("paper", iterations=7, nce_layers=(0, 2))
+    assert (r.iterations, r.epochs, r.nce_layers) == (7, None, [0, 2])
+    params = json.loads(json.dumps(r.get_params()))
+    assert StigRefiner(**params).get_params() == params
+    with pytest.raises(ValueError, match="did you mean"):
+        get_preset("papr")
+    with pytest.raises(ValueError, match="nce_layers"):
+        StigRefiner(levels=2, nce_layers=[3]).config()
+
+
+def test_schedule_in_iterations(data):
+    fakes, reals, _ = data
+    assert total_iterations(StigRefiner("paper", batch_size=2).config(), n_fake=5) == 25  # ceil(10 * 5 / 2)
+    assert total_iterations(StigRefiner("paper", epochs=0.5, batch_size=2).config(), n_fake=5) == 2
+    tr = StigTrainer(StigRefiner(**{**TINY, "iterations": 10}).config(), fakes, reals, device=torch.device("cpu"),
+                     precision="fp32", progress=False)
+    factor = tr.sched_G.lr_lambdas[0]
+    # constant for the first 20 % of the iterations, then linear to 0, whatever the batch size
+    assert [factor(k) for k in range(10)] == pytest.approx([1, 1, 1, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8])
+
+
+def test_fit_refine_and_fit_info(data, tmp_path):
+    fakes, reals, test = data
+    r = StigRefiner(**TINY).fit(fakes, reals, log_dir=tmp_path)
+    out = r.refine(test)
+    assert len(out) == len(test) and out.size == 32
+    info = r.fit_info_
+    for key in ("preset", "params", "variant", "device", "precision", "iterations", "train_seconds",
+                "final_losses"):
+        assert key in info
+    assert info["iterations"] == 4 and info["precision"] == "fp32" and info["device"] == "cpu"
+    assert info["variant"]["identity_init"] is True
+    assert set(info["final_losses"]) == set(LOSS_NAMES)
+    assert all(np.isfinite(v) for v in info["final_losses"].values())
+    json.dumps(info)  # the run record stores it as JSON
+    with (tmp_path / TRAIN_LOG).open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(row["iteration"]) for row in rows] == [1, 2, 3, 4]
+    assert (tmp_path / CHECKPOINT).is_file()
+    with pytest.raises(ValueError, match="trained on"):
+        r.refine(_images(2, size=64))
+
+
+@pytest.mark.parametrize(("levels", "size"), [(2, 34), (3, 48), (4, 64)])
+def test_other_sizes_train_and_refine(levels, size):
+    r = StigRefiner(**{**TINY, "levels": levels, "nce_layers": [0, levels - 1], "iterations": 2})
+    images = _images(3, size=size)
+    out = r.fit(images, images).refine(images)
+    assert out.array.shape == (3, 3, size, size)
+
+
+def test_bad_image_size_raises(data):
+    with pytest.raises(ValueError, match="multiples of 4"):
+        StigRefiner(**{**TINY, "levels": 3}).fit(_images(2, size=34), _images(2, size=34))
+    with pytest.raises(ValueError, match="at least 32"):
+        StigRefiner(**TINY).fit(_images(2, size=16), _images(2, size=16))
+
+
+def test_checkpoint_resume_gives_the_same_next_steps(data, tmp_path):
+    fakes, reals, _ = data
+    config = StigRefiner(**TINY).config()
+    kw = {"device": torch.device("cpu"), "precision": "fp32", "progress": False}
+    straight = StigTrainer(config, fakes, reals, **kw)
+    straight.train()
+
+    first = StigTrainer(config, fakes, reals, log_dir=tmp_path, **kw)
+    first.train(steps=2)
+    assert first.iteration == 2 and (tmp_path / CHECKPOINT).is_file()
+    resumed = StigTrainer(config, fakes, reals, log_dir=tmp_path, **kw)
+    assert resumed.resume() and resumed.iteration == 2
+    resumed.train()
+    assert resumed.iteration == 4
+    a, b = _weights(straight), _weights(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    with (tmp_path / TRAIN_LOG).open() as fh:
+        assert [int(row["iteration"]) for row in csv.DictReader(fh)] == [1, 2, 3, 4]
+
+    # the refiner resumes from its log_dir too (here: nothing left to do) and refuses other settings
+    r = StigRefiner(**TINY).fit(fakes, reals, log_dir=tmp_path)
+    assert r.fit_info_["resumed_from_iteration"] == 4
+    with pytest.raises(ValueError, match="other hyper-parameters"):
+        StigRefiner(**{**TINY, "lr": 5e-4}).fit(fakes, reals, log_dir=tmp_path)
+
+
+def test_generator_losses_drop_on_a_fixed_batch(data):
+    fakes, reals, _ = data
+    # No identity start (so the content terms start high), no adversarial terms, one fixed batch.
+    r = StigRefiner(**{**TINY, "identity_init": False, "spectrum_norm": "minmax", "w_gan": 0.0, "w_psd": 0.0,
+                       "lr": 2e-3, "batch_size": 2, "constant_lr_fraction": 1.0, "iterations": 30})
+    fixed = ArrayImageSet(fakes.array[:2])
+    tr = StigTrainer(r.config(), fixed, ArrayImageSet(reals.array[:2]), device=torch.device("cpu"),
+                     precision="fp32", progress=False)
+    tr.train()
+    first, last = tr.history[0], tr.history[-1]
+    for name in ("nce_fake", "ssim_identity", "ssim_content", "lf_fake", "lf_real"):
+        assert last[name] < first[name], name
+
+
+def test_same_seed_same_refinement_and_save_load(data, tmp_path):
+    fakes, reals, test = data
+    kw = {**TINY, "identity_init": False, "spectrum_norm": "minmax", "seed": 3}
+    a = StigRefiner(**kw).fit(fakes, reals)
+    b = StigRefiner(**kw).fit(fakes, reals)
+    other = StigRefiner(**{**kw, "seed": 4}).fit(fakes, reals)
+    ra, rb = a.refine(test).array, b.refine(test).array
+    np.testing.assert_array_equal(ra, rb)
+    assert not np.array_equal(ra, other.refine(test).array)
+
+    a.save(tmp_path / "stig")
+    loaded = StigRefiner.load(tmp_path / "stig")
+    assert loaded.get_params() == a.get_params()
+    assert loaded.fit_info_ == json.loads(json.dumps(a.fit_info_))
+    np.testing.assert_array_equal(loaded.refine(test).array, ra)
+
+
+def test_bf16_step_is_finite(data):
+    fakes, reals, _ = data
+    r = StigRefiner(**{**TINY, "precision": "bf16", "iterations": 2}).fit(fakes, reals)
+    assert r.fit_info_["precision"] == "bf16"
+    assert all(np.isfinite(v) for v in r.fit_info_["final_losses"].values())
