@@ -20,7 +20,9 @@ def psnr(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     return 10 * torch.log10(1.0 / (mse + eps))
 
 
-def _gaussian_window(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def gaussian_window(size: int, sigma: float, dtype: torch.dtype = torch.float32,
+                    device: torch.device | None = None) -> torch.Tensor:
+    """Normalised 2-D Gaussian window ``(size, size)``."""
     r = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
     g = torch.exp(-(r**2) / (2 * sigma**2))
     g = g / g.sum()
@@ -28,19 +30,23 @@ def _gaussian_window(size: int, sigma: float, dtype: torch.dtype, device: torch.
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Per-image mean SSIM of batches ``(N, C, H, W)`` in ``[0, 1]`` (differentiable)."""
+    """Per-image mean SSIM of batches ``(N, C, H, W)`` in ``[0, 1]`` (differentiable).
+
+    ``SSIM = (2 mu_x mu_y + C1)(2 s_xy + C2) / ((mu_x^2 + mu_y^2 + C1)(s_x^2 + s_y^2 + C2))`` averaged
+    over the valid window positions and channels.
+    """
     if x.shape != y.shape:
         raise ValueError(f"shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
+    if min(x.shape[-2:]) < window:
+        raise ValueError(f"SSIM window {window} is larger than the image {tuple(x.shape[-2:])}")
     c = x.shape[1]
-    window = min(window, x.shape[-1], x.shape[-2])
-    w = _gaussian_window(window, sigma, x.dtype, x.device).expand(c, 1, window, window)
-    filt = lambda t: F.conv2d(t, w, groups=c)  # noqa: E731
-    mu_x, mu_y = filt(x), filt(y)
-    sxx = filt(x * x) - mu_x**2
-    syy = filt(y * y) - mu_y**2
-    sxy = filt(x * y) - mu_x * mu_y
+    w = gaussian_window(window, sigma, x.dtype, x.device).expand(5 * c, 1, window, window)
+    # One grouped convolution computes all five local moments.
+    stats = F.conv2d(torch.cat([x, y, x * x, y * y, x * y], 1), w, groups=5 * c)
+    mx, my, xx, yy, xy = stats.split(c, 1)
+    vx, vy, cov = xx - mx * mx, yy - my * my, xy - mx * my
     c1, c2 = 0.01**2, 0.03**2
-    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
+    s = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
     return s.flatten(1).mean(dim=1)
 
 

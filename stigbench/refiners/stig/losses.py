@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stigbench.fidelity import ssim
+
 
 def _f32(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype != torch.float32 else x
@@ -64,12 +66,6 @@ def gather_patches(feat: torch.Tensor, locations: torch.Tensor) -> torch.Tensor:
     return feat.flatten(2)[:, :, locations].transpose(1, 2)
 
 
-def _gaussian_window(size: int, sigma: float) -> torch.Tensor:
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    return (g / g.sum()).float()
-
-
 class SSIM(nn.Module):
     """Structural similarity (Wang et al., "Image Quality Assessment: From Error Visibility to Structural
     Similarity", IEEE TIP 2004) of images in ``[0, 1]``: Gaussian window (11 taps, sigma 1.5), per channel,
@@ -82,22 +78,11 @@ class SSIM(nn.Module):
 
     def __init__(self, window: int = 11, sigma: float = 1.5) -> None:
         super().__init__()
-        g = _gaussian_window(window, sigma)
-        self.register_buffer("kernel", torch.outer(g, g)[None, None], persistent=False)
+        self.window, self.sigma = window, sigma
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x, y = _f32(x), _f32(y)
-        c = x.shape[1]
-        k = self.kernel.to(x.device).expand(c, 1, -1, -1)
-        if min(x.shape[-2:]) < k.shape[-1]:
-            raise ValueError(f"SSIM window {k.shape[-1]} is larger than the image {tuple(x.shape[-2:])}")
-        # One grouped convolution computes all five local moments.
-        stats = F.conv2d(torch.cat([x, y, x * x, y * y, x * y], 1), k.repeat(5, 1, 1, 1), groups=5 * c)
-        mx, my, xx, yy, xy = stats.split(c, 1)
-        vx, vy, cov = xx - mx * mx, yy - my * my, xy - mx * my
-        c1, c2 = 0.01**2, 0.03**2
-        ssim = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-        return ssim.mean()
+        # The same SSIM that scores an attack's cost (stigbench.fidelity), in fp32 under autocast.
+        return ssim(_f32(x), _f32(y), self.window, self.sigma).mean()
 
 
 def lf_box_half(size: int, sigma_at_256: float = 8.0) -> int:
