@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from stigbench.contracts import ImageSetLike
 from stigbench.device import autocast, torch_rng
+from stigbench.imageset import progress_bar
 from stigbench.io import atomic_write
 from stigbench.spectrum import log_magnitude, magnitude_phase
 
@@ -351,8 +351,8 @@ class StigTrainer:
             writer = csv.DictWriter(fh, fieldnames=["iteration", "lr", "seconds", *LOSS_NAMES])
             if new:
                 writer.writeheader()
-        bar = tqdm(total=self.total, initial=self.iteration, desc="stig", unit="it", leave=False,
-                   disable=not self.progress)
+        # progress_bar also honours the run's --quiet (stigbench.imageset.set_progress).
+        bar = progress_bar(self.total, "stig" if self.progress else None, unit="it", initial=self.iteration)
         try:
             while self.iteration < end:
                 lr = self.opt_G.param_groups[0]["lr"]
