@@ -19,15 +19,11 @@ iteration at 64² and 12.8 s at 256²; the ``vs official`` column is that time d
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 OFFICIAL_S_PER_IT = {64: 1.12, 256: 12.8}  # official code, 2-core CPU, fp32, batch 1, width 64
 CONFIGS = {
@@ -38,7 +34,6 @@ CONFIGS = {
     "paper-256-fp32": ("paper", 256, "fp32", {}),
     "paper-256-bf16": ("paper", 256, "bf16", {}),
 }
-RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def run_one(name: str, iters: int, warmup: int, device: str, threads: int | None) -> dict:
@@ -91,21 +86,6 @@ def run_one(name: str, iters: int, warmup: int, device: str, threads: int | None
             "threads": torch.get_num_threads(), "iters": iters}
 
 
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
-            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    load = ", load avg {:.1f}/{:.1f}/{:.1f}".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
-    return (f"{cpu}, {os.cpu_count()} logical CPUs{gpu}; torch {torch.__version__}, Python "
-            f"{platform.python_version()}, {platform.system()} {platform.release()}{load}")
-
-
 def table(rows: list[dict]) -> str:
     head = ("| config | size | precision | batch | UNet++ | train s/it | train it/s | vs official | "
             "refine img/s | peak MiB |\n|---|---|---|---|---|---|---|---|---|---|")
@@ -128,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    ap.add_argument("--write", action="store_true", help=f"append the table to {RESULTS.name}")
+    ap.add_argument("--write", action="store_true", help="append the table to benchmarks/RESULTS.md")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -153,14 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     md = table(rows)
     print(md)
     if args.write and rows:
-        stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-        section = (f"\n## STIG refiner — {stamp}\n\nMachine: {machine()}; torch threads {rows[0]['threads']}; "
-                   f"{args.iters} (64²) / {args.iters_large} (256²) timed training iterations after {args.warmup} "
-                   f"warm-up, random images; refinement after one warm-up batch.\n\n{md}\n")
-        with RESULTS.open("a", encoding="utf-8") as fh:
-            if fh.tell() == 0:
-                fh.write("# Benchmark results\n")
-            fh.write(section)
+        from _common import append_section
+
+        body = (f"torch threads {rows[0]['threads']}; {args.iters} (64²) / {args.iters_large} (256²) timed training "
+                f"iterations after {args.warmup} warm-up, random images; refinement after one warm-up batch.\n\n{md}")
+        print(f"appended to {append_section('bench_stig: STIG refiner', body)}", file=sys.stderr)
     return 0
 
 
