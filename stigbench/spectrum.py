@@ -105,10 +105,13 @@ def _rings(h: int, w: int, kind: str, device: torch.device) -> tuple[torch.Tenso
     """Which frequencies fall in a complete ring, their ring index, and the ring sizes (cached:
     profiles are taken for every batch at the same few sizes)."""
     n_rings = min(h, w) // 2 + 1
-    r = radius_map(h, w, kind, device=device).reshape(-1)
-    keep = torch.nonzero(r < n_rings).squeeze(1)
-    idx = r[keep]
-    return keep, idx, torch.bincount(idx, minlength=n_rings)
+    # Normal tensors even when first called under inference_mode: cached ones are reused by code that
+    # needs gradients (STIG's profile discriminator), which inference tensors would refuse.
+    with torch.inference_mode(False):
+        r = radius_map(h, w, kind, device=device).reshape(-1)
+        keep = torch.nonzero(r < n_rings).squeeze(1)
+        idx = r[keep]
+        return keep, idx, torch.bincount(idx, minlength=n_rings)
 
 
 def mean_log_spectrum(batches: Iterable[torch.Tensor]) -> torch.Tensor:

@@ -107,3 +107,12 @@ def test_upsampling_artefact_visible_in_spectrum():
     p_noise = S.radial_profile(S.mean_log_spectrum([noise]).mean(0))
     # replication multiplies the spectrum by cos(pi f): near Nyquist the energy collapses
     assert p_up[-1] < p_noise[-1] - 1.0
+
+
+def test_radial_profile_after_inference_mode_still_differentiable():
+    """Cached ring indices made under inference_mode must not poison later autograd use."""
+    with torch.inference_mode():
+        S.radial_profile(torch.rand(2, 24, 24))
+    x = torch.rand(2, 24, 24, requires_grad=True)
+    S.radial_profile(x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
