@@ -521,12 +521,69 @@ def run_plots(run_dir: Path, record: dict[str, Any]) -> list[str]:
     else:
         notes.append("no scores.csv (no detector finished): no ROC curves or score histograms")
     try:
+        attacks = attack_table(read_metrics(run_dir / "metrics.csv"))
+        if len(attacks) > 1:
+            attacks.to_csv(run_dir / "attacks.csv", index=False)
+            attack_plot(attacks, run_dir / "attacks.png")
+    except Exception as exc:
+        notes.append(f"attack chart failed: {type(exc).__name__}: {exc}")
+        log.warning("report: attack chart failed", exc_info=True)
+    try:
         if not examples_plot(run_dir / "examples", run_dir / "examples.png"):
             notes.append("no example images in examples/")
     except Exception as exc:
         notes.append(f"example grid failed: {type(exc).__name__}: {exc}")
         log.warning("report: example grid failed", exc_info=True)
     return notes
+
+
+ATTACK_COSTS = (("lfd", "LFD to the reals (lower = closer)"), ("fid", "FID to the reals"),
+                ("fd_random", "FD (random features) to the reals"), ("psnr", "PSNR to the original fake (dB)"))
+
+
+def attack_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per attack (refiner) on clean test images: how far each detector's AUC stays from 0.5,
+    next to the attack's quality cost.
+
+    ``evasion`` = mean over detectors of ``|AUC - 0.5|`` on real vs refined (0 = every detector at
+    chance; an AUC driven *below* 0.5 counts against the attack as much as one left above it), with
+    the unrefined fakes as the reference row. ``over_corrected`` counts detectors pushed below 0.5.
+    """
+    m = clean_metrics(metrics)
+    m = m[(m["perturbation"] == DEFAULT_PERTURBATION)]
+    det = m[(m["detector"] != "") & (m["trained_on"] == DEFAULT_TRAINED_ON) & (m["metric"] == "auc")]
+    rows = []
+    for (condition, refiner), g in det.groupby(["condition", "refiner"], sort=False):
+        row = {"attack": refiner or "none (unrefined fakes)", "evasion": float((g["value"] - 0.5).abs().mean()),
+               "mean_auc": float(g["value"].mean()), "over_corrected": int((g["value"] < 0.5).sum()),
+               "detectors": int(len(g))}
+        q = m[(m["detector"] == "") & (m["condition"] == condition) & (m["refiner"] == refiner)]
+        for name, _ in ATTACK_COSTS:
+            v = q.loc[q["metric"] == name, "value"]
+            row[name] = float(v.iloc[0]) if len(v) else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def attack_plot(table: pd.DataFrame, path: Path) -> bool:
+    """Evasion (distance of the detectors' AUC from 0.5) against each available quality cost."""
+    costs = [(c, label) for c, label in ATTACK_COSTS if c in table and table[c].notna().any()]
+    if table.empty or not costs:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(costs), figsize=(4.6 * len(costs), 4.0), squeeze=False)
+    for ax, (cost, label) in zip(axes[0], costs):
+        t = table[table[cost].notna()]
+        ax.scatter(t[cost], t["evasion"], s=40, color="tab:blue", zorder=3)
+        for _, r in t.iterrows():
+            ax.annotate(r["attack"], (r[cost], r["evasion"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set(xlabel=label, ylabel="mean |AUC − 0.5| (lower = better attack)", ylim=(-0.02, 0.52))
+        ax.grid(alpha=0.3)
+    fig.suptitle("Attacks: evasion against quality cost (best: bottom; left for LFD/FID, right for PSNR)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -642,6 +699,10 @@ def render_run_html(run_dir: Path, summary: pd.DataFrame, quality: pd.DataFrame,
         else:
             parts.append(f'<p class="note">{H.esc(name)} not available.</p>')
 
+    if (run_dir / "attacks.png").is_file():
+        fig("attacks.png", "attacks", "Attacks against their quality cost",
+            "Mean distance of the detectors' AUC from 0.5 (chance) on real vs refined, against each attack's "
+            "distance to the reals and its PSNR to the original fakes (data: attacks.csv).")
     fig("roc.png", "roc", "ROC curves", "Test reals against the unrefined fakes and each refined set (data: roc.csv).")
     fig("score_hist.png", "scores", "Score distributions",
         "P(fake) on the test reals, fakes and refined fakes; dashed: the threshold chosen on the validation split.")
@@ -711,7 +772,7 @@ def write_run_report(run_dir: Path, metrics: pd.DataFrame, record: dict[str, Any
         lines += ["## Errors", ""] + [f"- **{k}**: {v}" for k, v in record["errors"].items()] + [""]
     if notes:
         lines += ["## Report notes", ""] + [f"- {n}" for n in notes] + [""]
-    plots = [n for n in ("roc.png", "score_hist.png", "spectra.png", "radial_profiles.png", "examples.png")
+    plots = [n for n in ("attacks.png", "roc.png", "score_hist.png", "spectra.png", "radial_profiles.png", "examples.png")
              if (run_dir / n).is_file()]
     lines += ["Full report with plots: `report.html`. Plots: " + ", ".join(f"`{n}`" for n in plots) + ".", ""]
     write_text(run_dir / "summary.md", "\n".join(lines))

@@ -144,7 +144,8 @@ def test_run_report_files(real_run):
     assert set(roc.condition) == {"fake", "refined"}
     page = (real_run / "report.html").read_text(encoding="utf-8")
     assert_self_contained(page)
-    assert page.count("<img ") == 5  # roc, scores, spectra, radial profiles, examples
+    assert page.count("<img ") == 6  # attacks, roc, scores, spectra, radial profiles, examples
+    assert (real_run / "attacks.csv").is_file()
     assert re.search(r"\d\.\d{3}<span class=\"ci\">\[\d\.\d{3}, \d\.\d{3}\]", page)  # value [low, high]
     for text in ("Provenance", "git commit", "precision", "Timing", "ΔAUC", "LFD", "refined:spectral-match"):
         assert text in page, text
@@ -348,3 +349,24 @@ def test_comparison_in_browser(runs_parent, real_run, tmp_path):
     result = compare_runs([runs_parent], tmp_path / "cmp")
     out = assert_renders(result.out_dir / "comparison.html", tmp_path, n_images=2, n_tables=4)
     assert "toy (n=2)" in out.dom and "durall" in out.dom
+
+
+def test_attack_table_by_hand():
+    from stigbench.report import attack_table
+
+    rows = []
+    for refiner, cond, aucs, lfd in (("", "fake", (1.0, 0.9), 0.9), ("a", "refined", (0.6, 0.3), 0.4),
+                                     ("b", "refined", (0.5, 0.55), 0.7)):
+        for det, auc in zip(("d1", "d2"), aucs):
+            rows.append({"dataset": "x", "seed": 0, "refiner": refiner, "detector": det, "trained_on": "fake",
+                         "condition": cond, "perturbation": "none", "metric": "auc", "value": auc,
+                         "ci_low": np.nan, "ci_high": np.nan})
+        rows.append({"dataset": "x", "seed": 0, "refiner": refiner, "detector": "", "trained_on": "",
+                     "condition": cond, "perturbation": "none", "metric": "lfd", "value": lfd,
+                     "ci_low": np.nan, "ci_high": np.nan})
+    t = attack_table(pd.DataFrame(rows)).set_index("attack")
+    assert t.loc["a", "evasion"] == pytest.approx((0.1 + 0.2) / 2)  # over-correction counts against it
+    assert t.loc["b", "evasion"] == pytest.approx(0.025)
+    assert t.loc["a", "over_corrected"] == 1 and t.loc["b", "over_corrected"] == 0
+    assert t.loc["none (unrefined fakes)", "evasion"] == pytest.approx(0.45)
+    assert t.loc["b", "lfd"] == 0.7 and np.isnan(t.loc["b", "psnr"])
