@@ -339,7 +339,7 @@ def test_console_errors_are_detected(tmp_path):
 
 @needs_chromium
 def test_run_report_in_browser(real_run, tmp_path):
-    out = assert_renders(real_run / "report.html", tmp_path, n_images=5, n_tables=4)
+    out = assert_renders(real_run / "report.html", tmp_path, n_images=6, n_tables=4)
     assert "Detection before and after refinement" in out.dom and "durall" in out.dom
 
 
