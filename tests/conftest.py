@@ -60,3 +60,15 @@ def make_tiny_dataset(root: Path, n_real: int = 30, n_fake: int = 30, size: int 
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A read-only tiny dataset shared by the whole session (copy it before modifying)."""
     return make_tiny_dataset(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a test module: tiny convolutions gain nothing from threads, and on a busy
+    machine OpenMP's spinning threads make them many times slower."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -58,14 +58,9 @@ def image_sets(n: int, seed: int) -> tuple[ArrayImageSet, np.ndarray]:
     return labelled(real, fake)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The networks here are tiny: on a busy 2-core machine two intra-op threads wait on each other
-    (measured: the file took 2 min instead of 30 s); one thread is as fast when the machine is idle."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# The networks here are tiny: on a busy 2-core machine two intra-op threads wait on each other
+# (measured: the file took 2 min instead of 30 s); one thread is as fast when the machine is idle.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -27,14 +27,7 @@ from stigbench.refiners.stig.translator import (
 from stigbench.spectrum import log_magnitude
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny convolutions gain nothing from threads, and on a busy machine OpenMP's spinning threads
-    # make them many times slower.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_lsgan_by_hand():

@@ -16,14 +16,7 @@ from stigbench.refiners.stig.networks import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny convolutions gain nothing from threads, and on a busy machine OpenMP's spinning threads
-    # make them many times slower.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize(("levels", "size"), [(2, 32), (3, 32), (3, 64), (4, 64), (4, 128), (5, 32)])

@@ -25,14 +25,7 @@ TINY = {"levels": 2, "width": 4, "d_width": 4, "nce_layers": [0, 1], "nce_patche
         "progress": False}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny convolutions gain nothing from threads, and on a busy machine OpenMP's spinning threads
-    # make them many times slower.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _images(n: int, size: int = 32, seed: int = 0) -> ArrayImageSet:
