@@ -535,6 +535,7 @@ class _Run:
                 self.score_conditions(det, folder, name, info["threshold"], "refined", sets, CLEAN,
                                       [f"refined:{display}"])
                 self.detector_info[f"{name}@adaptive:{display}"] = info
+                log.info("adaptive %s against %s done", name, display)
             except Exception as exc:
                 self.errors[f"detector:{name}@adaptive:{display}"] = f"{type(exc).__name__}: {exc}"
                 log.error("adaptive %s vs %s failed:\n%s", name, display, traceback.format_exc())
