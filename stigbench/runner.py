@@ -519,12 +519,17 @@ class _Run:
 
         The refined training fakes are the *validation* fakes refined by the refiner, which never saw
         them: the defender meets refinement as it would in the wild. They serve for training and for
-        the threshold (no other refined images are free of leakage), with the training reals.
+        the threshold (no other refined images are free of leakage), with as many training reals,
+        evenly spaced over the training split.
         """
         refined_val = self.refined_set(display, refiner_folder, "val")
         if refined_val is None:
             return
         real_train, real_val = self.part("real", "train"), self.part("real", "val")
+        if len(real_train) > len(refined_val):
+            # Balanced classes: against 3x more reals, a CNN defender settled on "real" and never learned.
+            keep = np.linspace(0, len(real_train) - 1, len(refined_val)).round().astype(np.int64)
+            real_train = real_train.subset(keep)
         sets = {"real": self.part("real", "test"), f"refined:{display}": refined_test}
         for name in self.detector_names:
             n_rows, n_frames = len(self.rows), len(self.score_frames)
