@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from stigbench.data import default_size
 from stigbench.estimator import PARAMS_FILE
 from stigbench.imageset import FileImageSet, Skipped, scan_images
@@ -66,6 +64,5 @@ def refine_folder(checkpoint: str | Path, input_dir: str | Path, output_dir: str
     images = FileImageSet(good, size, resize)
     refined = refiner.refine(images)
     for i, target in enumerate(targets):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(refined._load_uint8(i).transpose(1, 2, 0)).save(target)
+        refined.save_png(i, target)
     return RefineResult(written=targets, skipped=skipped, size=size)

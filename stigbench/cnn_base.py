@@ -413,6 +413,8 @@ def _load_into(model: nn.Module, arch: str, state: Mapping[str, torch.Tensor],
         import timm
 
         try:
+            # pretrained=True only routes the in-memory state dict through timm's filter: timm's
+            # _resolve_pretrained_source gives a passed "state_dict" priority over any URL or hub id.
             ref = timm.create_model(arch, pretrained=True, pretrained_cfg_overlay={"state_dict": dict(state)},
                                     **create_kwargs)
         except Exception as exc:

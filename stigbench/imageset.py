@@ -181,6 +181,13 @@ class ImageSet:
     def subset(self, indices: Sequence[int] | np.ndarray) -> ImageSet:
         return SubsetImageSet(self, np.asarray(indices, dtype=np.int64))
 
+    def save_png(self, index: int, path: str | Path) -> Path:
+        """Write image ``index`` as an 8-bit RGB PNG (its exact stored pixels)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(self._load_uint8(index).transpose(1, 2, 0)).save(path)
+        return path
+
     def to_array(self) -> np.ndarray:
         """All images as one ``uint8`` array (only for small sets)."""
         return self._load_many(list(range(len(self))))

@@ -209,12 +209,8 @@ def _setup_log(run_dir: Path) -> logging.Handler:
 
 
 def _save_pngs(image_set: ImageSet, folder: Path, names: list[str], indices: list[int] | None = None) -> None:
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
     for i in indices if indices is not None else range(len(image_set)):
-        arr = image_set._load_uint8(i).transpose(1, 2, 0)
-        Image.fromarray(arr).save(folder / f"{Path(names[i]).stem}.png")
+        image_set.save_png(i, folder / f"{Path(names[i]).stem}.png")
 
 
 N_EXAMPLES = 6
