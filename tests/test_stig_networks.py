@@ -65,10 +65,16 @@ def test_paper_generator_size():
 
 @pytest.mark.parametrize("mode", ["bicubic", "bilinear"])
 @pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 2, 4, 16)])
-def test_upsample_matches_interpolate(mode, shape):
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_upsample_matches_interpolate(mode, shape, channels_last):
     x = torch.randn(*shape)
-    torch.testing.assert_close(upsample2x(x, mode), F.interpolate(x, scale_factor=2.0, mode=mode, align_corners=False),
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    out = upsample2x(x, mode)
+    torch.testing.assert_close(out, F.interpolate(x, scale_factor=2.0, mode=mode, align_corners=False),
                                atol=1e-5, rtol=1e-5)
+    if channels_last:  # the layout survives, so the next convolution needs no copy
+        assert out.is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize("size", [32, 64, 128])
