@@ -54,13 +54,20 @@ def run_one(name: str, iters: int, warmup: int, device: str, threads: int | None
     rng = np.random.default_rng(0)
     n = 16
     images = ArrayImageSet(rng.integers(0, 256, (n, 3, size, size), dtype=np.uint8))
-    refiner = StigRefiner(preset, iterations=warmup + iters, device=device, precision=prec, progress=False,
+    refiner = StigRefiner(preset, iterations=warmup + 1 + iters, device=device, precision=prec, progress=False,
                           **overrides)
     config = refiner.config()
     trainer = StigTrainer(config, images, images, device=dev, precision=prec, progress=False)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     trainer.train(steps=warmup)
+    # Floating-point work of one training step (torch's FLOP counter: convolutions and matrix products),
+    # to compare the achieved rate with what the hardware can do (``--peak``).
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        trainer.step()
+    gflop = counter.get_total_flops() / 1e9
     if dev.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -81,23 +88,46 @@ def run_one(name: str, iters: int, warmup: int, device: str, threads: int | None
     peak = (torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return {"config": name, "preset": preset, "size": size, "precision": prec, "batch": config.batch_size,
-            "levels": config.levels, "width": config.width, "train_s_per_it": train_s,
+            "levels": config.levels, "width": config.width, "train_s_per_it": train_s, "gflop_per_it": gflop,
             "refine_img_per_s": refine_ips, "peak_mib": peak, "device": str(dev),
             "threads": torch.get_num_threads(), "iters": iters}
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| config | size | precision | batch | UNet++ | train s/it | train it/s | vs official | "
-            "refine img/s | peak MiB |\n|---|---|---|---|---|---|---|---|---|---|")
+    head = ("| config | size | precision | batch | UNet++ | train s/it | train it/s | vs official | GFLOP/it | "
+            "achieved GFLOP/s | refine img/s | peak MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         ref = OFFICIAL_S_PER_IT.get(r["size"]) if r["preset"] == "paper" and r["batch"] == 1 else None
         vs = f"{ref / r['train_s_per_it']:.1f}×" if ref else "–"
         lines.append(
             f"| {r['config']} | {r['size']}² | {r['precision']} | {r['batch']} | {r['levels']}×{r['width']} | "
-            f"{r['train_s_per_it']:.3f} | {1 / r['train_s_per_it']:.2f} | {vs} | {r['refine_img_per_s']:.1f} | "
-            f"{r['peak_mib']:.0f} |")
+            f"{r['train_s_per_it']:.3f} | {1 / r['train_s_per_it']:.2f} | {vs} | {r['gflop_per_it']:.0f} | "
+            f"{r['gflop_per_it'] / r['train_s_per_it']:.0f} | {r['refine_img_per_s']:.1f} | {r['peak_mib']:.0f} |")
     return "\n".join(lines)
+
+
+def matmul_peak(threads: int | None, n: int = 4096, reps: int = 5) -> dict[str, float]:
+    """GFLOP/s of a large square matrix product in fp32 and bf16: the ceiling a compute-bound step meets."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        a @ b  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        out[name] = 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+    return out
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,12 +161,17 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(f"{name}: {rows[-1]['train_s_per_it']:.3f} s/it", file=sys.stderr, flush=True)
     md = table(rows)
+    peak = matmul_peak(args.threads) if args.device in ("auto", "cpu") and not _cuda() else None
+    if peak:
+        md += (f"\n\nMatrix-product ceiling of this CPU (4096², same threads): fp32 {peak['fp32']:.0f} GFLOP/s, "
+               f"bf16 {peak['bf16']:.0f} GFLOP/s.")
     print(md)
     if args.write and rows:
         from _common import append_section
 
         body = (f"torch threads {rows[0]['threads']}; {args.iters} (64²) / {args.iters_large} (256²) timed training "
-                f"iterations after {args.warmup} warm-up, random images; refinement after one warm-up batch.\n\n{md}")
+                f"iterations after {args.warmup} warm-up, random images; refinement after one warm-up batch; "
+                f"GFLOP/it counted by torch.utils.flop_counter on one step.\n\n{md}")
         print(f"appended to {append_section('bench_stig: STIG refiner', body)}", file=sys.stderr)
     return 0
 

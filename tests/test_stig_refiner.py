@@ -116,9 +116,10 @@ def test_bad_image_size_raises(data):
         StigRefiner(**TINY).fit(_images(2, size=16), _images(2, size=16))
 
 
-def test_checkpoint_resume_gives_the_same_next_steps(data, tmp_path):
+@pytest.mark.parametrize("variant", [{}, {"ema": 0.9, "d_input": "image"}])
+def test_checkpoint_resume_gives_the_same_next_steps(data, tmp_path, variant):
     fakes, reals, _ = data
-    config = StigRefiner(**TINY).config()
+    config = StigRefiner(**TINY, **variant).config()
     kw = {"device": torch.device("cpu"), "precision": "fp32", "progress": False}
     straight = StigTrainer(config, fakes, reals, **kw)
     straight.train()
@@ -138,10 +139,39 @@ def test_checkpoint_resume_gives_the_same_next_steps(data, tmp_path):
         assert [int(row["iteration"]) for row in csv.DictReader(fh)] == [1, 2, 3, 4]
 
     # the refiner resumes from its log_dir too (here: nothing left to do) and refuses other settings
-    r = StigRefiner(**TINY).fit(fakes, reals, log_dir=tmp_path)
+    r = StigRefiner(**TINY, **variant).fit(fakes, reals, log_dir=tmp_path)
     assert r.fit_info_["resumed_from_iteration"] == 4
     with pytest.raises(ValueError, match="other hyper-parameters"):
-        StigRefiner(**{**TINY, "lr": 5e-4}).fit(fakes, reals, log_dir=tmp_path)
+        StigRefiner(**{**TINY, **variant, "lr": 5e-4}).fit(fakes, reals, log_dir=tmp_path)
+
+
+def test_ema_is_the_running_average_of_g_and_is_what_refines(data):
+    fakes, reals, test = data
+    decay = 0.75
+    config = StigRefiner(**{**TINY, "ema": decay, "iterations": 3}).config()
+    tr = StigTrainer(config, fakes, reals, device=torch.device("cpu"), precision="fp32", progress=False)
+    tr._prepare()
+    expected = [p.detach().clone() for p in tr.translator.parameters()]
+    for _ in range(3):
+        tr.step()
+        expected = [decay * e + (1 - decay) * p.detach() for e, p in zip(expected, tr.translator.parameters())]
+    got = list(tr.ema.parameters())
+    assert any(not torch.equal(g, p) for g, p in zip(got, tr.translator.parameters()))  # not a copy of G
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(tr.ema.mean, tr.translator.mean)  # the spectrum statistics are shared
+    assert tr.refiner is tr.ema
+
+    r = StigRefiner(**{**TINY, "ema": decay}).fit(fakes, reals)
+    plain = StigRefiner(**TINY).fit(fakes, reals)  # same seed, same G steps: only the kept weights differ
+    assert r.fit_info_["variant"]["ema"] == decay
+    assert not np.array_equal(r.refine(test).array, plain.refine(test).array)
+
+
+@pytest.mark.parametrize(("name", "value"), [("ema", 1.0), ("ema", -0.1), ("d_input", "spectrum")])
+def test_bad_stabiliser_settings_raise(name, value):
+    with pytest.raises(ValueError, match=name):
+        StigRefiner(**{**TINY, name: value}).config()
 
 
 def test_generator_losses_drop_on_a_fixed_batch(data):

@@ -41,6 +41,7 @@ class StigPreset:
     spectrum_norm: str = "minmax"
     # discriminators
     d_width: int = 64
+    d_input: str = "generator"
     rings: str = "square"
     # PatchNCE
     nce_layers: tuple[int, ...] = (0,)
@@ -63,6 +64,7 @@ class StigPreset:
     beta1: float = 0.5
     beta2: float = 0.999
     constant_lr_fraction: float = 0.2
+    ema: float = 0.0  # decay of the moving average of G's weights that is kept; 0: keep G as trained (paper)
     seed: int = 42
     # bookkeeping
     checkpoint_every: int = 1000
@@ -71,7 +73,8 @@ class StigPreset:
 
     def __post_init__(self) -> None:
         choices = {"norm": ("group", "instance", "batch"), "upsample": ("bicubic", "bilinear"),
-                   "spectrum_norm": ("minmax", "real-channel", "real-frequency"), "rings": ("square", "circular")}
+                   "spectrum_norm": ("minmax", "real-channel", "real-frequency"), "rings": ("square", "circular"),
+                   "d_input": ("generator", "image")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -85,6 +88,8 @@ class StigPreset:
             raise ValueError("set exactly one of iterations and epochs (the other None)")
         if not self.nce_layers or any(not 0 <= k < self.levels for k in self.nce_layers):
             raise ValueError(f"nce_layers must be encoder levels in 0..{self.levels - 1}, got {list(self.nce_layers)}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         if not 0.0 <= self.constant_lr_fraction <= 1.0:
             raise ValueError(f"constant_lr_fraction must be in [0, 1], got {self.constant_lr_fraction}")
         if self.spectrum_norm != "minmax" and not self.identity_init:

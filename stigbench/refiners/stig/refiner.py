@@ -57,6 +57,7 @@ class StigRefiner(Estimator):
         identity_init: bool | None = None,
         spectrum_norm: str | None = None,
         d_width: int | None = None,
+        d_input: str | None = None,
         rings: str | None = None,
         nce_layers: list[int] | None = None,
         nce_patches: int | None = None,
@@ -76,6 +77,7 @@ class StigRefiner(Estimator):
         beta1: float | None = None,
         beta2: float | None = None,
         constant_lr_fraction: float | None = None,
+        ema: float | None = None,
         seed: int | None = None,
         checkpoint_every: int | None = None,
         refine_batch_size: int | None = None,
@@ -117,7 +119,7 @@ class StigRefiner(Estimator):
         t0 = time.perf_counter()
         trainer.train()
         wall = time.perf_counter() - t0
-        self.translator_ = trainer.translator.eval()
+        self.translator_ = trainer.refiner.eval()
         self.image_size_ = trainer.size
         g_params = sum(p.numel() for p in trainer.G.parameters())
         self.fit_info_: dict[str, Any] = {
@@ -127,6 +129,8 @@ class StigRefiner(Estimator):
                 "identity_init": config.identity_init,
                 "spectrum_norm": config.spectrum_norm,
                 "rings": config.rings,
+                "d_input": config.d_input,
+                "ema": config.ema,
                 "norm": config.norm,
                 "reconstruction": "real part of the inverse FFT with the fake's phase, clamped to [0, 1]",
                 "profile_discriminator": "linear on the per-ring standardised profile, raw LSGAN score (no sigmoid)",

@@ -21,6 +21,7 @@ Every random draw (batch order per pool and epoch, PatchNCE locations per iterat
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -149,6 +150,10 @@ class StigTrainer:
             self.D = SpectrumDiscriminator(c.d_width)
             self.D_s = ProfileDiscriminator(size // 2 + 1)
             self.H = PatchProjector([self.G.widths[i] for i in self.nce_layers], c.nce_dim)
+        # Exponential moving average of G's weights (Karras et al., "Progressive Growing of GANs", ICLR
+        # 2018): the refiner that is kept. A GAN's iterates circle around the equilibrium instead of
+        # settling on it; their average lands closer to it than wherever the last step happened to stop.
+        self.ema = copy.deepcopy(self.translator).requires_grad_(False) if c.ema > 0 else None
         for net in self.nets.values():
             net.to(device)
         self.lsgan, self.nce = LSGANLoss(), PatchNCELoss(c.nce_temperature)
@@ -179,7 +184,15 @@ class StigTrainer:
 
     @property
     def nets(self) -> dict[str, nn.Module]:
-        return {"translator": self.translator, "D": self.D, "D_s": self.D_s, "H": self.H}
+        nets = {"translator": self.translator, "D": self.D, "D_s": self.D_s, "H": self.H}
+        if self.ema is not None:
+            nets["ema"] = self.ema
+        return nets
+
+    @property
+    def refiner(self) -> SpectrumTranslator:
+        """The translator to refine with: the weight average when ``ema`` is on, else G as trained."""
+        return self.ema if self.ema is not None else self.translator
 
     def _fingerprint(self) -> str:
         """What a checkpoint must agree on to be resumed (not bookkeeping such as checkpoint_every)."""
@@ -271,6 +284,8 @@ class StigTrainer:
                 prof.add(spectral_profile(lm, self.config.rings))
         if self.translator.needs_real_stats:
             self.translator.set_real_stats(*spec.result())
+        if self.ema is not None:
+            self.ema.load_state_dict(self.translator.state_dict())  # same start, same statistics
         self.D_s.set_stats(*prof.result())
         self._stats_ready = True
 
@@ -292,13 +307,19 @@ class StigTrainer:
         zh = zh.float()
         xh = self.translator.reconstruct(zh, stats, phase)
         zh_a, xh_a, xh_b = zh[:B], xh[:B], xh[B:]
-        prof_fake = spectral_profile(log_magnitude(xh_a), c.rings)  # from the rebuilt image: grads reach G
+        lm_hat_a = log_magnitude(xh_a)
+        prof_fake = spectral_profile(lm_hat_a, c.rings)  # from the rebuilt image: grads reach G
+        # What D judges as the refined spectrum: G's raw output (paper) or the spectrum of the image the
+        # attack actually outputs. G's raw output need not be the magnitude of any real image (no
+        # Hermitian symmetry; clamping to [0, 1] changes it), which D can learn to spot instead of
+        # comparing with the reals.
+        d_fake = zh_a if c.d_input == "generator" else self.translator.normalise(lm_hat_a)[0]
 
         # D and D_s
         self.D.requires_grad_(True)
         self.D_s.requires_grad_(True)
         with ac:
-            loss_d = 0.5 * (self.lsgan(self.D(z[B:]), True) + self.lsgan(self.D(zh_a.detach()), False))
+            loss_d = 0.5 * (self.lsgan(self.D(z[B:]), True) + self.lsgan(self.D(d_fake.detach()), False))
             loss_ds = 0.5 * (self.lsgan(self.D_s(prof_real), True) + self.lsgan(self.D_s(prof_fake.detach()), False))
         self.opt_D.zero_grad(set_to_none=True)
         self.scaler.scale(loss_d + loss_ds).backward()
@@ -308,7 +329,7 @@ class StigTrainer:
         self.D.requires_grad_(False)
         self.D_s.requires_grad_(False)
         with ac:
-            gan = self.lsgan(self.D(zh_a), True)
+            gan = self.lsgan(self.D(d_fake), True)
             psd = self.lsgan(self.D_s(prof_fake), True)
             feats_q = self.G.encode(zh, self.nce_layers)
             g = torch.Generator().manual_seed(_seed(c.seed, 3, it))
@@ -330,6 +351,9 @@ class StigTrainer:
         self.scaler.scale(loss_g).backward()
         self.scaler.step(self.opt_G)
         self.scaler.update()
+        if self.ema is not None:
+            with torch.no_grad():
+                torch._foreach_lerp_(list(self.ema.parameters()), list(self.translator.parameters()), 1.0 - c.ema)
         self.sched_G.step()
         self.sched_D.step()
         self.iteration += 1
