@@ -12,6 +12,11 @@ date and a machine description to ``benchmarks/RESULTS.md``.
 Reference: the official STIG code on a 2-core CPU in fp32, batch 1, paper width, takes 1.12 s per
 iteration at 64² and 12.8 s at 256²; the ``vs official`` column is that time divided by ours.
 
+``GFLOP/it`` is the floating-point work of one training step (torch's FLOP counter) and ``achieved
+GFLOP/s`` that work divided by the step time; on a CPU the table ends with the rate of a large matrix
+product, the ceiling for a step made of convolutions. A step at that ceiling can only get faster by
+doing less arithmetic or by doing it in a cheaper number format (bf16).
+
     python benchmarks/bench_stig.py                 # all configurations (256²: 2 iterations)
     python benchmarks/bench_stig.py --only cpu,paper-64 --iters 20 --threads 2 --write
 """

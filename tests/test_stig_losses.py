@@ -108,6 +108,20 @@ def test_spectral_profile_is_scaled_and_differentiable():
     assert x.grad.abs().sum() > 0
 
 
+def test_unscaled_profile_is_the_ring_mean_of_20_grey_log_magnitude():
+    x = torch.rand(2, 3, 32, 32)
+    lm = log_magnitude(x)
+    raw = spectral_profile(lm, "square", scale="none")
+    # By hand: DC (ring 0) is the centre pixel alone; ring 16 is the outer square border.
+    grey = 20 * (0.299 * lm[:, 0] + 0.587 * lm[:, 1] + 0.114 * lm[:, 2])
+    torch.testing.assert_close(raw[:, 0], grey[:, 16, 16])
+    border = torch.ones(32, 32, dtype=torch.bool)
+    border[1:, 1:] = False  # after fftshift, max(|u|, |v|) = 16 is row 0 and column 0
+    torch.testing.assert_close(raw[:, 16], grey[:, border].mean(1))
+    lo, hi = raw.amin(1, keepdim=True), raw.amax(1, keepdim=True)
+    torch.testing.assert_close(spectral_profile(lm, "square"), (raw - lo) / (hi - lo))
+
+
 @pytest.mark.parametrize("spectrum_norm", ["minmax", "real-channel", "real-frequency"])
 @pytest.mark.parametrize("size", [16, 32, 64])
 def test_identity_generator_reconstructs_the_input(spectrum_norm, size):

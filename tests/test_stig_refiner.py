@@ -168,7 +168,8 @@ def test_ema_is_the_running_average_of_g_and_is_what_refines(data):
     assert not np.array_equal(r.refine(test).array, plain.refine(test).array)
 
 
-@pytest.mark.parametrize(("name", "value"), [("ema", 1.0), ("ema", -0.1), ("d_input", "spectrum")])
+@pytest.mark.parametrize(("name", "value"), [("ema", 1.0), ("ema", -0.1), ("d_input", "spectrum"),
+                                            ("profile_scale", "log")])
 def test_bad_stabiliser_settings_raise(name, value):
     with pytest.raises(ValueError, match=name):
         StigRefiner(**{**TINY, name: value}).config()

@@ -281,7 +281,7 @@ class StigTrainer:
                 lm = log_magnitude(batch.to(self.device))
                 if pool is self.reals and self.translator.needs_real_stats:
                     spec.add(lm)
-                prof.add(spectral_profile(lm, self.config.rings))
+                prof.add(spectral_profile(lm, self.config.rings, self.config.profile_scale))
         if self.translator.needs_real_stats:
             self.translator.set_real_stats(*spec.result())
         if self.ema is not None:
@@ -301,14 +301,14 @@ class StigTrainer:
 
         lm, phase = magnitude_phase(x)  # one FFT per input image
         z, stats = self.translator.normalise(lm)
-        prof_real = spectral_profile(lm[B:], c.rings)
+        prof_real = spectral_profile(lm[B:], c.rings, c.profile_scale)
         with ac:
             zh, feats_k = self.G(z, self.nce_layers)  # fakes and reals in one pass; its features are the keys
         zh = zh.float()
         xh = self.translator.reconstruct(zh, stats, phase)
         zh_a, xh_a, xh_b = zh[:B], xh[:B], xh[B:]
         lm_hat_a = log_magnitude(xh_a)
-        prof_fake = spectral_profile(lm_hat_a, c.rings)  # from the rebuilt image: grads reach G
+        prof_fake = spectral_profile(lm_hat_a, c.rings, c.profile_scale)  # from the rebuilt image: grads reach G
         # What D judges as the refined spectrum: G's raw output (paper) or the spectrum of the image the
         # attack actually outputs. G's raw output need not be the magnitude of any real image (no
         # Hermitian symmetry; clamping to [0, 1] changes it), which D can learn to spot instead of

@@ -40,15 +40,18 @@ SPECTRUM_NORMS = ("minmax", "real-channel", "real-frequency")
 _GREY = (0.299, 0.587, 0.114)
 
 
-def spectral_profile(log_mag: torch.Tensor, rings: str = "square") -> torch.Tensor:
+def spectral_profile(log_mag: torch.Tensor, rings: str = "square", scale: str = "minmax") -> torch.Tensor:
     """STIG's 1-D spectral profile of centred log-magnitudes ``(B, 3, N, N)`` -> ``(B, N/2 + 1)``.
 
     Per ring, the mean of ``20 * grey(M)`` (grey = 0.299 R + 0.587 G + 0.114 B), min-max scaled per image
-    to ``[0, 1]``. Differentiable, so a profile of a reconstructed image passes its gradient to G.
+    to ``[0, 1]`` (``scale="minmax"``, the paper's) or left in its units (``"none"``). Differentiable, so a
+    profile of a reconstructed image passes its gradient to G.
     """
     w = torch.tensor(_GREY, dtype=log_mag.dtype, device=log_mag.device)
     grey = 20.0 * torch.einsum("bchw,c->bhw", log_mag, w)
     prof = radial_profile(grey, kind=rings)
+    if scale == "none":
+        return prof
     lo = prof.amin(dim=1, keepdim=True)
     hi = prof.amax(dim=1, keepdim=True)
     return (prof - lo) / (hi - lo).clamp_min(1e-12)
