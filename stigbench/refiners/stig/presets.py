@@ -62,9 +62,9 @@ class StigPreset:
     spectrum_norm: str = "minmax"
     # discriminators
     d_width: int = 64
-    d_input: str = "generator"
+    d_input: str = "generator"  # what D sees as refined: G's raw output (paper) or the rebuilt "image"'s spectrum
     rings: str = "square"
-    profile_scale: str = "minmax"
+    profile_scale: str = "minmax"  # D_s's profile: min-max scaled per image (paper) or "none"
     # PatchNCE
     nce_layers: tuple[int, ...] = (0,)
     nce_patches: int = 256

@@ -15,6 +15,11 @@ transformed once for their profile. Adam with a learning rate that is constant f
 ``constant_lr_fraction`` of the iterations and then decays linearly to 0 (counted in iterations, so it is
 right for any batch size).
 
+Options beyond the paper (off in the ``paper`` preset): ``d_input="image"`` shows D the spectrum of the
+rebuilt image instead of G's raw output; ``profile_scale="none"`` gives D_s the profile without the
+per-image min-max scaling; ``ema > 0`` keeps a moving average of G's weights, updated after every G step,
+and that average is the refiner.
+
 Every random draw (batch order per pool and epoch, PatchNCE locations per iteration) is a function of
 ``(seed, iteration)``, so a run resumed from a checkpoint continues exactly as if uninterrupted.
 """
@@ -353,7 +358,8 @@ class StigTrainer:
         self.scaler.update()
         if self.ema is not None:
             with torch.no_grad():
-                torch._foreach_lerp_(list(self.ema.parameters()), list(self.translator.parameters()), 1.0 - c.ema)
+                for avg, p in zip(self.ema.parameters(), self.translator.parameters()):
+                    avg.lerp_(p, 1.0 - c.ema)
         self.sched_G.step()
         self.sched_D.step()
         self.iteration += 1
