@@ -13,16 +13,13 @@
   The demo fakes lack most of the reals' high-frequency energy (up to 1.6 lower in mean
   log(1 + |F|)); putting it back costs PSNR (an oracle that copies the reals' mean high-frequency
   magnitudes reaches a radial-spectrum detector's AUC 0.60 at 25.6 dB). Measured on ``demo`` (its
-  grouped split, ``durall`` AUC of real vs refined test images, 2 seeds each):
+  grouped split, ``durall`` AUC of real vs refined test images, 2 seeds each unless noted):
 
-  ================================================  ==============  ===========  ==========
-  variant                                           durall AUC      LFD          PSNR (dB)
-  ================================================  ==============  ===========  ==========
-  unrefined fakes                                   1.000           0.91-0.93
-  last iterate, min-max profile (earlier default)   0.971 ± 0.003   0.55 ± 0.12  28.9
-  weight average (``ema`` 0.99)                     0.937, 0.975    0.45, 0.55   28.0, 28.7
-  ``ema`` + unscaled profile (this preset)          0.657, 0.883    0.47, 0.50   27.0, 28.6
-  ================================================  ==============  ===========  ==========
+  * unrefined fakes: durall AUC 1.000, LFD 0.91-0.94;
+  * last iterate, min-max profile (the earlier default): 0.971 ± 0.003, LFD 0.55 ± 0.12, 28.9 dB;
+  * weight average (``ema`` 0.99) alone: 0.937 and 0.975, LFD 0.45 and 0.55, 28.0 and 28.7 dB;
+  * ``ema`` + unscaled profile (this preset), seeds 0, 1, 2: 0.657, 0.883, 0.469, LFD 0.47-0.52,
+    27.0-28.6 dB.
 
   Content SSIM weights 1 and 2 (with ``ema``) gave 0.962 and 0.904: the weight is not what limits
   the evasion. The run-to-run spread of a short GAN run stays large.
@@ -31,7 +28,7 @@
   which a change of level leaves alone; on the unscaled profile (still standardised per ring, see
   :class:`~stigbench.refiners.stig.networks.ProfileDiscriminator`) the absolute ring levels count. The
   weight average damps the oscillation of the adversarial game, whose last iterate is wherever the run
-  happened to stop. Both are choices measured on two seeds, not a cure: in every variant G also lowers
+  happened to stop. Both are choices measured on a few seeds, not a cure: in every variant G also lowers
   the rings at 0.08-0.12 cycles/pixel (by about 0.5 in log(1 + |F|)), which no loss asks for; the
   cause was not found.
 * ``gpu`` — paper networks and losses with the ``cpu`` preset's identity start and normalisation,
