@@ -120,6 +120,8 @@ def test_unscaled_profile_is_the_ring_mean_of_20_grey_log_magnitude():
     torch.testing.assert_close(raw[:, 16], grey[:, border].mean(1))
     lo, hi = raw.amin(1, keepdim=True), raw.amax(1, keepdim=True)
     torch.testing.assert_close(spectral_profile(lm, "square"), (raw - lo) / (hi - lo))
+    with pytest.raises(ValueError, match="scale"):
+        spectral_profile(lm, "square", scale="log")
 
 
 @pytest.mark.parametrize("spectrum_norm", ["minmax", "real-channel", "real-frequency"])

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stigbench.spectrum import from_log_magnitude, magnitude_phase, radial_profile
+from stigbench.spectrum import from_log_magnitude, magnitude_phase, minmax_scale, radial_profile
 
 from .networks import UNetPlusPlus
 
@@ -47,14 +47,12 @@ def spectral_profile(log_mag: torch.Tensor, rings: str = "square", scale: str = 
     to ``[0, 1]`` (``scale="minmax"``, the paper's) or left in its units (``"none"``). Differentiable, so a
     profile of a reconstructed image passes its gradient to G.
     """
+    if scale not in ("minmax", "none"):
+        raise ValueError(f"scale must be 'minmax' or 'none', got {scale!r}")
     w = torch.tensor(_GREY, dtype=log_mag.dtype, device=log_mag.device)
     grey = 20.0 * torch.einsum("bchw,c->bhw", log_mag, w)
     prof = radial_profile(grey, kind=rings)
-    if scale == "none":
-        return prof
-    lo = prof.amin(dim=1, keepdim=True)
-    hi = prof.amax(dim=1, keepdim=True)
-    return (prof - lo) / (hi - lo).clamp_min(1e-12)
+    return minmax_scale(prof, 0.0, 1.0) if scale == "minmax" else prof
 
 
 class Moments:
