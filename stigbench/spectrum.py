@@ -57,6 +57,22 @@ def from_log_magnitude(log_mag: torch.Tensor, phase: torch.Tensor) -> torch.Tens
     return torch.fft.ifft2(torch.fft.ifftshift(f, dim=_DIMS), dim=_DIMS).real
 
 
+def mirror(spec: torch.Tensor) -> torch.Tensor:
+    """``spec`` at the negated frequency: ``out[..., u, v] = spec[..., -u, -v]`` in the centred layout.
+
+    With DC at ``(H // 2, W // 2)``, frequency ``-k`` sits at index ``2 * (H // 2) - i`` (mod H): a flip,
+    then (for even sizes) a roll by one, which keeps DC in place and maps the Nyquist row onto itself.
+    The magnitude of a real image's spectrum is its own mirror (Hermitian symmetry).
+    """
+    h, w = spec.shape[-2:]
+    return torch.roll(torch.flip(spec, _DIMS), shifts=(1 - h % 2, 1 - w % 2), dims=_DIMS)
+
+
+def symmetrise(spec: torch.Tensor) -> torch.Tensor:
+    """``(spec + mirror(spec)) / 2``: the nearest (least-squares) spectrum with Hermitian symmetry."""
+    return 0.5 * (spec + mirror(spec))
+
+
 def minmax_scale(x: torch.Tensor, lo: float = -1.0, hi: float = 1.0, eps: float = 1e-12) -> torch.Tensor:
     """Min-max scale each item of a batch ``(N, ...)`` to ``[lo, hi]`` (per image, all channels)."""
     flat = x.reshape(x.shape[0], -1)

@@ -116,3 +116,28 @@ def test_radial_profile_after_inference_mode_still_differentiable():
     x = torch.rand(2, 24, 24, requires_grad=True)
     S.radial_profile(x).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (15, 12), (7, 9)])
+def test_mirror_negates_frequency(shape):
+    """Oracle: the centred spectrum at -k is the complex conjugate at k for a real image, so its
+    magnitude is its own mirror; on an arbitrary map, mirror is an involution that keeps DC."""
+    h, w = shape
+    x = torch.rand(2, 3, h, w, dtype=torch.float64)
+    f = S.fft_shifted(x)
+    assert torch.allclose(S.mirror(f), f.conj(), atol=1e-10)
+    m = torch.randn(2, 3, h, w)
+    assert torch.equal(S.mirror(S.mirror(m)), m)
+    assert torch.equal(S.mirror(m)[..., h // 2, w // 2], m[..., h // 2, w // 2])
+
+
+def test_symmetrise_is_projection_that_real_images_survive():
+    m = torch.randn(4, 3, 16, 16, dtype=torch.float64)
+    s = S.symmetrise(m)
+    assert torch.allclose(S.mirror(s), s)
+    assert torch.allclose(S.symmetrise(s), s)
+    lm, ph = S.magnitude_phase(torch.rand(4, 3, 16, 16, dtype=torch.float64))
+    assert torch.allclose(S.symmetrise(lm), lm, atol=1e-12)
+    # A symmetric magnitude with a real image's phase is the spectrum of the real image rebuilt from it.
+    back = S.from_log_magnitude(s.abs(), ph)
+    assert torch.allclose(S.log_magnitude(back), s.abs(), atol=1e-8)

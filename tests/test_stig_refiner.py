@@ -116,7 +116,7 @@ def test_bad_image_size_raises(data):
         StigRefiner(**TINY).fit(_images(2, size=16), _images(2, size=16))
 
 
-@pytest.mark.parametrize("variant", [{}, {"ema": 0.9, "d_input": "image"}])
+@pytest.mark.parametrize("variant", [{}, {"ema": 0.9, "d_input": "image", "symmetric": True}])
 def test_checkpoint_resume_gives_the_same_next_steps(data, tmp_path, variant):
     fakes, reals, _ = data
     config = StigRefiner(**TINY, **variant).config()

@@ -60,6 +60,7 @@ class StigPreset:
     upsample: str = "bicubic"
     identity_init: bool = False
     spectrum_norm: str = "minmax"
+    symmetric: bool = False  # symmetrise G's output (the magnitude of a real image is; G's raw output is not)
     # discriminators
     d_width: int = 64
     d_input: str = "generator"  # what D sees as refined: G's raw output (paper) or the rebuilt "image"'s spectrum

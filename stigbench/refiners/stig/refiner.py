@@ -56,6 +56,7 @@ class StigRefiner(Estimator):
         upsample: str | None = None,
         identity_init: bool | None = None,
         spectrum_norm: str | None = None,
+        symmetric: bool | None = None,
         d_width: int | None = None,
         d_input: str | None = None,
         rings: str | None = None,
@@ -129,6 +130,7 @@ class StigRefiner(Estimator):
             "variant": {
                 "identity_init": config.identity_init,
                 "spectrum_norm": config.spectrum_norm,
+                "symmetric": config.symmetric,
                 "rings": config.rings,
                 "profile_scale": config.profile_scale,
                 "d_input": config.d_input,

@@ -77,7 +77,7 @@ def build_translator(config: StigPreset, size: int) -> SpectrumTranslator:
     """G (UNet++) with the spectrum normalisation of ``config``, for ``size x size`` images."""
     g = UNetPlusPlus(levels=config.levels, width=config.width, norm=config.norm, upsample=config.upsample,
                      identity_init=config.identity_init)
-    return SpectrumTranslator(g, config.spectrum_norm, size)
+    return SpectrumTranslator(g, config.spectrum_norm, size, symmetric=config.symmetric)
 
 
 def total_iterations(config: StigPreset, n_fake: int) -> int:
@@ -309,7 +309,7 @@ class StigTrainer:
         prof_real = spectral_profile(lm[B:], c.rings, c.profile_scale)
         with ac:
             zh, feats_k = self.G(z, self.nce_layers)  # fakes and reals in one pass; its features are the keys
-        zh = zh.float()
+        zh = self.translator.finish(zh.float())
         xh = self.translator.reconstruct(zh, stats, phase)
         zh_a, xh_a, xh_b = zh[:B], xh[:B], xh[B:]
         lm_hat_a = log_magnitude(xh_a)

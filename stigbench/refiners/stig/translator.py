@@ -23,6 +23,11 @@ Decisions (STIG-SPEC leaves them open):
   its global contrast and brightness — something a detector sees and the attack should not cause (on
   the official code's own samples this gave near-black images that a detector separated perfectly).
   With an identity generator the round trip gives back the input image up to float error.
+* **Symmetry** (``symmetric``, off in the paper): the magnitude spectrum of a real image is its own
+  mirror, ``M(k) = M(-k)``; G's raw output is not. The real part of the inverse FFT then keeps only a
+  blend of ``M(k)`` and ``M(-k)``, so the image the attack outputs is not the spectrum G was trained to
+  produce, and D (which judges G's raw output) can tell refined from real by the asymmetry alone. With
+  ``symmetric`` G's output is replaced by ``(M(k) + M(-k)) / 2`` before every loss and the rebuild.
 * **Spectral profile** P: square rings ``max(|u|, |v|) = r`` (the official code's; they cover every
   frequency up to N/2, where circular rings drop the corners).
 """
@@ -32,7 +37,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stigbench.spectrum import from_log_magnitude, magnitude_phase, minmax_scale, radial_profile
+from stigbench.spectrum import from_log_magnitude, magnitude_phase, minmax_scale, radial_profile, symmetrise
 
 from .networks import UNetPlusPlus
 
@@ -86,7 +91,8 @@ class SpectrumTranslator(nn.Module):
     ``forward(x)`` refines images ``(B, 3, H, W)`` in ``[0, 1]``; training uses the pieces.
     """
 
-    def __init__(self, generator: UNetPlusPlus, spectrum_norm: str = "minmax", size: int | None = None) -> None:
+    def __init__(self, generator: UNetPlusPlus, spectrum_norm: str = "minmax", size: int | None = None,
+                 symmetric: bool = False) -> None:
         super().__init__()
         if spectrum_norm not in SPECTRUM_NORMS:
             raise ValueError(f"spectrum_norm must be one of {SPECTRUM_NORMS}, got {spectrum_norm!r}")
@@ -97,6 +103,7 @@ class SpectrumTranslator(nn.Module):
             raise ValueError("spectrum_norm='real-frequency' needs the image size")
         self.generator = generator
         self.spectrum_norm = spectrum_norm
+        self.symmetric = symmetric
         shape = (3, size, size) if spectrum_norm == "real-frequency" else (3, 1, 1)
         self.register_buffer("mean", torch.zeros(shape))
         self.register_buffer("std", torch.ones(shape))
@@ -130,6 +137,11 @@ class SpectrumTranslator(nn.Module):
         shift, scale = stats
         return z.float() * scale + shift
 
+    def finish(self, zh: torch.Tensor) -> torch.Tensor:
+        """G's raw output as the refined normalised spectrum: symmetrised when ``symmetric`` (every
+        normalisation's statistics are themselves symmetric, so this is the same in z and in M)."""
+        return symmetrise(zh) if self.symmetric else zh
+
     def reconstruct(self, z: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor], phase: torch.Tensor) -> torch.Tensor:
         """The image with log-magnitude ``denormalise(z)`` and ``phase``: real part, clamped to [0, 1]."""
         return from_log_magnitude(self.denormalise(z, stats), phase).clamp(0, 1)
@@ -137,4 +149,4 @@ class SpectrumTranslator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lm, phase = magnitude_phase(x)
         z, stats = self.normalise(lm)
-        return self.reconstruct(self.generator(z), stats, phase)
+        return self.reconstruct(self.finish(self.generator(z)), stats, phase)
