@@ -91,6 +91,8 @@ def test_fit_refine_and_fit_info(data, tmp_path):
     assert info["iterations"] == 4 and info["precision"] == "fp32" and info["device"] == "cpu"
     assert info["variant"]["identity_init"] is True
     assert set(info["final_losses"]) == set(LOSS_NAMES)
+    weights = info["profile_discriminator_weights"]  # one per ring of the 32² profile, DC to N/2
+    assert len(weights) == 32 // 2 + 1 and all(np.isfinite(weights)) and any(w != 0 for w in weights)
     assert all(np.isfinite(v) for v in info["final_losses"].values())
     json.dumps(info)  # the run record stores it as JSON
     with (tmp_path / TRAIN_LOG).open() as fh:

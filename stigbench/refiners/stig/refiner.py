@@ -152,6 +152,9 @@ class StigRefiner(Estimator):
             "fit_wall_seconds_this_call": round(wall, 3),
             "generator_parameters": g_params,
             "final_losses": trainer.final_losses(50),
+            # What D_s ended up rewarding, per ring (DC first; on the standardised profile, so comparable
+            # across rings): a negative weight means G gains by lowering that ring.
+            "profile_discriminator_weights": [round(float(w), 5) for w in trainer.D_s.linear.weight[0].detach().cpu()],
         }
         return self
 

@@ -18,7 +18,8 @@ right for any batch size).
 Options beyond the paper (off in the ``paper`` preset): ``d_input="image"`` shows D the spectrum of the
 rebuilt image instead of G's raw output; ``profile_scale="none"`` gives D_s the profile without the
 per-image min-max scaling; ``ema > 0`` keeps a moving average of G's weights, updated after every G step,
-and that average is the refiner.
+and that average is the refiner; ``symmetric`` makes G's output Hermitian-symmetric (see
+:mod:`.translator`) before any loss sees it.
 
 Every random draw (batch order per pool and epoch, PatchNCE locations per iteration) is a function of
 ``(seed, iteration)``, so a run resumed from a checkpoint continues exactly as if uninterrupted.
