@@ -69,7 +69,8 @@ def mirror(spec: torch.Tensor) -> torch.Tensor:
 
 
 def symmetrise(spec: torch.Tensor) -> torch.Tensor:
-    """``(spec + mirror(spec)) / 2``: the nearest (least-squares) spectrum with Hermitian symmetry."""
+    """``(spec + mirror(spec)) / 2``: the nearest (least-squares) map with ``M(k) = M(-k)``, the symmetry
+    of a real image's magnitude spectrum."""
     return 0.5 * (spec + mirror(spec))
 
 

@@ -149,7 +149,8 @@ PRESETS: dict[str, StigPreset] = {
     # higher PSNR. D width 16 (8 and 4 were less stable).
     "cpu": StigPreset(
         levels=3, width=16, d_width=16, identity_init=True, spectrum_norm="real-frequency",
-        d_input="image", profile_scale="none", nce_layers=(0, 1), nce_patches=64, nce_dim=64, w_nce=1.0, w_ssim_content=5.0,
+        d_input="image", profile_scale="none", nce_layers=(0, 1), nce_patches=64, nce_dim=64, w_nce=1.0,
+        w_ssim_content=5.0,
         batch_size=4, iterations=800, epochs=None, lr=1e-3, ema=0.99,
         checkpoint_every=200, refine_batch_size=64,
         description="2-core CPU, 64² demo data in ~1.5 min: UNet++ 3x16, batch 4, 800 iterations, identity start",
