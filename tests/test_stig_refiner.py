@@ -164,6 +164,16 @@ def test_ema_is_the_running_average_of_g_and_is_what_refines(data):
     torch.testing.assert_close(tr.ema.mean, tr.translator.mean)  # the spectrum statistics are shared
     assert tr.refiner is tr.ema
 
+    # BatchNorm's running moments follow G's (they are statistics, not weights to average)
+    config = StigRefiner(**{**TINY, "ema": decay, "iterations": 2, "norm": "batch"}).config()
+    tr = StigTrainer(config, fakes, reals, device=torch.device("cpu"), precision="fp32", progress=False)
+    tr.train()
+    running = [(n, b) for n, b in tr.translator.named_buffers() if "running_mean" in n]
+    assert running and any(b.abs().sum() > 0 for _, b in running)
+    ema_buffers = dict(tr.ema.named_buffers())
+    for n, b in running:
+        assert torch.equal(ema_buffers[n], b), n
+
     r = StigRefiner(**{**TINY, "ema": decay}).fit(fakes, reals)
     plain = StigRefiner(**{**TINY, "ema": 0.0}).fit(fakes, reals)  # same G steps: only the kept weights differ
     assert r.fit_info_["variant"]["ema"] == decay

@@ -361,6 +361,10 @@ class StigTrainer:
             with torch.no_grad():
                 for avg, p in zip(self.ema.parameters(), self.translator.parameters()):
                     avg.lerp_(p, 1.0 - c.ema)
+                # Buffers are statistics, not weights (BatchNorm's running moments with norm="batch"):
+                # the average keeps G's current ones rather than the ones it started with.
+                for avg, b in zip(self.ema.buffers(), self.translator.buffers()):
+                    avg.copy_(b)
         self.sched_G.step()
         self.sched_D.step()
         self.iteration += 1
