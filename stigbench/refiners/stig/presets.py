@@ -105,6 +105,9 @@ class StigPreset:
     beta2: float = 0.999
     constant_lr_fraction: float = 0.2
     ema: float = 0.0  # decay of the moving average of G's weights that is kept; 0: keep G as trained (paper)
+    # checkpoint selection on a held-out part of the training images (see .selection); 0: keep the last
+    select_fraction: float = 0.15
+    select_evals: int = 20  # evaluations spread evenly over training (plus one before the first step)
     seed: int = 42
     # bookkeeping
     checkpoint_every: int = 1000
@@ -118,8 +121,10 @@ class StigPreset:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not 0.0 <= self.select_fraction < 1.0:
+            raise ValueError(f"select_fraction must be in [0, 1), got {self.select_fraction}")
         for name in ("levels", "width", "d_width", "nce_patches", "nce_dim", "batch_size", "checkpoint_every",
-                     "refine_batch_size"):
+                     "refine_batch_size", "select_evals"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.levels < 2:
@@ -145,6 +150,7 @@ class StigPreset:
 PRESETS: dict[str, StigPreset] = {
     "paper": StigPreset(
         w_nce=20.0,  # official code: layer 0 only, weight 20 per term (its effective setting)
+        select_fraction=0.0,  # the paper trains on every image and keeps the last refiner
         description="AAAI 2024 setting: 256², UNet++ 5x64, batch 1, 10 epochs, no identity start",
     ),
     # Tuned on the demo data (see the module docstring). lr 1e-3: at 3e-4 G barely moves in 800

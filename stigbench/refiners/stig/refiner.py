@@ -80,6 +80,8 @@ class StigRefiner(Estimator):
         beta2: float | None = None,
         constant_lr_fraction: float | None = None,
         ema: float | None = None,
+        select_fraction: float | None = None,
+        select_evals: int | None = None,
         seed: int | None = None,
         checkpoint_every: int | None = None,
         refine_batch_size: int | None = None,
@@ -121,7 +123,7 @@ class StigRefiner(Estimator):
         t0 = time.perf_counter()
         trainer.train()
         wall = time.perf_counter() - t0
-        self.translator_ = trainer.refiner.eval()
+        self.translator_ = trainer.kept_refiner()
         self.image_size_ = trainer.size
         g_params = sum(p.numel() for p in trainer.G.parameters())
         self.fit_info_: dict[str, Any] = {
@@ -152,6 +154,7 @@ class StigRefiner(Estimator):
             "fit_wall_seconds_this_call": round(wall, 3),
             "generator_parameters": g_params,
             "final_losses": trainer.final_losses(50),
+            "selection": trainer.selection_info(),
             # What D_s ended up rewarding, per ring (DC first; on the standardised profile, so comparable
             # across rings): a negative weight means G gains by lowering that ring.
             "profile_discriminator_weights": [round(float(w), 5) for w in trainer.D_s.linear.weight[0].detach().cpu()],

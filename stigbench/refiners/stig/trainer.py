@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -60,12 +61,17 @@ from .networks import (
     UNetPlusPlus,
 )
 from .presets import StigPreset
+from .selection import COLUMNS as SELECT_COLUMNS
+from .selection import CRITERION, MIN_SELECTION, IndexedSet, Selection, carve
 from .translator import Moments, SpectrumTranslator, spectral_profile
+
+log = logging.getLogger("stigbench")
 
 CHECKPOINT = "checkpoint.pt"
 TRAIN_LOG = "train_log.csv"
 LOSS_NAMES = ("D", "D_s", "G", "gan", "psd", "nce_fake", "nce_real", "ssim_identity", "ssim_content",
               "lf_fake", "lf_real")
+LOG_FIELDS = ("iteration", "lr", "seconds", *LOSS_NAMES, *SELECT_COLUMNS)
 _CACHE_BYTES = 1 << 30  # image pools up to this size are held in memory as float32
 
 
@@ -120,6 +126,25 @@ class _Pool:
         return self.set.batches(batch_size)
 
 
+def _carve_selection(config: StigPreset, fake_set: ImageSetLike, real_set: ImageSetLike
+                     ) -> tuple[tuple[ImageSetLike, ImageSetLike], Selection | None, str]:
+    """``((training fakes, training reals), selection or None, why)``: the selection set is carved out
+    of the given (training) images, so the refiner never trains on it (see :mod:`.selection`)."""
+    if config.select_fraction == 0:
+        return (fake_set, real_set), None, "selection off (select_fraction = 0): the last refiner is kept"
+    (fk, fs), (rk, rs) = (carve(len(s), config.select_fraction, config.seed, stream)
+                          for s, stream in ((fake_set, 4), (real_set, 5)))
+    if min(len(fs), len(rs)) < MIN_SELECTION:
+        why = (f"too few images for the selection criterion: {config.select_fraction:.0%} of {len(fake_set)} fakes "
+               f"and {len(real_set)} reals gives {len(fs)} and {len(rs)}, at least {MIN_SELECTION} of each are "
+               "needed; trained on every image and kept the last refiner")
+        log.warning("stig: %s", why)
+        return (fake_set, real_set), None, why
+    selection = Selection(IndexedSet(fake_set, fs), IndexedSet(real_set, rs), config.refine_batch_size)
+    train = (IndexedSet(fake_set, fk), IndexedSet(real_set, rk))
+    return train, selection, f"kept the refiner with the lowest {CRITERION} on the selection set"
+
+
 class StigTrainer:
     """Owns the networks, optimisers and schedule of one STIG training run.
 
@@ -144,9 +169,13 @@ class StigTrainer:
             # D's fourth stride-2 stage would reach 1x1, where InstanceNorm has nothing to normalise.
             raise ValueError(f"STIG needs images of at least 32x32 (the spectrum PatchGAN), got {size}x{size}")
         self.size = size
-        self.fakes = _Pool(fake_set, config.seed, 1)
-        self.reals = _Pool(real_set, config.seed, 2)
+        train_sets, self.selection, self.selection_reason = _carve_selection(config, fake_set, real_set)
+        self.fakes = _Pool(train_sets[0], config.seed, 1)
+        self.reals = _Pool(train_sets[1], config.seed, 2)
         self.total = total_iterations(config, self.fakes.n)
+        self.select_every = max(1, math.ceil(self.total / config.select_evals))
+        # The best refiner so far by the selection criterion: (iteration, value, state_dict on the CPU).
+        self.best: tuple[int, float, dict[str, torch.Tensor]] | None = None
 
         c = config
         self.nce_layers = list(c.nce_layers)
@@ -216,6 +245,8 @@ class StigTrainer:
         )
         if torch.cuda.is_available():
             state["rng_cuda"] = torch.cuda.get_rng_state_all()
+        if self.best is not None:
+            state["best"] = {"iteration": self.best[0], "value": self.best[1], "translator": self.best[2]}
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -236,6 +267,8 @@ class StigTrainer:
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
         self.iteration = int(state["iteration"])
         self.train_seconds = float(state["train_seconds"])
+        best = state.get("best")
+        self.best = None if best is None else (int(best["iteration"]), float(best["value"]), best["translator"])
         self._stats_ready = True
 
     def save_checkpoint(self, path: str | Path) -> Path:
@@ -251,20 +284,19 @@ class StigTrainer:
         if self.log_dir is None or not (self.log_dir / CHECKPOINT).is_file():
             return False
         self.load_checkpoint(self.log_dir / CHECKPOINT)
-        log = self.log_dir / TRAIN_LOG
-        if log.is_file():
-            with log.open(newline="") as fh:
+        log_path = self.log_dir / TRAIN_LOG
+        if log_path.is_file():
+            with log_path.open(newline="") as fh:
                 rows = [r for r in csv.DictReader(fh) if int(r["iteration"]) <= self.iteration]
-            self.history = [{k: float(r[k]) for k in LOSS_NAMES} for r in rows]
+            # The iteration-0 row holds only the selection criteria (no step was taken yet).
+            self.history = [{k: float(r[k]) for k in LOSS_NAMES} for r in rows if r[LOSS_NAMES[0]] != ""]
             self._rewrite_log(rows)  # drop rows written after the checkpoint
         return True
 
     def _rewrite_log(self, rows: Sequence[dict]) -> None:
-        fields = ["iteration", "lr", "seconds", *LOSS_NAMES]
-
         def write(p: Path) -> None:
             with p.open("w", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=fields)
+                w = csv.DictWriter(fh, fieldnames=LOG_FIELDS, restval="")
                 w.writeheader()
                 w.writerows(rows)
 
@@ -373,6 +405,45 @@ class StigTrainer:
                               lf_fake, lf_real]).detach().float().cpu().tolist()  # one device sync per step
         return dict(zip(LOSS_NAMES, values))
 
+    def evaluate_selection(self) -> dict[str, float]:
+        """Refine the selection fakes with the current refiner and measure the criteria; keep the refiner
+        if it is the best so far (ties keep the earlier one: fewer updates, the same distance)."""
+        if self.selection is None:
+            return {}
+        refiner = self.refiner.eval()
+        ac = autocast(self.device, self.precision)
+
+        def refine(batch: torch.Tensor) -> torch.Tensor:
+            with ac:
+                return refiner(batch.to(self.device)).float()
+
+        values = self.selection.evaluate(refine)
+        value = values[CRITERION]
+        if self.best is None or value < self.best[1]:
+            state = {k: v.detach().cpu().clone() for k, v in refiner.state_dict().items()}
+            self.best = (self.iteration, value, state)
+        return values
+
+    def _due(self) -> bool:
+        return self.selection is not None and (self.iteration % self.select_every == 0 or self.iteration == self.total)
+
+    def kept_refiner(self) -> SpectrumTranslator:
+        """The refiner to keep: the best on the selection set, or the last one without selection."""
+        if self.best is None:
+            return self.refiner.eval()
+        kept = build_translator(self.config, self.size).to(self.device)
+        kept.load_state_dict(self.best[2])
+        return kept.eval()
+
+    def selection_info(self) -> dict:
+        """What ``fit_info.json`` records about the selection (see :mod:`.selection`)."""
+        sel = self.selection
+        return {"criterion": CRITERION, "every": self.select_every if sel is not None else None,
+                "best_iteration": self.best[0] if self.best is not None else None,
+                "best_value": round(self.best[1], 6) if self.best is not None else None,
+                "n_fake": sel.n_fake if sel is not None else 0, "n_real": sel.n_real if sel is not None else 0,
+                "kept": "best" if self.best is not None else "last", "reason": self.selection_reason}
+
     def train(self, steps: int | None = None) -> None:
         """Run ``steps`` more iterations (default: to the end), logging and checkpointing into ``log_dir``."""
         self._prepare()
@@ -380,12 +451,17 @@ class StigTrainer:
         writer = fh = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            log = self.log_dir / TRAIN_LOG
-            new = not log.is_file() or self.iteration == 0
-            fh = log.open("w" if new else "a", newline="")
-            writer = csv.DictWriter(fh, fieldnames=["iteration", "lr", "seconds", *LOSS_NAMES])
+            log_path = self.log_dir / TRAIN_LOG
+            new = not log_path.is_file() or self.iteration == 0
+            fh = log_path.open("w" if new else "a", newline="")
+            writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS, restval="")
             if new:
                 writer.writeheader()
+        if self.iteration == 0 and self.best is None and self.selection is not None:
+            # The starting point is a candidate: a run that never gets closer keeps it.
+            initial = self.evaluate_selection()
+            if writer is not None:
+                writer.writerow({"iteration": 0, "lr": self.opt_G.param_groups[0]["lr"], "seconds": 0.0, **initial})
         # progress_bar also honours the run's --quiet (stigbench.imageset.set_progress).
         bar = progress_bar(self.total, "stig" if self.progress else None, unit="it", initial=self.iteration)
         try:
@@ -395,12 +471,16 @@ class StigTrainer:
                 losses = self.step()
                 self.train_seconds += time.perf_counter() - t0
                 self.history.append(losses)
+                selected = self.evaluate_selection() if self._due() else {}
                 if writer is not None:
                     writer.writerow({"iteration": self.iteration, "lr": lr, "seconds": round(self.train_seconds, 3),
-                                     **losses})
+                                     **losses, **selected})
                 bar.update(1)
                 if self.iteration % 10 == 0 or self.iteration == end:
-                    bar.set_postfix({k: f"{losses[k]:.3g}" for k in ("D", "D_s", "gan", "psd", "nce_fake", "lf_fake")})
+                    post = {k: f"{losses[k]:.3g}" for k in ("D", "D_s", "gan", "psd", "nce_fake", "lf_fake")}
+                    if self.best is not None:
+                        post["best"] = f"{self.best[1]:.4f}@{self.best[0]}"
+                    bar.set_postfix(post)
                 if self.log_dir is not None and (self.iteration % self.config.checkpoint_every == 0
                                                  or self.iteration == self.total):
                     fh.flush()
