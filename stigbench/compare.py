@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from stigbench import html_report as H
+from stigbench.evidence import AWAY, MOVES, PAST, TOWARD, move_counts
 from stigbench.io import fresh_dir, read_json, write_text
 from stigbench.metrics import METRICS
 from stigbench.report import (
@@ -243,6 +244,43 @@ def format_cell(mean: float, std: float, n: int, ci_low: float, ci_high: float, 
     if n < n_group:
         text += f" (n={n})"
     return text
+
+
+def move_summary(runs: Sequence[RunInfo], labels: dict[int, str]) -> pd.DataFrame:
+    """Long form, one row per group × refiner × class of :data:`stigbench.evidence.MOVES` (and
+    ``evidence``): the number of detectors per run, as ``mean``, ``std`` (sample, ddof = 1; NaN for
+    one run) and ``n`` runs. Runs without intervals count under ``no interval``."""
+    frames = []
+    for i, r in enumerate(runs):
+        counts = move_counts(r.metrics)
+        counts.insert(0, "group", labels[i])
+        frames.append(counts)
+    cols = ["group", "refiner", "move", "mean", "std", "n"]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=cols)
+    long = pd.concat(frames, ignore_index=True).melt(id_vars=["group", "refiner"], value_vars=[*MOVES, "evidence"],
+                                                     var_name="move", value_name="count")
+    out = long.groupby(["group", "refiner", "move"], sort=False)["count"].agg(["mean", "std", "count"])
+    return out.rename(columns={"count": "n"}).reset_index()[cols]
+
+
+def move_table(moves: pd.DataFrame) -> pd.DataFrame:
+    """One row per group × refiner, one column per class: ``mean ± std`` detectors over the group's
+    runs (a single run: its count); classes that never occur are left out (``toward``, ``away``,
+    ``past`` always shown)."""
+    if moves.empty:
+        return pd.DataFrame()
+    shown = [m for m in [*MOVES, "evidence"] if m in (TOWARD, AWAY, PAST) or (moves.loc[moves["move"] == m, "mean"] > 0).any()]
+    rows = []
+    for (group, refiner), g in moves.groupby(["group", "refiner"], sort=False):
+        g = g.set_index("move")
+        row = {"group": group, "refiner": refiner, "runs": int(g["n"].max())}
+        for m in shown:
+            mean, std, n = g.loc[m, "mean"], g.loc[m, "std"], int(g.loc[m, "n"])
+            row[m] = f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.0f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _variant_columns(agg: pd.DataFrame) -> list[str]:
@@ -512,11 +550,18 @@ class ComparisonResult:
     quality: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    moves: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 CELL_NOTE = ("Cells: mean ± sample standard deviation over the seeds of a group (n runs in the header); "
              "a group of one run shows its value with the 95 % bootstrap interval on the test split in brackets. "
              f"{OVER_MARK} over-correction: AUC below 0.5 after refinement.")
+
+
+MOVES_NOTE = ("Per group and refiner, how many detectors (trained on the fakes, clean test images) the refined "
+              "fakes moved toward, away from (attack adds evidence) or past chance, or left unchanged, judged on "
+              "each run's 95 % AUC intervals (definitions: stigbench/evidence.py); mean ± sample standard "
+              "deviation over the group's runs (data: moves.csv).")
 
 
 def _runs_frame(runs: Sequence[RunInfo], labels: dict[int, str]) -> pd.DataFrame:
@@ -549,6 +594,8 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     agg = aggregate(runs, labels)
     detection, detection_css = detection_table(agg, groups, detection_metrics)
     quality = quality_table(agg, groups)
+    moves = move_summary(runs, labels)
+    moves_shown = move_table(moves)
     runs_df = _runs_frame(runs, labels)
 
     if out_dir is None:
@@ -567,6 +614,7 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     csv(agg, "aggregate.csv")
     csv(runs_df, "runs.csv")
     csv(groups, "groups.csv")
+    csv(moves, "moves.csv")
     det_caption = "Detection before (fake) and after refinement (refined:<refiner>), per dataset."
     q_caption = "Distance of the fakes and the refined fakes to the real images (lower is closer), per dataset."
     if len(detection):
@@ -584,19 +632,22 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
         md += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
     md += ["## Groups", "", to_markdown(groups), ""]
     md += ["## Detection", "", to_markdown(flatten_columns(detection)) if len(detection) else "No detection metrics.", ""]
+    md += ["## Moves against chance (detectors per run)", "",
+           to_markdown(moves_shown) if len(moves_shown) else "No refined AUCs.", "", MOVES_NOTE, ""]
     md += ["## Quality (lower = closer to the reals)", "",
            to_markdown(flatten_columns(quality)) if len(quality) else "No quality metrics.", "", CELL_NOTE, ""]
     text("\n".join(md), "comparison.md")
 
     text(_comparison_html(runs_df, groups, detection, detection_css, quality, warnings, out,
-                          has_det_plot, has_q_plot, agg), "comparison.html")
-    return ComparisonResult(out, runs_df, groups, agg, detection, quality, warnings, files)
+                          has_det_plot, has_q_plot, agg, moves_shown), "comparison.html")
+    return ComparisonResult(out, runs_df, groups, agg, detection, quality, warnings, files, moves)
 
 
 def _comparison_html(runs_df: pd.DataFrame, groups: pd.DataFrame, detection: pd.DataFrame,
                      detection_css: pd.DataFrame, quality: pd.DataFrame, warnings: list[str], out: Path,
-                     has_det_plot: bool, has_q_plot: bool, agg: pd.DataFrame) -> str:
-    parts = ['<nav><a href="#detection">Detection</a><a href="#quality">Quality</a><a href="#groups">Groups</a>'
+                     has_det_plot: bool, has_q_plot: bool, agg: pd.DataFrame, moves: pd.DataFrame) -> str:
+    parts = ['<nav><a href="#detection">Detection</a><a href="#moves">Moves</a><a href="#quality">Quality</a>'
+             '<a href="#groups">Groups</a>'
              '<a href="#runs">Runs</a></nav>']
     if warnings:
         parts.append(H.box("warning", "Warnings", warnings))
@@ -614,6 +665,13 @@ def _comparison_html(runs_df: pd.DataFrame, groups: pd.DataFrame, detection: pd.
         parts.append(H.figure(out / "detection.png", "detection metrics before and after refinement",
                               "Error bars: ± 1 standard deviation over seeds; for a single run, its 95 % bootstrap "
                               "interval. Dashed: chance (0.5)."))
+    parts.append('<h2 id="moves">Moves against chance (detectors per run)</h2>')
+    if len(moves):
+        parts.append(H.table(moves, numeric=[c for c in moves.columns if c not in ("group", "refiner")],
+                             nowrap=["group", "refiner"]))
+        parts.append(f'<p class="note">{H.esc(MOVES_NOTE)}</p>')
+    else:
+        parts.append('<p class="note">No refined AUCs.</p>')
     parts.append('<h2 id="quality">Distance to the real images (lower = closer)</h2>')
     if len(quality):
         parts.append(H.table(quality, titles=titles, numeric=[c for c in quality.columns if c[1]],

@@ -38,6 +38,8 @@ div.scroll { overflow-x: auto; max-width: 100%; }
 tr.over td { background: var(--bad); color: var(--badfg); }
 tr.base td { background: var(--base); }
 td.over { background: var(--bad); color: var(--badfg); font-weight: 600; }
+tr.evidence td { background: var(--warn); font-weight: 600; }
+p.lead { font-size: 15px; margin: 8px 0 12px; }
 table.kv th { text-align: left; white-space: nowrap; }
 table.kv td { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12.5px; }
 .box { border: 1px solid var(--line); border-left-width: 5px; border-radius: 4px; padding: 8px 12px; margin: 10px 0; }

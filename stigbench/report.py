@@ -6,6 +6,8 @@ spectrum plots and ``examples/`` exist) writes:
 * ``summary.csv`` / ``summary.md`` / ``metrics.json`` — the detection table (one row per detector ×
   training set × perturbation × condition, with ΔAUC/ΔAcc against the unrefined fakes and
   over-correction marked) and the quality table (every detector-less metric: LFD, FID, KID ...);
+* ``moves.csv`` — per refiner and detector, whether refinement moved the AUC toward, away from or past
+  chance (:mod:`stigbench.evidence`); their counts head ``summary.md`` and ``report.html``;
 * ``roc.csv`` + ``roc.png`` (from ``scores.csv``), ``score_hist.png``, ``examples.png``;
 * ``report.html`` — one self-contained page with all of the above (see :mod:`stigbench.html_report`).
 
@@ -26,6 +28,7 @@ import pandas as pd
 import torch
 
 from stigbench import html_report as H
+from stigbench.evidence import DETECTOR_AT_CHANCE, EVIDENCE, counts_line, move_columns, move_counts, moves
 from stigbench.io import read_json, write_json, write_text
 from stigbench.metrics import METRICS, roc_curve
 from stigbench.spectrum import log_magnitude, radial_profile
@@ -148,12 +151,16 @@ def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
 
     An attack succeeds by bringing AUC to 0.5 (chance); below 0.5 a detector with its sign flipped
     would catch the refined images, so that is flagged as over-correction, not counted as success.
+    ``move`` says, from the AUC intervals, whether refinement moved the detector toward, away from or
+    past chance; ``note`` adds ``attack adds evidence`` and ``detector at chance`` (a detector whose
+    fake-AUC interval contains 0.5 gets no over-correction or evidence flag); see
+    :mod:`stigbench.evidence`.
     """
     m = clean_metrics(metrics)
     det = m[m["detector"] != ""].copy()
     keys = ["detector", "trained_on", "perturbation", "condition"]
     if det.empty:
-        return pd.DataFrame(columns=[*keys, "auc", "delta_auc", "delta_acc", "note"])
+        return pd.DataFrame(columns=[*keys, "auc", "delta_auc", "delta_acc", "move", "note"])
     det["condition"] = [condition_label(c, r) for c, r in zip(det["condition"], det["refiner"])]
     names = ordered_metrics(det["metric"])
     table = _wide(det, keys, names)
@@ -164,7 +171,7 @@ def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
         base = table[table["condition"] == "fake"].set_index(group)[name]
         ref = pd.MultiIndex.from_frame(table[group])
         table[f"delta_{name}"] = table[name].to_numpy() - base.reindex(ref).to_numpy()
-    table["note"] = np.where((table["condition"] != "fake") & (table["auc"] < 0.5), OVER_CORRECTION, "")
+    table["move"], table["note"] = _flags(table, group)
     # Keep each detector's rows together (variants may be appended later in metrics.csv), the
     # standard training set and no perturbation first, the unrefined fakes first within each.
     def first(values: list[Any]) -> np.ndarray:  # rank by first appearance
@@ -177,7 +184,32 @@ def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
     table = table.iloc[np.lexsort((c_rank, v_rank, first(list(table["detector"]))))].reset_index(drop=True)
     ci_cols = [c for c in table.columns if c.endswith(("_ci_low", "_ci_high"))]
     names = [n for n in names if n in table] + (["auc"] if "auc" not in names else [])
-    return table[[*keys, *names, "delta_auc", "delta_acc", "note", *ci_cols]]
+    return table[[*keys, *names, "delta_auc", "delta_acc", "move", "note", *ci_cols]]
+
+
+def _flags(table: pd.DataFrame, group: list[str]) -> tuple[list[str], list[str]]:
+    """Per row of the wide table: the move against chance (refined rows with a fake baseline) and the
+    notes (``; ``-joined): evidence, over-correction, detector at chance (see :mod:`stigbench.evidence`)."""
+    def col(name: str) -> np.ndarray:
+        return table[name].to_numpy(float) if name in table else np.full(len(table), np.nan)
+
+    base = table[table["condition"] == "fake"].set_index(group)
+    ref = pd.MultiIndex.from_frame(table[group])
+    frame = pd.DataFrame({"auc": col("auc"), "auc_ci_low": col("auc_ci_low"), "auc_ci_high": col("auc_ci_high")})
+    for name, source in (("fake_auc", "auc"), ("fake_ci_low", "auc_ci_low"), ("fake_ci_high", "auc_ci_high")):
+        frame[name] = base[source].reindex(ref).to_numpy(float) if source in base else np.nan
+    flags = move_columns(frame)
+    move, notes = [], []
+    for i, condition in enumerate(table["condition"]):
+        refined, chance = condition != "fake", bool(flags["fake_at_chance"].iat[i])
+        note = [EVIDENCE] if refined and flags["evidence"].iat[i] else []
+        if refined and not chance and frame["auc"].iat[i] < 0.5:
+            note.append(OVER_CORRECTION)
+        if chance:
+            note.append(DETECTOR_AT_CHANCE)
+        notes.append("; ".join(note))
+        move.append(flags["move"].iat[i] if refined and np.isfinite(frame["fake_auc"].iat[i]) else "")
+    return move, notes
 
 
 def quality_table(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -199,7 +231,8 @@ def _value_columns(table: pd.DataFrame, skip: Sequence[str]) -> list[str]:
 def display_summary(summary: pd.DataFrame, digits: int = 3) -> tuple[pd.DataFrame, list[str]]:
     """The detection table for reading: values as ``v [lo, hi]``, Δs signed, the training-set and
     perturbation columns only where something other than the default occurs; plus a CSS class per
-    row (``base`` for the unrefined fakes, ``over`` for over-correction)."""
+    row (``base`` for the unrefined fakes, ``over`` for over-correction, ``evidence`` where the attack
+    added evidence)."""
     keys = ["detector", "trained_on", "perturbation", "condition"]
     shown = ["detector"]
     if (summary["trained_on"] != DEFAULT_TRAINED_ON).any():
@@ -208,15 +241,17 @@ def display_summary(summary: pd.DataFrame, digits: int = 3) -> tuple[pd.DataFram
         shown.append("perturbation")
     shown.append("condition")
     out = summary[shown].copy()
-    for name in _value_columns(summary, [*keys, "note"]):
+    for name in _value_columns(summary, [*keys, "move", "note"]):
         if name.startswith("delta_"):
             out[metric_label(name)] = [format_delta(v, digits) for v in summary[name]]
         else:
             lo = summary.get(f"{name}_ci_low", pd.Series(np.nan, index=summary.index))
             hi = summary.get(f"{name}_ci_high", pd.Series(np.nan, index=summary.index))
             out[metric_label(name)] = [format_ci(v, a, b, digits) for v, a, b in zip(summary[name], lo, hi)]
+    if "move" in summary:
+        out["move"] = summary["move"].to_numpy()
     out["note"] = summary["note"].to_numpy()
-    classes = ["over" if n == OVER_CORRECTION else ("base" if c == "fake" else "")
+    classes = ["over" if OVER_CORRECTION in n else "evidence" if EVIDENCE in n else ("base" if c == "fake" else "")
                for n, c in zip(summary["note"], summary["condition"])]
     return out.reset_index(drop=True), classes
 
@@ -643,17 +678,24 @@ def _split_text(split: Any) -> str:
 
 DETECTION_NOTE = ("ΔAUC and ΔAcc are against the unrefined fakes of the same detector. An attack succeeds by "
                   "bringing AUC to 0.5; `over-correction` marks AUC below 0.5 (a sign-flipped detector would "
-                  "catch those images). Brackets: 95 % bootstrap confidence interval on the test split.")
+                  "catch those images). `move` compares the AUC intervals of refined and unrefined fakes: "
+                  "`toward` / `past` chance, `away` from it (`attack adds evidence`, also given to a detector "
+                  "pushed past 0.5 further than it stood before), `unchanged` (the intervals overlap); a detector "
+                  "whose fake-AUC interval contains 0.5 is `at chance` and gets no other flag. "
+                  "Brackets: 95 % bootstrap confidence interval on the test split.")
 
 
 def render_run_html(run_dir: Path, summary: pd.DataFrame, quality: pd.DataFrame, record: dict[str, Any],
-                    config: dict[str, Any], seed: Any, notes: Sequence[str] = ()) -> str:
-    """The body of ``report.html`` around the tables and the plots found in ``run_dir``."""
+                    config: dict[str, Any], seed: Any, notes: Sequence[str] = (), lead: str = "") -> str:
+    """The body of ``report.html`` around the tables and the plots found in ``run_dir``; ``lead`` is
+    the line shown first (the moves against chance)."""
     ds = record.get("dataset", {})
     parts: list[str] = []
     nav = [("detection", "Detection"), ("quality", "Quality"), ("roc", "ROC"), ("scores", "Scores"),
            ("spectra", "Spectra"), ("examples", "Examples"), ("provenance", "Provenance")]
     parts.append("<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in nav) + "</nav>")
+    if lead:
+        parts.append(f'<p class="lead">{H.esc(lead)}</p>')
     errors = record.get("errors") or {}
     if errors:
         parts.append(H.box("error", f"{len(errors)} component(s) failed (details in run.log); their rows are missing:",
@@ -676,7 +718,7 @@ def render_run_html(run_dir: Path, summary: pd.DataFrame, quality: pd.DataFrame,
                              nowrap=["detector", "trained_on", "perturbation", "condition"]))
         parts.append(f'<p class="note">{H.esc(DETECTION_NOTE.replace("`", ""))} Detectors are trained on real vs '
                      "original (unrefined) fakes unless a training set is named; shaded rows are the unrefined "
-                     "baseline, red rows over-correction.</p>")
+                     "baseline, red rows over-correction, yellow rows an attack that added evidence.</p>")
     else:
         parts.append('<p class="note">No detection results (every detector failed).</p>')
 
@@ -743,11 +785,15 @@ def write_run_report(run_dir: Path, metrics: pd.DataFrame, record: dict[str, Any
     config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
     seed = _seed(metrics, config)
     notes = run_plots(run_dir, record)
+    moves(clean_metrics(metrics)).to_csv(run_dir / "moves.csv", index=False)
+    lead = counts_line(move_counts(clean_metrics(metrics)))
 
     ds = record["dataset"]
     prov = record.get("provenance", {})
     lines = [
         f"# stigbench run: {ds['name']} (seed {seed})",
+        "",
+        lead,
         "",
         f"- images: {_dataset_line(record)}",
         f"- split (test = scored): {_split_text(ds['split'])}",
@@ -776,7 +822,7 @@ def write_run_report(run_dir: Path, metrics: pd.DataFrame, record: dict[str, Any
              if (run_dir / n).is_file()]
     lines += ["Full report with plots: `report.html`. Plots: " + ", ".join(f"`{n}`" for n in plots) + ".", ""]
     write_text(run_dir / "summary.md", "\n".join(lines))
-    write_text(run_dir / "report.html", render_run_html(run_dir, summary, quality, record, config, seed, notes))
+    write_text(run_dir / "report.html", render_run_html(run_dir, summary, quality, record, config, seed, notes, lead))
     return summary
 
 

@@ -151,6 +151,12 @@ def test_run_report_files(real_run):
         assert text in page, text
     md = (real_run / "summary.md").read_text(encoding="utf-8")
     assert "| durall | refined:spectral-match |" in md and "report.html" in md
+    # the moves against chance head both reports; the per-detector classes are in moves.csv and the table
+    assert md.splitlines()[2].startswith("Moves against chance") and "spectral-match: " in md.splitlines()[2]
+    assert '<p class="lead">Moves against chance' in page
+    moves = pd.read_csv(real_run / "moves.csv", keep_default_na=False)
+    assert list(moves[["refiner", "detector"]].itertuples(index=False, name=None)) == [("spectral-match", "durall")]
+    assert "| move | note |" in md
 
 
 def test_errors_are_shown_and_a_run_without_detections_still_reports(real_run, tmp_path):
