@@ -57,6 +57,45 @@ def from_log_magnitude(log_mag: torch.Tensor, phase: torch.Tensor) -> torch.Tens
     return torch.fft.ifft2(torch.fft.ifftshift(f, dim=_DIMS), dim=_DIMS).real
 
 
+def periodic_smooth(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(p, s)`` with ``x = p + s``: Moisan's periodic-plus-smooth decomposition over the last two axes.
+
+    Moisan, "Periodic plus smooth image decomposition", J. Math. Imaging Vis. 2011. The DFT treats an
+    image as periodic, so the jump between its opposite borders puts a bright cross on the frequency
+    axes of every spectrum (energy falling as ``1/|k|``), which varies from image to image with the
+    content at the borders. ``s`` is the smooth image (zero mean) whose discrete Laplacian is the
+    "boundary image" ``v`` of those jumps; ``p = x - s`` has the same content without the jumps, so its
+    spectrum has no cross. ``s`` is solved in the Fourier domain:
+    ``S(q, r) = V(q, r) / (2 cos(2 pi q / H) + 2 cos(2 pi r / W) - 4)``, ``S(0, 0) = 0``.
+    """
+    if not torch.is_floating_point(x):
+        raise TypeError(f"expected a floating-point image tensor, got {x.dtype}")
+    work = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    h, w = work.shape[-2:]
+    v = torch.zeros_like(work)
+    jump_rows = work[..., -1, :] - work[..., 0, :]
+    jump_cols = work[..., :, -1] - work[..., :, 0]
+    v[..., 0, :] += jump_rows
+    v[..., -1, :] -= jump_rows
+    v[..., :, 0] += jump_cols
+    v[..., :, -1] -= jump_cols
+    denom = _laplacian_eigenvalues(h, w, work.dtype, str(work.device))
+    s = torch.fft.ifft2(torch.fft.fft2(v, dim=_DIMS) / denom, dim=_DIMS).real
+    return work - s, s
+
+
+@lru_cache(maxsize=16)
+def _laplacian_eigenvalues(h: int, w: int, dtype: torch.dtype, device: str) -> torch.Tensor:
+    """``2 cos(2 pi q / h) + 2 cos(2 pi r / w) - 4`` (unshifted layout), with 1 at DC where the
+    solution is fixed to zero mean instead (the boundary image has zero mean, so ``V(0, 0) = 0``)."""
+    with torch.inference_mode(False):
+        q = torch.arange(h, dtype=torch.float64, device=device)
+        r = torch.arange(w, dtype=torch.float64, device=device)
+        d = (2 * torch.cos(2 * torch.pi * q / h))[:, None] + (2 * torch.cos(2 * torch.pi * r / w))[None, :] - 4
+        d[0, 0] = 1.0
+        return d.to(dtype)
+
+
 def mirror(spec: torch.Tensor) -> torch.Tensor:
     """``spec`` at the negated frequency: ``out[..., u, v] = spec[..., -u, -v]`` in the centred layout.
 

@@ -141,3 +141,35 @@ def test_symmetrise_is_projection_that_real_images_survive():
     # A symmetric magnitude with a real image's phase is the spectrum of the real image rebuilt from it.
     back = S.from_log_magnitude(s.abs(), ph)
     assert torch.allclose(S.log_magnitude(back), s.abs(), atol=1e-8)
+
+
+def test_periodic_smooth_decomposition():
+    """Moisan 2011: x = p + s, s smooth with zero mean, and p's spectrum has no border cross."""
+    from stigbench.spectrum import log_magnitude, periodic_smooth
+
+    n = 64
+    yy, xx = torch.meshgrid(torch.arange(n, dtype=torch.float64), torch.arange(n, dtype=torch.float64), indexing="ij")
+    g = torch.Generator().manual_seed(0)
+    # a ramp (the worst case for the periodic DFT: one big jump at each border) plus texture
+    x = (0.2 + 0.006 * xx + 0.004 * yy + 0.1 * torch.rand(2, 3, n, n, generator=g, dtype=torch.float64))
+    p, s = periodic_smooth(x)
+    torch.testing.assert_close(p + s, x)
+    assert s.mean(dim=(-2, -1)).abs().max() < 1e-12
+    c = n // 2
+    lx, lp = log_magnitude(x), log_magnitude(p)
+    axis = (slice(None), slice(None), c, slice(c + 4, n))  # the horizontal frequency axis, away from DC
+    beside = (slice(None), slice(None), c + 3, slice(c + 4, n))
+    assert (lx[axis].mean() - lx[beside].mean()) > 1.5  # the cross is there in x's spectrum...
+    assert abs(lp[axis].mean() - lp[beside].mean()) < 0.3  # ...and gone from p's
+    # the discrete Laplacian of s (periodic boundary) is the boundary image of the jumps
+    lap = sum(torch.roll(s, k, d) for k in (1, -1) for d in (-1, -2)) - 4 * s
+    v = torch.zeros_like(x)
+    v[..., 0, :] += x[..., -1, :] - x[..., 0, :]
+    v[..., -1, :] -= x[..., -1, :] - x[..., 0, :]
+    v[..., :, 0] += x[..., :, -1] - x[..., :, 0]
+    v[..., :, -1] -= x[..., :, -1] - x[..., :, 0]
+    torch.testing.assert_close(lap, v)
+    # fp32 in, fp32 out; integers refused
+    assert periodic_smooth(x.float())[0].dtype == torch.float32
+    with pytest.raises(TypeError):
+        periodic_smooth(torch.zeros(4, 4, dtype=torch.uint8))

@@ -115,7 +115,7 @@ def test_too_small_for_selection_falls_back_to_the_last_refiner(caplog):
 
 
 @pytest.mark.parametrize("variant", [{"spectrum_norm": "real-frequency"}, {"spectrum_norm": "real-channel"},
-                                     {"spectrum_norm": "minmax"}, {"symmetric": True}])
+                                     {"spectrum_norm": "minmax"}, {"symmetric": True}, {"periodic": True}])
 def test_identity_generator_leaves_every_pixel(variant):
     """Oracle: the identity generator's refinement, stored on the 8-bit grid, is the input image, so no
     detector's score can change (any change a trained refiner makes is its own)."""

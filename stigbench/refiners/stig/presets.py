@@ -78,6 +78,7 @@ class StigPreset:
     identity_init: bool = False
     spectrum_norm: str = "minmax"
     symmetric: bool = False  # symmetrise G's output (the magnitude of a real image is; G's raw output is not)
+    periodic: bool = False  # G works on the periodic component of Moisan's decomposition (no border cross)
     # discriminators
     d_width: int = 64
     d_input: str = "generator"  # what D sees as refined: G's raw output (paper) or the rebuilt "image"'s spectrum

@@ -44,7 +44,6 @@ from stigbench.contracts import ImageSetLike
 from stigbench.device import autocast, torch_rng
 from stigbench.imageset import progress_bar
 from stigbench.io import atomic_write
-from stigbench.spectrum import log_magnitude, magnitude_phase
 
 from .losses import (
     SSIM,
@@ -84,7 +83,7 @@ def build_translator(config: StigPreset, size: int) -> SpectrumTranslator:
     """G (UNet++) with the spectrum normalisation of ``config``, for ``size x size`` images."""
     g = UNetPlusPlus(levels=config.levels, width=config.width, norm=config.norm, upsample=config.upsample,
                      identity_init=config.identity_init)
-    return SpectrumTranslator(g, config.spectrum_norm, size, symmetric=config.symmetric)
+    return SpectrumTranslator(g, config.spectrum_norm, size, symmetric=config.symmetric, periodic=config.periodic)
 
 
 def total_iterations(config: StigPreset, n_fake: int) -> int:
@@ -316,7 +315,7 @@ class StigTrainer:
         spec, prof = self.translator.real_stats_moments(), Moments((0,))
         for pool in (self.reals, self.fakes):
             for batch in pool.batches(256):
-                lm = log_magnitude(batch.to(self.device))
+                lm = self.translator.analyse(batch.to(self.device))[0]
                 if pool is self.reals and self.translator.needs_real_stats:
                     spec.add(lm)
                 prof.add(spectral_profile(lm, self.config.rings, self.config.profile_scale))
@@ -337,15 +336,15 @@ class StigTrainer:
         for net in self.nets.values():
             net.train()
 
-        lm, phase = magnitude_phase(x)  # one FFT per input image
+        lm, phase, smooth = self.translator.analyse(x)  # one FFT per input image
         z, stats = self.translator.normalise(lm)
         prof_real = spectral_profile(lm[B:], c.rings, c.profile_scale)
         with ac:
             zh, feats_k = self.G(z, self.nce_layers)  # fakes and reals in one pass; its features are the keys
         zh = self.translator.finish(zh.float())
-        xh = self.translator.reconstruct(zh, stats, phase)
+        xh = self.translator.reconstruct(zh, stats, phase, smooth)
         zh_a, xh_a, xh_b = zh[:B], xh[:B], xh[B:]
-        lm_hat_a = log_magnitude(xh_a)
+        lm_hat_a = self.translator.spectrum_of(xh_a, None if smooth is None else smooth[:B])
         prof_fake = spectral_profile(lm_hat_a, c.rings, c.profile_scale)  # from the rebuilt image: grads reach G
         # What D judges as the refined spectrum: G's raw output (paper) or the spectrum of the image the
         # attack actually outputs. G's raw output need not be the magnitude of any real image (no

@@ -28,6 +28,14 @@ Decisions (STIG-SPEC leaves them open):
   blend of ``M(k)`` and ``M(-k)``, so the image the attack outputs is not the spectrum G was trained to
   produce, and D (which judges G's raw output) can tell refined from real by the asymmetry alone. With
   ``symmetric`` G's output is replaced by ``(M(k) + M(-k)) / 2`` before every loss and the rebuild.
+* **Periodic component** (``periodic``, off in the paper): the DFT of an image that is not periodic
+  has a bright cross on the frequency axes from the jumps between opposite borders, whose strength
+  varies from image to image. With the per-frequency normalisation the axes get the largest standard
+  deviations, so whatever smooth change G makes in normalised units is multiplied up on the axes: a
+  narrow excess along a frequency axis that neither class had. With ``periodic`` the spectrum G sees
+  and changes is that of the periodic component ``p`` of Moisan's decomposition ``x = p + s``
+  (:func:`~stigbench.spectrum.periodic_smooth`); the smooth component ``s``, which carries the border
+  jumps, is added back unchanged.
 * **Spectral profile** P: square rings ``max(|u|, |v|) = r`` (the official code's; they cover every
   frequency up to N/2, where circular rings drop the corners).
 """
@@ -37,7 +45,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stigbench.spectrum import from_log_magnitude, magnitude_phase, minmax_scale, radial_profile, symmetrise
+from stigbench.spectrum import (
+    from_log_magnitude,
+    magnitude_phase,
+    minmax_scale,
+    periodic_smooth,
+    radial_profile,
+    symmetrise,
+)
 
 from .networks import UNetPlusPlus
 
@@ -92,7 +107,7 @@ class SpectrumTranslator(nn.Module):
     """
 
     def __init__(self, generator: UNetPlusPlus, spectrum_norm: str = "minmax", size: int | None = None,
-                 symmetric: bool = False) -> None:
+                 symmetric: bool = False, periodic: bool = False) -> None:
         super().__init__()
         if spectrum_norm not in SPECTRUM_NORMS:
             raise ValueError(f"spectrum_norm must be one of {SPECTRUM_NORMS}, got {spectrum_norm!r}")
@@ -104,6 +119,7 @@ class SpectrumTranslator(nn.Module):
         self.generator = generator
         self.spectrum_norm = spectrum_norm
         self.symmetric = symmetric
+        self.periodic = periodic
         shape = (3, size, size) if spectrum_norm == "real-frequency" else (3, 1, 1)
         self.register_buffer("mean", torch.zeros(shape))
         self.register_buffer("std", torch.ones(shape))
@@ -142,11 +158,27 @@ class SpectrumTranslator(nn.Module):
         normalisation's statistics are themselves symmetric, so this is the same in z and in M)."""
         return symmetrise(zh) if self.symmetric else zh
 
-    def reconstruct(self, z: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor], phase: torch.Tensor) -> torch.Tensor:
-        """The image with log-magnitude ``denormalise(z)`` and ``phase``: real part, clamped to [0, 1]."""
-        return from_log_magnitude(self.denormalise(z, stats), phase).clamp(0, 1)
+    def analyse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(log-magnitude, phase, smooth)`` of what G works on: the image itself, or its periodic
+        component when ``periodic`` (``smooth`` is then the part added back, else ``None``)."""
+        smooth = None
+        if self.periodic:
+            x, smooth = periodic_smooth(x)
+        lm, phase = magnitude_phase(x)
+        return lm, phase, smooth
+
+    def spectrum_of(self, image: torch.Tensor, smooth: torch.Tensor | None) -> torch.Tensor:
+        """The log-magnitude, in :meth:`analyse`'s terms, of an image rebuilt with ``smooth``."""
+        return magnitude_phase(image if smooth is None else image - smooth)[0]
+
+    def reconstruct(self, z: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor], phase: torch.Tensor,
+                    smooth: torch.Tensor | None = None) -> torch.Tensor:
+        """The image with log-magnitude ``denormalise(z)`` and ``phase`` (plus ``smooth``): real part,
+        clamped to [0, 1]."""
+        x = from_log_magnitude(self.denormalise(z, stats), phase)
+        return (x if smooth is None else x + smooth).clamp(0, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lm, phase = magnitude_phase(x)
+        lm, phase, smooth = self.analyse(x)
         z, stats = self.normalise(lm)
-        return self.reconstruct(self.finish(self.generator(z)), stats, phase)
+        return self.reconstruct(self.finish(self.generator(z)), stats, phase, smooth)
