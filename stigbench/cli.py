@@ -123,6 +123,9 @@ _USER_ERRORS = (RegistryError, ValueError, FileNotFoundError, TypeError)
 @click.option("--perturb-quality/--no-perturb-quality", default=None, help="FID/KID under each perturbation too.")
 @click.option("--adaptive/--no-adaptive", default=None,
               help="Also retrain each detector on refined (validation) fakes and score the refined test fakes.")
+@click.option("--fit-refiners-on", type=click.Choice(["train", "test"]), default=None,
+              help="Fakes the refiners are fitted on: train (default) or test, the very fakes they refine "
+                   "(transductive, as in the STIG paper).")
 @click.option("--cache/--no-cache", default=None, help="Reuse completed stages from earlier runs (default on).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Stage cache folder.")
 @click.option("--set", "overrides", multiple=True, metavar="NAME.PARAM=VALUE",
@@ -155,6 +158,7 @@ def run(config_path: str | None, overrides: tuple[str, ...], spec_dir: tuple[str
 @click.option("--detectors", default=None, help="As for `run`.")
 @click.option("--perturb", default=None, help="As for `run`.")
 @click.option("--adaptive/--no-adaptive", default=None)
+@click.option("--fit-refiners-on", type=click.Choice(["train", "test"]), default=None, help="As for `run`.")
 @click.option("--n-boot", type=int, default=None)
 @click.option("--quality/--no-quality", default=None)
 @click.option("--device", default=None)

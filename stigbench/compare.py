@@ -51,6 +51,8 @@ from stigbench.report import (
 
 #: Config keys that cannot change a result: never a reason to keep runs apart.
 IGNORED_SETTINGS = frozenset({"seed", "out", "progress", "spec_dirs", "plugins"})
+#: Settings added after runs were first saved, with the value an older run (without the key) had.
+LEGACY_DEFAULTS = {"fit_refiners_on": "train"}
 #: Dataset-spec fields that only document the data.
 DOC_SPEC_KEYS = frozenset({"name", "description", "source", "licence", "spec_path"})
 ABSENT = "<absent>"
@@ -84,7 +86,7 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def run_settings(config_json: dict[str, Any]) -> dict[str, Any]:
     """The flattened settings that define a run's result (``detector_params.durall.c``, ...)."""
-    cfg = {k: v for k, v in config_json.get("config", {}).items() if k not in IGNORED_SETTINGS}
+    cfg = {**LEGACY_DEFAULTS, **{k: v for k, v in config_json.get("config", {}).items() if k not in IGNORED_SETTINGS}}
     spec = {k: v for k, v in config_json.get("dataset_spec", {}).items() if k not in DOC_SPEC_KEYS}
     out = _flatten(cfg)
     out.update(_flatten(spec, "dataset_spec."))
@@ -177,6 +179,7 @@ def group_runs(runs: Sequence[RunInfo]) -> tuple[dict[int, str], pd.DataFrame, l
             s = runs[idx[0]].settings
             rows.append({"group": label, "dataset": dataset, "settings_hash": h, "n_runs": len(idx),
                          "seeds": ", ".join(map(str, sorted(seeds, key=str))),
+                         "fit_refiners_on": s.get("fit_refiners_on"),
                          "differing_settings": "; ".join(f"{k}={_short(s.get(k, ABSENT))}" for k in differing)})
             commits = sorted({_commit(runs[i].record) for i in idx})
             if len(commits) > 1:
@@ -185,6 +188,10 @@ def group_runs(runs: Sequence[RunInfo]) -> tuple[dict[int, str], pd.DataFrame, l
             if repeated:
                 warnings.append(f"group {label}: seed(s) {', '.join(repeated)} occur more than once — those runs "
                                 "are repeats, not independent seeds, so the spread understates the variation")
+        if "fit_refiners_on" in differing:
+            warnings.append(f"dataset {dataset}: some runs fitted their refiners on the TEST fakes they refine "
+                            "(transductive, --fit-refiners-on test) and others on the training fakes; their groups "
+                            "are not comparable as one attack")
         if differing:
             per_key = []
             for k in differing:

@@ -53,8 +53,9 @@ def run_grid(datasets: Sequence[str], seeds: Sequence[int], out: str | Path, bas
     settings = _grid_settings(base)
     if manifest_path.is_file():
         manifest = read_json(manifest_path)
-        if manifest.get("settings") != settings:
-            old = manifest.get("settings", {})
+        # A key missing from an older manifest is a setting added since, which that grid ran at its default.
+        old = {**_grid_settings(RunConfig()), **manifest.get("settings", {})}
+        if old != settings:
             differ = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
             raise ValueError(f"{out} holds a grid with other settings (differ: {', '.join(differ)}); "
                              "use another --out or the same settings")

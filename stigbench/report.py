@@ -668,6 +668,14 @@ def _dataset_line(record: dict[str, Any]) -> str:
             f" ({ds.get('skipped', 0)} skipped, see skipped.csv)" + (" — synthetic dataset" if ds.get("synthetic") else ""))
 
 
+def refiner_fit_text(config: dict[str, Any]) -> str:
+    """What the run's refiners were fitted on, from its ``config.json`` (older runs: the training split)."""
+    if config.get("config", {}).get("fit_refiners_on", "train") == "test":
+        return ("TEST fakes + training reals (transductive, as in the STIG paper: the refined fakes scored here "
+                "are the ones the refiners were fitted on)")
+    return "training fakes + training reals (the refined test fakes were never seen by a refiner)"
+
+
 def _split_text(split: Any) -> str:
     """``{'real': {'train': 288, ...}, ...}`` -> ``real: train 288, val 96, test 96; fake: ...``."""
     if not isinstance(split, dict):
@@ -706,6 +714,7 @@ def render_run_html(run_dir: Path, summary: pd.DataFrame, quality: pd.DataFrame,
         "dataset": ds.get("name", ""), "images": _dataset_line(record),
         "split (test = scored)": _split_text(ds.get("split", {})), "seed": seed,
         "refiners": ", ".join(record.get("refiners", {})) or "none",
+        "refiners fitted on": refiner_fit_text(config),
         "detectors": ", ".join(record.get("detectors", {})) or "none",
     }))
 
@@ -797,6 +806,7 @@ def write_run_report(run_dir: Path, metrics: pd.DataFrame, record: dict[str, Any
         "",
         f"- images: {_dataset_line(record)}",
         f"- split (test = scored): {_split_text(ds['split'])}",
+        f"- refiners fitted on: {refiner_fit_text(config)}",
         f"- device: {prov.get('device_name', '?')}, precision {prov.get('precision', '?')}",
         f"- time: {record['seconds']} s",
         "",

@@ -9,6 +9,14 @@ Leakage rules: no image used to train a refiner is ever refined and scored, and 
 on an image it was trained on. The adaptive defender trains on *validation* fakes refined by the
 refiner (which never saw them), never on test images.
 
+``fit_refiners_on="test"`` (``--fit-refiners-on test``) lifts the first rule on purpose, for parity
+with the STIG paper, whose refiner is transductive: every refiner is then fitted on the *test* fakes
+(with the training reals as its reals) and refines those same fakes, so the scored refined images
+are ones the refiner saw while fitting. The reals it sees are still training reals, detectors still
+train only on the training split and are never scored on what they saw, and the adaptive
+defender's validation fakes stay unseen by the refiner. Reports name the setting, and
+comparisons keep such runs apart from the default ones.
+
 Every expensive stage (refiner fit, refined set, perturbed set, detector fit, scores) goes through a
 :class:`~stigbench.stages.StageStore`, keyed by what determines it, so re-running with an extra
 detector or perturbation recomputes only what is new, and an interrupted run resumes.
@@ -53,6 +61,8 @@ log = logging.getLogger("stigbench")
 METRIC_COLUMNS = ["dataset", "seed", "refiner", "detector", "trained_on", "condition", "perturbation",
                   "metric", "value", "ci_low", "ci_high"]
 CLEAN = "none"
+#: Where refiners take their fakes from: the training split (default) or the test split (transductive).
+FIT_REFINERS_ON = ("train", "test")
 
 
 @dataclass
@@ -63,6 +73,8 @@ class RunConfig:
     (``blur:2``); ``detectors`` names or patterns, or ``default`` (the detectors registered with
     ``default=True``). ``refiner_params``/``detector_params`` map a registry name to constructor
     keyword arguments. ``perturb`` lists test-time perturbations (``jpeg:*,blur:2+jpeg:50``).
+    ``fit_refiners_on`` is ``train`` or ``test`` (the STIG paper's transductive setting; see the
+    module docstring).
     """
 
     dataset: str = "demo"
@@ -93,6 +105,12 @@ class RunConfig:
     spec_dirs: list[str] = field(default_factory=list)
     plugins: list[str] = field(default_factory=list)
     progress: bool = True
+    fit_refiners_on: str = "train"
+
+    def __post_init__(self) -> None:
+        if self.fit_refiners_on not in FIT_REFINERS_ON:
+            raise ValueError(f"fit_refiners_on must be one of {', '.join(FIT_REFINERS_ON)}, "
+                             f"got {self.fit_refiners_on!r}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
@@ -358,13 +376,17 @@ class _Run:
         return self.write(spectra, prov, quality_info, t_start)
 
     def fit_refiners(self) -> dict[str, Path]:
-        """Fit (or reuse) every refiner on the training fakes and reals; returns stage folders."""
-        fake_train, real_train = self.part("fake", "train"), self.part("real", "train")
+        """Fit (or reuse) every refiner on the training reals and the fakes of the split part named by
+        ``fit_refiners_on`` (training fakes by default); returns stage folders."""
+        fit_on = self.config.fit_refiners_on
+        fake_train, real_train = self.part("fake", fit_on), self.part("real", "train")
+        if fit_on == "test" and self.refiner_specs:
+            log.warning("refiners are fitted on the test fakes they refine (transductive, as in the STIG paper)")
         out: dict[str, Path] = {}
         for rs in self.refiner_specs:
             cls = refiner_registry().get(rs.name)
             params = _refiner_params(self.config, rs)
-            payload = {"refiner": rs.name, "params": params, "code": code_fingerprint(cls)}
+            payload = {"refiner": rs.name, "params": params, "code": code_fingerprint(cls), "fit_fakes": fit_on}
 
             def make(folder: Path, cls: type = cls, params: dict[str, Any] = params) -> None:
                 refiner = construct(cls, params, seed=self.config.seed, device=self.config.device,
@@ -387,6 +409,7 @@ class _Run:
                 out[rs.display] = folder
                 info = read_json(folder / "info.json")
                 info["cached"] = len(self.store.misses) == n_computed
+                info["fit_fakes"] = fit_on
                 self.refiner_info[rs.display] = info
                 shutil.copytree(folder, self.run_dir / "refiners" / _folder_name(rs.display), dirs_exist_ok=False,
                                 ignore=shutil.ignore_patterns(".complete", "stage.json"))

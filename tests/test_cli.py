@@ -109,6 +109,9 @@ def test_clear_errors(tiny_dataset, tmp_path):
     assert r.exit_code == 2 and "no parameter" in r.output
     r = runner.invoke(main, base + ["--set", "whatever.x=1"])
     assert r.exit_code == 2 and "neither a refiner nor a detector" in r.output
+    for command in (base, ["grid", "--datasets", "demo", "--out", str(tmp_path / "g")]):
+        r = runner.invoke(main, command + ["--fit-refiners-on", "val"])
+        assert r.exit_code == 2 and "'val' is not one of 'train', 'test'" in r.output
     assert not list(tmp_path.glob("*/*/metrics.csv"))
 
 

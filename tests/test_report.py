@@ -198,7 +198,8 @@ def test_settings_ignore_seed_and_paths():
                     "detector_params": {"durall": {"c": 1}}}, "dataset_spec": {"spec_path": "/a", "size": 32}}
     b = {"config": {"seed": 1, "out": "y", "progress": False, "spec_dirs": ["b"], "n_boot": 5,
                     "detector_params": {"durall": {"c": 1}}}, "dataset_spec": {"spec_path": "/b", "size": 32}}
-    assert run_settings(a) == run_settings(b) == {"n_boot": 5, "detector_params.durall.c": 1, "dataset_spec.size": 32}
+    assert run_settings(a) == run_settings(b) == {"n_boot": 5, "detector_params.durall.c": 1, "dataset_spec.size": 32,
+                                                  "fit_refiners_on": "train"}  # older runs: the default
 
 
 def test_compare_mean_std_across_seeds(runs_parent, tmp_path):

@@ -4,6 +4,7 @@ cache and resumable grids."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -137,3 +138,56 @@ def test_bad_config_fails_before_work(base, tmp_path):
     with pytest.raises(ValueError, match="needs at least one refiner"):
         run_benchmark(dataclasses.replace(base, refiners="", adaptive=True))
     assert not (Path(base.out)).exists()
+
+
+def test_fit_refiners_on_test_is_transductive(base, tmp_path):
+    """--fit-refiners-on test: a recording refiner is fitted on the test fakes (and training reals) and
+    refines those same fakes; the setting is part of the refiner stage's key, config and reports."""
+    from stigbench.plugins import REFINERS, register_refiner
+    from stigbench.refiners.spectral_match import SpectralMatch
+
+    seen: dict[str, list[list[str]]] = {"fit_fake": [], "fit_real": [], "refine": []}
+
+    class FitRecorder(SpectralMatch):
+        def fit(self, fake_set, real_set):
+            seen["fit_fake"].append(list(fake_set.ids))
+            seen["fit_real"].append(list(real_set.ids))
+            return super().fit(fake_set, real_set)
+
+        def refine(self, image_set, store=None):
+            seen["refine"].append(list(image_set.ids))
+            return super().refine(image_set, store=store)
+
+    register_refiner("fit-recorder-test", paper="none (test)", kind="training-free")(FitRecorder)
+    try:
+        cfg = dataclasses.replace(base, refiners="fit-recorder-test")
+        train = run_benchmark(cfg)
+        test = run_benchmark(dataclasses.replace(cfg, fit_refiners_on="test"))
+    finally:
+        REFINERS.remove("fit-recorder-test")
+    split = pd.read_csv(test.run_dir / "split.csv", keep_default_na=False)
+    ids = {(label, part): sorted(g.path) for (label, part), g in split.groupby(["label", "part"])}
+    assert len(seen["fit_fake"]) == 2  # a new stage: the setting is in the refiner stage's key
+    assert sorted(seen["fit_fake"][0]) == ids[("fake", "train")]
+    assert sorted(seen["fit_fake"][1]) == ids[("fake", "test")] == sorted(seen["refine"][1])
+    assert sorted(seen["fit_real"][1]) == ids[("real", "train")]  # the reals stay the training reals
+    assert train.metrics.value.tolist() != test.metrics.value.tolist()
+    config = json.loads((test.run_dir / "config.json").read_text())
+    assert config["config"]["fit_refiners_on"] == "test" and "fit_refiners_on" in config["non_defaults"]
+    assert json.loads((test.run_dir / "run.json").read_text())["refiners"]["fit-recorder-test"]["fit_fakes"] == "test"
+    assert "refiners fitted on: TEST fakes + training reals (transductive" in (test.run_dir / "summary.md").read_text()
+    assert "refiners fitted on: training fakes" in (train.run_dir / "summary.md").read_text()
+    assert "TEST fakes + training reals" in (test.run_dir / "report.html").read_text()
+    # a comparison never mixes the two settings in one group, and says why
+    from stigbench.compare import compare_runs
+
+    result = compare_runs([Path(base.out)], tmp_path / "cmp")
+    assert sorted(result.groups["fit_refiners_on"]) == ["test", "train"]
+    assert any("TEST fakes" in w for w in result.warnings)
+
+
+def test_fit_refiners_on_is_validated(base):
+    with pytest.raises(ValueError, match="fit_refiners_on must be one of train, test"):
+        dataclasses.replace(base, fit_refiners_on="val")
+    with pytest.raises(ValueError, match="fit_refiners_on"):
+        RunConfig.from_dict({"fit_refiners_on": "all"})
