@@ -4,8 +4,9 @@
 truth), ``config.json`` and ``run.json`` and groups the runs by (dataset, settings). Settings are the
 saved configuration without what cannot change a result (``seed``, ``out``, ``progress``, and where
 specs or plug-ins were looked up), plus the resolved dataset spec and image size. Within a group the
-runs differ only in seed: every metric becomes mean ± sample standard deviation over the seeds, with
-the number of runs n. Runs of one dataset with different settings are never averaged together; they
+runs differ only in seed: every metric becomes mean ± sample standard deviation (ddof = 1) over the
+seeds, with the number of runs n. The seed also draws the split, so that spread includes the variance
+of the split, not only of training. Runs of one dataset with different settings are never averaged together; they
 become separate groups labelled ``<dataset> [<settings hash>]`` and a warning names the keys that
 differ. A group of one run shows its value with the run's bootstrap interval instead.
 
@@ -560,15 +561,18 @@ class ComparisonResult:
     moves: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-CELL_NOTE = ("Cells: mean ± sample standard deviation over the seeds of a group (n runs in the header); "
+#: The seed of a run draws its split too: what a spread over seeds measures.
+SEED_NOTE = ("Each seed also redraws the train/val/test split, so the spread over seeds includes the variance "
+             "of the split (which images are trained on and scored), not only that of training.")
+CELL_NOTE = ("Cells: mean ± sample standard deviation (ddof = 1) over the seeds of a group (n runs in the header); "
              "a group of one run shows its value with the 95 % bootstrap interval on the test split in brackets. "
-             f"{OVER_MARK} over-correction: AUC below 0.5 after refinement.")
+             f"{SEED_NOTE} {OVER_MARK} over-correction: AUC below 0.5 after refinement.")
 
 
 MOVES_NOTE = ("Per group and refiner, how many detectors (trained on the fakes, clean test images) the refined "
               "fakes moved toward, away from (attack adds evidence) or past chance, or left unchanged, judged on "
               "each run's 95 % AUC intervals (definitions: stigbench/evidence.py); mean ± sample standard "
-              "deviation over the group's runs (data: moves.csv).")
+              f"deviation (ddof = 1) over the group's runs (data: moves.csv). {SEED_NOTE}")
 
 
 def _runs_frame(runs: Sequence[RunInfo], labels: dict[int, str]) -> pd.DataFrame:
@@ -638,7 +642,8 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     if warnings:
         md += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
     md += ["## Groups", "", to_markdown(groups), ""]
-    md += ["## Detection", "", to_markdown(flatten_columns(detection)) if len(detection) else "No detection metrics.", ""]
+    md += ["## Detection", "", to_markdown(flatten_columns(detection)) if len(detection) else "No detection metrics.", "",
+           CELL_NOTE, ""]
     md += ["## Moves against chance (detectors per run)", "",
            to_markdown(moves_shown) if len(moves_shown) else "No refined AUCs.", "", MOVES_NOTE, ""]
     md += ["## Quality (lower = closer to the reals)", "",
@@ -671,7 +676,7 @@ def _comparison_html(runs_df: pd.DataFrame, groups: pd.DataFrame, detection: pd.
     if has_det_plot:
         parts.append(H.figure(out / "detection.png", "detection metrics before and after refinement",
                               "Error bars: ± 1 standard deviation over seeds; for a single run, its 95 % bootstrap "
-                              "interval. Dashed: chance (0.5)."))
+                              f"interval. Dashed: chance (0.5). {SEED_NOTE}"))
     parts.append('<h2 id="moves">Moves against chance (detectors per run)</h2>')
     if len(moves):
         parts.append(H.table(moves, numeric=[c for c in moves.columns if c not in ("group", "refiner")],
@@ -686,7 +691,8 @@ def _comparison_html(runs_df: pd.DataFrame, groups: pd.DataFrame, detection: pd.
     else:
         parts.append('<p class="note">No quality metrics.</p>')
     if has_q_plot:
-        parts.append(H.figure(out / "quality.png", "quality metrics", "Error bars: ± 1 standard deviation over seeds."))
+        parts.append(H.figure(out / "quality.png", "quality metrics",
+                              f"Error bars: ± 1 standard deviation over seeds. {SEED_NOTE}"))
     parts.append('<h2 id="groups">Groups</h2><p class="note">Runs of a dataset with identical settings (all but the '
                  f"seed and paths: ignored keys {', '.join(sorted(IGNORED_SETTINGS))}) form one group.</p>")
     parts.append(H.table(groups, numeric=["n_runs"], nowrap=["group", "settings_hash"]))

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 
 CHANCE = 0.5
@@ -119,15 +118,13 @@ def move_counts(metrics: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["refiner", *MOVES, "evidence", "detectors"])
 
 
-def counts_text(row: pd.Series | dict, fmt: str = "{}") -> str:
-    """``2 toward, 0 away (attack adds evidence), 1 past, 1 unchanged, 0 at chance`` (``no interval``
-    only when non-zero); ``fmt`` formats each count (the comparison passes ``mean ± std`` strings)."""
-    parts = [f"{fmt.format(row[TOWARD])} toward", f"{fmt.format(row[AWAY])} away (attack adds evidence)",
-             f"{fmt.format(row[PAST])} past", f"{fmt.format(row[UNCHANGED])} unchanged",
-             f"{fmt.format(row[AT_CHANCE])} at chance"]
-    value = row.get(NO_INTERVAL, 0)
-    if isinstance(value, str) or (np.isfinite(value) and value):
-        parts.append(f"{fmt.format(value)} without an interval")
+def counts_text(row: pd.Series | dict) -> str:
+    """``2 toward, 0 away (attack adds evidence), 1 past, 1 unchanged, 0 at chance`` (detectors without
+    an interval only when there are some)."""
+    parts = [f"{row[TOWARD]} toward", f"{row[AWAY]} away (attack adds evidence)", f"{row[PAST]} past",
+             f"{row[UNCHANGED]} unchanged", f"{row[AT_CHANCE]} at chance"]
+    if row.get(NO_INTERVAL, 0):
+        parts.append(f"{row[NO_INTERVAL]} without an interval")
     return ", ".join(parts)
 
 

@@ -233,6 +233,9 @@ def test_compare_mean_std_across_seeds(runs_parent, tmp_path):
     assert tex.count(r"\\") >= 5 and "±" not in tex and "_" not in tex.replace(r"\_", "")
     assert pd.read_csv(out / "detection.csv").shape == (2, 9)
     assert_self_contained((out / "comparison.html").read_text(encoding="utf-8"))
+    # the spread over seeds says that the seed redraws the split too, next to the ± std in both pages
+    assert "ddof = 1" in md and "redraws the train/val/test split" in md
+    assert "redraws the train/val/test split" in (out / "comparison.html").read_text(encoding="utf-8")
     # never overwritten: the same --out again gives a new folder and leaves the first alone
     before = (out / "comparison.md").stat().st_mtime_ns
     again = compare_runs([runs_parent / "toy"], tmp_path / "cmp")
