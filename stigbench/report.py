@@ -8,7 +8,8 @@ spectrum plots and ``examples/`` exist) writes:
   over-correction marked) and the quality table (every detector-less metric: LFD, FID, KID ...);
 * ``moves.csv`` — per refiner and detector, whether refinement moved the AUC toward, away from or past
   chance (:mod:`stigbench.evidence`); their counts head ``summary.md`` and ``report.html``;
-* ``roc.csv`` + ``roc.png`` (from ``scores.csv``), ``score_hist.png``, ``examples.png``;
+* ``roc.csv`` + ``roc.png`` (from ``scores.csv``), ``score_hist.png``, ``examples.png``, and
+  ``selection.png`` where a refiner logged checkpoint-selection curves (:mod:`stigbench.selection_plot`);
 * ``report.html`` — one self-contained page with all of the above (see :mod:`stigbench.html_report`).
 
 Table logic is pure (frames in, frames out); plotting and files wrap it.
@@ -31,6 +32,7 @@ from stigbench import html_report as H
 from stigbench.evidence import DETECTOR_AT_CHANCE, EVIDENCE, counts_line, move_columns, move_counts, moves
 from stigbench.io import read_json, write_json, write_text
 from stigbench.metrics import METRICS, roc_curve
+from stigbench.selection_plot import selection_caption, selection_curves, selection_plot
 from stigbench.spectrum import log_magnitude, radial_profile
 
 log = logging.getLogger("stigbench")
@@ -535,7 +537,8 @@ def spectra_plots(spectra: dict[str, torch.Tensor], run_dir: Path) -> None:
 
 
 def run_plots(run_dir: Path, record: dict[str, Any]) -> list[str]:
-    """``roc.csv``/``roc.png``, ``score_hist.png`` and ``examples.png`` from the run folder's files.
+    """``roc.csv``/``roc.png``, ``score_hist.png``, ``examples.png`` and, for refiners that select a
+    checkpoint, ``selection.png`` from the run folder's files.
 
     A plot that cannot be made (no scores because every detector failed, no examples) is skipped
     with a note, never failing the run: the returned notes go into the report.
@@ -569,6 +572,11 @@ def run_plots(run_dir: Path, record: dict[str, Any]) -> list[str]:
     except Exception as exc:
         notes.append(f"example grid failed: {type(exc).__name__}: {exc}")
         log.warning("report: example grid failed", exc_info=True)
+    try:  # only refiners that select a checkpoint (STIG) log the curves; others have no figure
+        selection_plot(selection_curves(run_dir), run_dir / "selection.png")
+    except Exception as exc:
+        notes.append(f"selection curves failed: {type(exc).__name__}: {exc}")
+        log.warning("report: selection curves failed", exc_info=True)
     return notes
 
 
@@ -701,6 +709,8 @@ def render_run_html(run_dir: Path, summary: pd.DataFrame, quality: pd.DataFrame,
     parts: list[str] = []
     nav = [("detection", "Detection"), ("quality", "Quality"), ("roc", "ROC"), ("scores", "Scores"),
            ("spectra", "Spectra"), ("examples", "Examples"), ("provenance", "Provenance")]
+    if (run_dir / "selection.png").is_file():
+        nav.insert(-1, ("selection", "Selection"))
     parts.append("<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in nav) + "</nav>")
     if lead:
         parts.append(f'<p class="lead">{H.esc(lead)}</p>')
@@ -764,6 +774,9 @@ def render_run_html(run_dir: Path, summary: pd.DataFrame, quality: pd.DataFrame,
             parts.append(H.figure(run_dir / name, name, caption))
     fig("examples.png", "examples", "Examples",
         "Test images and their log-magnitude spectra; the refined rows show the same fakes after refinement.")
+    if (run_dir / "selection.png").is_file():
+        fig("selection.png", "selection", "Refiner checkpoint selection",
+            selection_caption(config.get("config", {}).get("fit_refiners_on", "train")))
 
     parts.append('<h2 id="provenance">Provenance</h2>')
     parts.append(H.key_values(provenance_pairs(record, config, seed)))
@@ -828,8 +841,8 @@ def write_run_report(run_dir: Path, metrics: pd.DataFrame, record: dict[str, Any
         lines += ["## Errors", ""] + [f"- **{k}**: {v}" for k, v in record["errors"].items()] + [""]
     if notes:
         lines += ["## Report notes", ""] + [f"- {n}" for n in notes] + [""]
-    plots = [n for n in ("attacks.png", "roc.png", "score_hist.png", "spectra.png", "radial_profiles.png", "examples.png")
-             if (run_dir / n).is_file()]
+    plots = [n for n in ("attacks.png", "roc.png", "score_hist.png", "spectra.png", "radial_profiles.png", "examples.png",
+                         "selection.png") if (run_dir / n).is_file()]
     lines += ["Full report with plots: `report.html`. Plots: " + ", ".join(f"`{n}`" for n in plots) + ".", ""]
     write_text(run_dir / "summary.md", "\n".join(lines))
     write_text(run_dir / "report.html", render_run_html(run_dir, summary, quality, record, config, seed, notes, lead))

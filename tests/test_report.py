@@ -380,3 +380,61 @@ def test_attack_table_by_hand():
     assert t.loc["a", "over_corrected"] == 1 and t.loc["b", "over_corrected"] == 0
     assert t.loc["none (unrefined fakes)", "evasion"] == pytest.approx(0.45)
     assert t.loc["b", "lfd"] == 0.7 and np.isnan(t.loc["b", "psnr"])
+
+
+# -- checkpoint-selection curves -----------------------------------------------------------------
+LOG_COLUMNS = ["iteration", "lr", "seconds", "D", "D_s", "G", "gan", "psd", "nce_fake", "nce_real", "ssim_identity",
+               "ssim_content", "lf_fake", "lf_real"]
+
+
+def write_refiner_folder(folder: Path, selection: bool = True, kept: str = "best") -> None:
+    """A STIG-like refiner folder: ``training/train_log.csv`` (selection every 4 iterations when
+    ``selection``) and ``fit_info.json``."""
+    (folder / "training").mkdir(parents=True)
+    log = pd.DataFrame({c: np.linspace(0, 1, 13) for c in LOG_COLUMNS}).assign(iteration=np.arange(13))
+    if selection:
+        every = log.iteration % 4 == 0
+        log["select_lfd"] = np.where(every, [0.9, 0, 0, 0, 0.5, 0, 0, 0, 0.3, 0, 0, 0, 0.4], np.nan)
+        log["select_profile"] = np.where(every, 0.1 * np.sqrt(13 - log.iteration), np.nan)
+    log.to_csv(folder / "training" / "train_log.csv", index=False)  # NaN -> empty cells, as the trainer writes
+    info = {"image_size": 32}
+    if selection:
+        info["selection"] = {"criterion": "select_lfd", "every": 4, "best_iteration": 8 if kept == "best" else None,
+                             "best_value": 0.3 if kept == "best" else None, "n_fake": 8, "n_real": 8, "kept": kept,
+                             "reason": "test"}
+    (folder / "fit_info.json").write_text(json.dumps(info))
+
+
+def test_read_selection(tmp_path):
+    from stigbench.selection_plot import read_selection
+
+    write_refiner_folder(tmp_path / "stig")
+    c = read_selection(tmp_path / "stig")
+    assert c.curve.iteration.tolist() == [0, 4, 8, 12] and c.curve.select_lfd.tolist() == [0.9, 0.5, 0.3, 0.4]
+    assert c.kept_iteration == 8
+    write_refiner_folder(tmp_path / "last", kept="last")
+    assert read_selection(tmp_path / "last").kept_iteration == 12  # the last iteration logged
+    write_refiner_folder(tmp_path / "old", selection=False)
+    assert read_selection(tmp_path / "old") is None and read_selection(tmp_path / "none") is None
+
+
+def test_selection_figure_only_for_refiners_that_log_it(real_run, tmp_path):
+    from stigbench.report import rebuild_run_report
+
+    old = tmp_path / "old"
+    shutil.copytree(real_run, old)
+    write_refiner_folder(old / "refiners" / "stig-old", selection=False)  # an older STIG run: no columns
+    rebuild_run_report(old)
+    assert not (old / "selection.png").exists()
+    page = (old / "report.html").read_text(encoding="utf-8")
+    assert page.count("<img ") == 6 and 'id="selection"' not in page and "Checkpoint selection" not in page
+
+    new = tmp_path / "new"
+    shutil.copytree(real_run, new)
+    write_refiner_folder(new / "refiners" / "stig")
+    rebuild_run_report(new)
+    assert (new / "selection.png").is_file()
+    page = (new / "report.html").read_text(encoding="utf-8")
+    assert page.count("<img ") == 7 and '<h2 id="selection">' in page
+    assert "carved from the training split" in page and "never a reported detector" in page
+    assert "`selection.png`" in (new / "summary.md").read_text(encoding="utf-8")
