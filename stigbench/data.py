@@ -143,8 +143,10 @@ def load_spec_file(path: str | Path) -> DatasetSpec:
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 BUILDERS: Registry[Callable[..., Any]] = Registry("dataset builder")
 _scanned_dirs: set[str] = set()
-# Lazy entry: the demo builder imports torch only when a demo is actually built.
+# Lazy entries: the demo builders import torch only when a demo is actually built.
 BUILDERS.add("demo", "stigbench.demo:build_demo", source="stigbench.demo")
+BUILDERS.add("demo-gan", "stigbench.demo_families:build_demo_gan", source="stigbench.demo_families")
+BUILDERS.add("demo-diffusion", "stigbench.demo_families:build_demo_diffusion", source="stigbench.demo_families")
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:

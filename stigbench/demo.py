@@ -36,7 +36,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version as _package_version
@@ -107,22 +107,34 @@ def build_demo(root: Path, *, seed: int = 0, size: int = 64, n_real: int = 480, 
     folder is left alone (:class:`FileExistsError`).
     """
     _check_args(seed, size, n_real, n_fake)
-    root = Path(root)
     # What determines the images; a build whose manifest agrees on all of it is reused.
     wanted = {"dataset": DATASET_ID, "version": DEMO_VERSION, "seed": seed, "size": size,
               "n_real": n_real, "n_fake": n_fake}
+    return build_atomically(Path(root), wanted, {"real": n_real, "fake": n_fake},
+                            lambda out: _build_into(out, wanted, progress))
+
+
+def build_atomically(root: Path, wanted: dict[str, Any], counts: dict[str, int],
+                     build_into: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """Reuse, or build into a temporary sibling and move onto ``root`` in one step.
+
+    ``wanted`` is what determines the images (``wanted["dataset"]`` names the kind of build);
+    ``counts`` the number of PNGs each sub-folder must hold for a build to be reused;
+    ``build_into(folder)`` writes the build and returns its manifest. An older build of the same kind
+    in ``root`` is replaced, any other non-empty folder is left alone (:class:`FileExistsError`).
+    """
     existing = _read_manifest(root)
-    if existing is not None and _is_build_of(root, existing, wanted):
+    if existing is not None and _is_build_of(root, existing, wanted, counts):
         return existing
-    if root.exists() and any(root.iterdir()) and (existing is None or existing.get("dataset") != DATASET_ID):
-        raise FileExistsError(f"{root} exists and is not a stigbench demo build; not overwriting it")
+    if root.exists() and any(root.iterdir()) and (existing is None or existing.get("dataset") != wanted["dataset"]):
+        raise FileExistsError(f"{root} exists and is not a {wanted['dataset']} build; not overwriting it")
 
     tmp = root.parent / f"{root.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)  # a leftover of an earlier, killed build of this pid
     tmp.mkdir(parents=True)
     try:
-        manifest = _build_into(tmp, wanted, progress)
-        _move_into_place(tmp, root, wanted)
+        manifest = build_into(tmp)
+        _move_into_place(tmp, root, wanted, counts)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return _read_manifest(root) or manifest
@@ -148,16 +160,16 @@ def _read_manifest(root: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _is_build_of(root: Path, manifest: dict[str, Any], wanted: dict[str, Any]) -> bool:
+def _is_build_of(root: Path, manifest: dict[str, Any], wanted: dict[str, Any], counts: dict[str, int]) -> bool:
     """The manifest matches and the image folders hold the counts it promises (a user may have
     deleted files by hand; such a build is rebuilt rather than silently used short)."""
     if any(manifest.get(k) != v for k, v in wanted.items()):
         return False
-    return all(len(list((root / kind).glob("*.png"))) == wanted[f"n_{kind}"] for kind in ("real", "fake"))
+    return all(len(list((root / kind).glob("*.png"))) == n for kind, n in counts.items())
 
 
-def _move_into_place(tmp: Path, root: Path, wanted: dict[str, Any]) -> None:
-    """Move the finished build onto ``root``; an older demo build there is swapped out, then deleted."""
+def _move_into_place(tmp: Path, root: Path, wanted: dict[str, Any], counts: dict[str, int]) -> None:
+    """Move the finished build onto ``root``; an older build there is swapped out, then deleted."""
     old = root.parent / f"{root.name}.old-{os.getpid()}"
     if root.exists() and any(root.iterdir()):
         os.replace(root, old)
@@ -166,7 +178,7 @@ def _move_into_place(tmp: Path, root: Path, wanted: dict[str, Any]) -> None:
     except OSError:
         # Another process finished the same build first: keep its result if it is the one we want.
         existing = _read_manifest(root)
-        if existing is None or not _is_build_of(root, existing, wanted):
+        if existing is None or not _is_build_of(root, existing, wanted, counts):
             raise
     finally:
         shutil.rmtree(old, ignore_errors=True)
@@ -208,16 +220,7 @@ def _build_into(out: Path, wanted: dict[str, Any], progress: bool) -> dict[str, 
         "group_pattern": GROUP_PATTERN,
         "counts": {"real": n_real, "fake": n_fake, "real_photo_crops": n_photo,
                    "real_dead_leaves": n_real - n_photo, "photo_crops_per_source": per_photo},
-        "sources": [
-            *({"name": p.name, "kind": "photograph", "file": f"skimage/data/{p.file}",
-               "sha256": _sha256(_photo_path(p)), "credit": p.credit, "licence": p.licence,
-               "crops": per_photo[p.name]} for p in PHOTOS),
-            {"name": "leaves", "kind": "dead-leaves model (computer generated)", "licence": "CC0",
-             "reference": "Lee, Mumford & Huang, Occlusion models for natural images, IJCV 2001",
-             "radii": f"p(r) ~ r^-3 on [{_R_MIN}, {size / 2}] px", "supersampling": _SUPERSAMPLE,
-             "mean_cover": _LEAVES_COVER, "noise_sigma": _NOISE_SIGMA,
-             "colours": "pixels drawn from the photographs above"},
-        ],
+        "sources": source_records(per_photo, size),
         "generator": {
             "licence": "CC0",
             "architecture": _Autoencoder.DESCRIPTION.format(w=_WIDTH, w2=2 * _WIDTH, w4=4 * _WIDTH,
@@ -239,6 +242,21 @@ def _build_into(out: Path, wanted: dict[str, Any], progress: bool) -> dict[str, 
 
 
 # -- reals ---------------------------------------------------------------------------------------
+def source_records(per_photo: dict[str, int], size: int) -> list[dict[str, Any]]:
+    """The manifest's ``sources``: each photograph (file hash, credit, licence, crops used) and the
+    dead-leaves model's parameters."""
+    return [
+        *({"name": p.name, "kind": "photograph", "file": f"skimage/data/{p.file}",
+           "sha256": _sha256(_photo_path(p)), "credit": p.credit, "licence": p.licence,
+           "crops": per_photo[p.name]} for p in PHOTOS),
+        {"name": "leaves", "kind": "dead-leaves model (computer generated)", "licence": "CC0",
+         "reference": "Lee, Mumford & Huang, Occlusion models for natural images, IJCV 2001",
+         "radii": f"p(r) ~ r^-3 on [{_R_MIN}, {size / 2}] px", "supersampling": _SUPERSAMPLE,
+         "mean_cover": _LEAVES_COVER, "noise_sigma": _NOISE_SIGMA,
+         "colours": "pixels drawn from the photographs above"},
+    ]
+
+
 def _photo_path(photo: Photo) -> Path:
     # The folder of skimage.data, located without importing skimage (its import is slow and its
     # loaders may fetch files); only the four PNGs that ship in the wheel are used.
