@@ -183,3 +183,31 @@ def test_real_stats_match_a_direct_computation():
 def test_real_stats_need_a_residual_generator(spectrum_norm):
     with pytest.raises(ValueError, match="residual"):
         SpectrumTranslator(UNetPlusPlus(levels=2, width=4, identity_init=False), spectrum_norm, 16)
+
+
+def test_mean_matching_moves_every_image_by_the_gap_and_stops_at_the_reals():
+    from stigbench.refiners.stig.losses import MeanMatchingLoss
+
+    g = torch.Generator().manual_seed(0)
+    shape = (3, 4, 4)
+    loss = MeanMatchingLoss(shape, decay=0.5)
+    real = torch.randn(4, *shape, generator=g)
+    fake = (torch.randn(4, *shape, generator=g) + 1.0).requires_grad_(True)
+    value = loss(fake, real)
+    gap = fake.detach().mean(0) - real.mean(0)  # first batch: the running means are the batch means
+    torch.testing.assert_close(value, 0.5 * gap.square().mean())
+    value.backward()
+    n = gap.numel()
+    for i in range(4):  # the same push for every image: the spread between images is left alone
+        torch.testing.assert_close(fake.grad[i], gap / (4 * n))
+    # second batch: the averages move halfway (decay 0.5) towards the new batch means
+    fake2 = real.clone().requires_grad_(True)
+    loss(fake2, real)
+    torch.testing.assert_close(loss.fake_mean, 0.5 * (fake.detach().mean(0) + real.mean(0)))
+    torch.testing.assert_close(loss.real_mean, real.mean(0))
+    # at the reals' mean the push is zero
+    settled = MeanMatchingLoss(shape)
+    same = real.clone().requires_grad_(True)
+    settled(same, real).backward()
+    assert same.grad.abs().max() == 0
+    assert int(loss.count) == 2 and set(loss.state_dict()) == {"fake_mean", "real_mean", "count"}

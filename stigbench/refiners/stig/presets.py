@@ -92,6 +92,7 @@ class StigPreset:
     # loss weights (each the weight of one term; the NCE and LF terms are applied to fakes and reals)
     w_gan: float = 3.0
     w_psd: float = 3.0
+    w_mean: float = 0.0  # mean-spectrum matching that stops at the reals (losses.MeanMatchingLoss); not in the paper
     w_nce: float = 10.0
     w_ssim_identity: float = 3.0
     w_ssim_content: float = 1.0

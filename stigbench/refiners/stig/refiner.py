@@ -68,6 +68,7 @@ class StigRefiner(Estimator):
         nce_dim: int | None = None,
         w_gan: float | None = None,
         w_psd: float | None = None,
+        w_mean: float | None = None,
         w_nce: float | None = None,
         w_ssim_identity: float | None = None,
         w_ssim_content: float | None = None,

@@ -49,6 +49,7 @@ from .losses import (
     SSIM,
     LowFrequencyLoss,
     LSGANLoss,
+    MeanMatchingLoss,
     PatchNCELoss,
     gather_patches,
     sample_locations,
@@ -68,7 +69,7 @@ log = logging.getLogger("stigbench")
 
 CHECKPOINT = "checkpoint.pt"
 TRAIN_LOG = "train_log.csv"
-LOSS_NAMES = ("D", "D_s", "G", "gan", "psd", "nce_fake", "nce_real", "ssim_identity", "ssim_content",
+LOSS_NAMES = ("D", "D_s", "G", "gan", "psd", "mean", "nce_fake", "nce_real", "ssim_identity", "ssim_content",
               "lf_fake", "lf_real")
 LOG_FIELDS = ("iteration", "lr", "seconds", *LOSS_NAMES, *SELECT_COLUMNS)
 _CACHE_BYTES = 1 << 30  # image pools up to this size are held in memory as float32
@@ -184,6 +185,7 @@ class StigTrainer:
             self.D = SpectrumDiscriminator(c.d_width)
             self.D_s = ProfileDiscriminator(size // 2 + 1)
             self.H = PatchProjector([self.G.widths[i] for i in self.nce_layers], c.nce_dim)
+        self.mean_match = MeanMatchingLoss((3, size, size))
         # Exponential moving average of G's weights (Karras et al., "Progressive Growing of GANs", ICLR
         # 2018): the refiner that is kept. A GAN's iterates circle around the equilibrium instead of
         # settling on it; their average lands closer to it than wherever the last step happened to stop.
@@ -218,7 +220,7 @@ class StigTrainer:
 
     @property
     def nets(self) -> dict[str, nn.Module]:
-        nets = {"translator": self.translator, "D": self.D, "D_s": self.D_s, "H": self.H}
+        nets = {"translator": self.translator, "D": self.D, "D_s": self.D_s, "H": self.H, "mean_match": self.mean_match}
         if self.ema is not None:
             nets["ema"] = self.ema
         return nets
@@ -350,7 +352,8 @@ class StigTrainer:
         # attack actually outputs. G's raw output need not be the magnitude of any real image (no
         # Hermitian symmetry; clamping to [0, 1] changes it), which D can learn to spot instead of
         # comparing with the reals.
-        d_fake = zh_a if c.d_input == "generator" else self.translator.normalise(lm_hat_a)[0]
+        image_z = self.translator.normalise(lm_hat_a)[0]  # the spectrum of the image the attack outputs
+        d_fake = zh_a if c.d_input == "generator" else image_z
 
         # D and D_s
         self.D.requires_grad_(True)
@@ -368,6 +371,7 @@ class StigTrainer:
         with ac:
             gan = self.lsgan(self.D(d_fake), True)
             psd = self.lsgan(self.D_s(prof_fake), True)
+            mean = self.mean_match(image_z, z[B:])
             feats_q = self.G.encode(zh, self.nce_layers)
             g = torch.Generator().manual_seed(_seed(c.seed, 3, it))
             nce_a, nce_b = [], []
@@ -382,7 +386,7 @@ class StigTrainer:
         ssim_id = 1 - self.ssim(xb, xh_b)
         ssim_ct = 1 - self.ssim(xa, xh_a)
         lf_fake, lf_real = self.lf(zh_a, z[:B]), self.lf(zh[B:], z[B:])
-        loss_g = (c.w_gan * gan + c.w_psd * psd + c.w_nce * (nce_fake + nce_real)
+        loss_g = (c.w_gan * gan + c.w_psd * psd + c.w_mean * mean + c.w_nce * (nce_fake + nce_real)
                   + c.w_ssim_identity * ssim_id + c.w_ssim_content * ssim_ct + c.w_lf * (lf_fake + lf_real))
         self.opt_G.zero_grad(set_to_none=True)
         self.scaler.scale(loss_g).backward()
@@ -400,7 +404,7 @@ class StigTrainer:
         self.sched_D.step()
         self.iteration += 1
 
-        values = torch.stack([loss_d, loss_ds, loss_g, gan, psd, nce_fake, nce_real, ssim_id, ssim_ct,
+        values = torch.stack([loss_d, loss_ds, loss_g, gan, psd, mean, nce_fake, nce_real, ssim_id, ssim_ct,
                               lf_fake, lf_real]).detach().float().cpu().tolist()  # one device sync per step
         return dict(zip(LOSS_NAMES, values))
 
