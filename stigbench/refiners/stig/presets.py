@@ -95,6 +95,7 @@ class StigPreset:
     w_mean: float = 0.0  # mean-spectrum matching that stops at the reals (losses.MeanMatchingLoss); not in the paper
     w_nce: float = 10.0
     w_ssim_identity: float = 3.0
+    w_spec_identity: float = 0.0  # L1 identity on the reals' normalised spectra (not in the paper)
     w_ssim_content: float = 1.0
     w_lf: float = 3.0
     lf_sigma: float = 8.0  # half-side of the low-frequency box at N = 256, scaled with N

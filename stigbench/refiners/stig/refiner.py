@@ -71,6 +71,7 @@ class StigRefiner(Estimator):
         w_mean: float | None = None,
         w_nce: float | None = None,
         w_ssim_identity: float | None = None,
+        w_spec_identity: float | None = None,
         w_ssim_content: float | None = None,
         w_lf: float | None = None,
         lf_sigma: float | None = None,

@@ -69,7 +69,8 @@ log = logging.getLogger("stigbench")
 
 CHECKPOINT = "checkpoint.pt"
 TRAIN_LOG = "train_log.csv"
-LOSS_NAMES = ("D", "D_s", "G", "gan", "psd", "mean", "nce_fake", "nce_real", "ssim_identity", "ssim_content",
+LOSS_NAMES = ("D", "D_s", "G", "gan", "psd", "mean", "nce_fake", "nce_real", "ssim_identity", "spec_identity",
+              "ssim_content",
               "lf_fake", "lf_real")
 LOG_FIELDS = ("iteration", "lr", "seconds", *LOSS_NAMES, *SELECT_COLUMNS)
 _CACHE_BYTES = 1 << 30  # image pools up to this size are held in memory as float32
@@ -384,10 +385,15 @@ class StigTrainer:
                 nce_b.append(self.nce(q[B:], key[B:]))
         nce_fake, nce_real = torch.stack(nce_a).mean(), torch.stack(nce_b).mean()
         ssim_id = 1 - self.ssim(xb, xh_b)
+        # Identity on the reals' spectra at every frequency (Taigman et al., ICLR 2017; Zhu et al., ICCV
+        # 2017): a real must come out as it went in, so whatever G changes it must make conditional on
+        # the input looking fake, not apply to every image (which makes refined reals "more real").
+        spec_id = (zh[B:] - z[B:]).abs().mean()
         ssim_ct = 1 - self.ssim(xa, xh_a)
         lf_fake, lf_real = self.lf(zh_a, z[:B]), self.lf(zh[B:], z[B:])
         loss_g = (c.w_gan * gan + c.w_psd * psd + c.w_mean * mean + c.w_nce * (nce_fake + nce_real)
-                  + c.w_ssim_identity * ssim_id + c.w_ssim_content * ssim_ct + c.w_lf * (lf_fake + lf_real))
+                  + c.w_ssim_identity * ssim_id + c.w_spec_identity * spec_id + c.w_ssim_content * ssim_ct
+                  + c.w_lf * (lf_fake + lf_real))
         self.opt_G.zero_grad(set_to_none=True)
         self.scaler.scale(loss_g).backward()
         self.scaler.step(self.opt_G)
@@ -404,7 +410,7 @@ class StigTrainer:
         self.sched_D.step()
         self.iteration += 1
 
-        values = torch.stack([loss_d, loss_ds, loss_g, gan, psd, mean, nce_fake, nce_real, ssim_id, ssim_ct,
+        values = torch.stack([loss_d, loss_ds, loss_g, gan, psd, mean, nce_fake, nce_real, ssim_id, spec_id, ssim_ct,
                               lf_fake, lf_real]).detach().float().cpu().tolist()  # one device sync per step
         return dict(zip(LOSS_NAMES, values))
 
