@@ -203,11 +203,33 @@ def test_mean_matching_moves_every_image_by_the_gap_and_stops_at_the_reals():
     # second batch: the averages move halfway (decay 0.5) towards the new batch means
     fake2 = real.clone().requires_grad_(True)
     loss(fake2, real)
-    torch.testing.assert_close(loss.fake_mean, 0.5 * (fake.detach().mean(0) + real.mean(0)))
-    torch.testing.assert_close(loss.real_mean, real.mean(0))
+    torch.testing.assert_close(loss.fake_mean[0], 0.5 * (fake.detach().mean(0) + real.mean(0)))
+    torch.testing.assert_close(loss.real_mean[0], real.mean(0))
     # at the reals' mean the push is zero
     settled = MeanMatchingLoss(shape)
     same = real.clone().requires_grad_(True)
     settled(same, real).backward()
     assert same.grad.abs().max() == 0
     assert int(loss.count) == 2 and set(loss.state_dict()) == {"fake_mean", "real_mean", "count"}
+
+
+def test_second_moment_matching_pulls_a_wide_spread_in():
+    from stigbench.refiners.stig.losses import MeanMatchingLoss
+
+    g = torch.Generator().manual_seed(1)
+    shape = (2, 3, 3)
+    real = torch.randn(6, *shape, generator=g)
+    fake = (3 * torch.randn(6, *shape, generator=g)).requires_grad_(True)  # same centre, three times wider
+    loss = MeanMatchingLoss(shape, moments=2)
+    value = loss(fake, real)
+    f = fake.detach()
+    g1 = f.mean(0) - real.mean(0)
+    g2 = f.square().mean(0) - real.square().mean(0)
+    torch.testing.assert_close(value, 0.5 * (g1.square().mean() + g2.square().mean()))
+    value.backward()
+    n = g1.numel()
+    torch.testing.assert_close(fake.grad, (g1 + 2 * g2 * f) / (6 * n))
+    # a gradient step shrinks the spread towards the reals'
+    assert (f - 2 * fake.grad).std() < f.std()
+    with pytest.raises(ValueError, match="moments"):
+        MeanMatchingLoss(shape, moments=3)

@@ -130,15 +130,27 @@ class MeanMatchingLoss(nn.Module):
     ``g / B``: the gap closes and the push vanishes with it. The batch mean squared (plain
     ``(mean_b d - m_r)^2``) would also shrink each image's deviation from the batch mean, i.e. make
     the refined spectra alike, which a detector sees; the stop-gradient form leaves the spread alone.
+
+    With ``moments=2`` the second moments ``E[d^2]`` are matched the same way (moment matching; Li,
+    Swersky, Zemel, "Generative Moment Matching Networks", ICML 2015, with a degree-2 polynomial
+    kernel): detectors read *powers* (ring averages of ``|F|^2``, per-image normalisations), and a set
+    whose mean log-magnitude matches the reals' but whose spread is wider has more power than theirs
+    (``E[e^{2X}]`` grows with the variance of ``X``). The push on image ``i`` is then
+    ``(g_1 + 2 g_2 d_i) / B``, which also pulls a too-wide spread in.
     """
 
-    def __init__(self, shape: tuple[int, ...], decay: float = 0.95) -> None:
+    def __init__(self, shape: tuple[int, ...], decay: float = 0.95, moments: int = 1) -> None:
         super().__init__()
-        self.decay = decay
-        # Buffers: saved in checkpoints, so a resumed run continues the same averages.
-        self.register_buffer("fake_mean", torch.zeros(shape))
-        self.register_buffer("real_mean", torch.zeros(shape))
+        if moments not in (1, 2):
+            raise ValueError(f"moments must be 1 or 2, got {moments}")
+        self.decay, self.moments = decay, moments
+        # Buffers: saved in checkpoints, so a resumed run continues the same averages. One row per moment.
+        self.register_buffer("fake_mean", torch.zeros(moments, *shape))
+        self.register_buffer("real_mean", torch.zeros(moments, *shape))
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
+
+    def _stats(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([x.mean(0), x.square().mean(0)][: self.moments])
 
     @torch.no_grad()
     def _track(self, fake: torch.Tensor, real: torch.Tensor) -> None:
@@ -152,7 +164,7 @@ class MeanMatchingLoss(nn.Module):
 
     def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """``fake``: refined fakes' normalised spectra ``(B, C, H, W)`` (with gradient); ``real``: reals'."""
-        batch = _f32(fake).mean(0)
-        self._track(batch.detach(), _f32(real).detach().mean(0))
+        batch = self._stats(_f32(fake))
+        self._track(batch.detach(), self._stats(_f32(real).detach()))
         gap = self.fake_mean - self.real_mean
-        return (gap * (batch - batch.detach())).mean() + 0.5 * gap.square().mean()
+        return (gap * (batch - batch.detach())).sum(0).mean() + 0.5 * gap.square().sum(0).mean()

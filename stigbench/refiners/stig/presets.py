@@ -93,6 +93,7 @@ class StigPreset:
     w_gan: float = 3.0
     w_psd: float = 3.0
     w_mean: float = 0.0  # mean-spectrum matching that stops at the reals (losses.MeanMatchingLoss); not in the paper
+    match_moments: int = 1  # 2: match the second moments of the normalised spectra too
     w_nce: float = 10.0
     w_ssim_identity: float = 3.0
     w_spec_identity: float = 0.0  # L1 identity on the reals' normalised spectra (not in the paper)
@@ -120,7 +121,7 @@ class StigPreset:
     def __post_init__(self) -> None:
         choices = {"norm": ("group", "instance", "batch"), "upsample": ("bicubic", "bilinear"),
                    "spectrum_norm": ("minmax", "real-channel", "real-frequency"), "rings": ("square", "circular"),
-                   "d_input": ("generator", "image"), "profile_scale": ("minmax", "none")}
+                   "d_input": ("generator", "image"), "profile_scale": ("minmax", "none"), "match_moments": (1, 2)}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")

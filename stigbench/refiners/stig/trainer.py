@@ -186,7 +186,7 @@ class StigTrainer:
             self.D = SpectrumDiscriminator(c.d_width)
             self.D_s = ProfileDiscriminator(size // 2 + 1)
             self.H = PatchProjector([self.G.widths[i] for i in self.nce_layers], c.nce_dim)
-        self.mean_match = MeanMatchingLoss((3, size, size))
+        self.mean_match = MeanMatchingLoss((3, size, size), moments=c.match_moments)
         # Exponential moving average of G's weights (Karras et al., "Progressive Growing of GANs", ICLR
         # 2018): the refiner that is kept. A GAN's iterates circle around the equilibrium instead of
         # settling on it; their average lands closer to it than wherever the last step happened to stop.
