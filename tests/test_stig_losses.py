@@ -210,7 +210,7 @@ def test_mean_matching_moves_every_image_by_the_gap_and_stops_at_the_reals():
     same = real.clone().requires_grad_(True)
     settled(same, real).backward()
     assert same.grad.abs().max() == 0
-    assert int(loss.count) == 2 and set(loss.state_dict()) == {"fake_mean", "real_mean", "count"}
+    assert int(loss.count) == 2 and set(loss.state_dict()) == {"fake_mean", "real_mean", "count", "shift", "scale"}
 
 
 def test_second_moment_matching_pulls_a_wide_spread_in():

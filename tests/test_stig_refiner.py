@@ -224,3 +224,16 @@ def test_bf16_step_is_finite(data):
     r = StigRefiner(**{**TINY, "precision": "bf16", "iterations": 2}).fit(fakes, reals)
     assert r.fit_info_["precision"] == "bf16"
     assert all(np.isfinite(v) for v in r.fit_info_["final_losses"].values())
+
+
+def test_moment_matching_with_luma_standardises_the_luma_channel(data):
+    fakes, reals, _ = data
+    config = StigRefiner(**{**TINY, "w_mean": 10.0, "match_moments": 2, "match_luma": True}).config()
+    tr = StigTrainer(config, fakes, reals, device=torch.device("cpu"), precision="fp32", progress=False)
+    tr.train()
+    mm = tr.mean_match
+    assert mm.fake_mean.shape == (2, 4, 32, 32) and int(mm.count) == 4
+    # channels 0-2 arrive standardised already; the luma channel is standardised by the reals' statistics
+    assert torch.equal(mm.shift[:3], torch.zeros(3, 32, 32)) and torch.equal(mm.scale[:3], torch.ones(3, 32, 32))
+    assert mm.shift[3].abs().sum() > 0 and (mm.scale[3] > 0).all()
+    assert all(np.isfinite(v) for v in tr.final_losses().values()) and tr.final_losses()["mean"] > 0

@@ -148,8 +148,12 @@ class MeanMatchingLoss(nn.Module):
         self.register_buffer("fake_mean", torch.zeros(moments, *shape))
         self.register_buffer("real_mean", torch.zeros(moments, *shape))
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        # Fixed standardisation of the inputs, (x - shift) / scale, for features that arrive unscaled.
+        self.register_buffer("shift", torch.zeros(shape))
+        self.register_buffer("scale", torch.ones(shape))
 
     def _stats(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.shift) / self.scale
         return torch.stack([x.mean(0), x.square().mean(0)][: self.moments])
 
     @torch.no_grad()

@@ -94,6 +94,7 @@ class StigPreset:
     w_psd: float = 3.0
     w_mean: float = 0.0  # mean-spectrum matching that stops at the reals (losses.MeanMatchingLoss); not in the paper
     match_moments: int = 1  # 2: match the second moments of the normalised spectra too
+    match_luma: bool = False  # match the luma spectrum's moments as well as each colour channel's
     w_nce: float = 10.0
     w_ssim_identity: float = 3.0
     w_spec_identity: float = 0.0  # L1 identity on the reals' normalised spectra (not in the paper)

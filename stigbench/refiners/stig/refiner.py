@@ -70,6 +70,7 @@ class StigRefiner(Estimator):
         w_psd: float | None = None,
         w_mean: float | None = None,
         match_moments: int | None = None,
+        match_luma: bool | None = None,
         w_nce: float | None = None,
         w_ssim_identity: float | None = None,
         w_spec_identity: float | None = None,

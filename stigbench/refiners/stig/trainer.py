@@ -44,6 +44,7 @@ from stigbench.contracts import ImageSetLike
 from stigbench.device import autocast, torch_rng
 from stigbench.imageset import progress_bar
 from stigbench.io import atomic_write
+from stigbench.spectrum import log_magnitude
 
 from .losses import (
     SSIM,
@@ -127,6 +128,12 @@ class _Pool:
         return self.set.batches(batch_size)
 
 
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R BT.601 luma ``(B, 1, H, W)`` of RGB images, the grey image most detectors read."""
+    w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device)
+    return torch.einsum("bchw,c->bhw", x, w).unsqueeze(1)
+
+
 def _carve_selection(config: StigPreset, fake_set: ImageSetLike, real_set: ImageSetLike
                      ) -> tuple[tuple[ImageSetLike, ImageSetLike], Selection | None, str]:
     """``((training fakes, training reals), selection or None, why)``: the selection set is carved out
@@ -186,7 +193,10 @@ class StigTrainer:
             self.D = SpectrumDiscriminator(c.d_width)
             self.D_s = ProfileDiscriminator(size // 2 + 1)
             self.H = PatchProjector([self.G.widths[i] for i in self.nce_layers], c.nce_dim)
-        self.mean_match = MeanMatchingLoss((3, size, size), moments=c.match_moments)
+        # With match_luma the luma spectrum is a fourth channel: most detectors read the grey image, whose
+        # magnitude also depends on how the colour channels' phases line up, which per-channel matching
+        # does not see.
+        self.mean_match = MeanMatchingLoss((3 + c.match_luma, size, size), moments=c.match_moments)
         # Exponential moving average of G's weights (Karras et al., "Progressive Growing of GANs", ICLR
         # 2018): the refiner that is kept. A GAN's iterates circle around the equilibrium instead of
         # settling on it; their average lands closer to it than wherever the last step happened to stop.
@@ -324,10 +334,21 @@ class StigTrainer:
                 prof.add(spectral_profile(lm, self.config.rings, self.config.profile_scale))
         if self.translator.needs_real_stats:
             self.translator.set_real_stats(*spec.result())
+        if self.config.match_luma:
+            luma = Moments((0,))
+            for batch in self.reals.batches(256):
+                luma.add(self._luma_real(batch.to(self.device)))
+            mean, std = luma.result()
+            self.mean_match.shift[3:].copy_(mean)
+            self.mean_match.scale[3:].copy_(std)
         if self.ema is not None:
             self.ema.load_state_dict(self.translator.state_dict())  # same start, same statistics
         self.D_s.set_stats(*prof.result())
         self._stats_ready = True
+
+    def _luma_real(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-magnitude of the luma of reals (of their periodic component with ``periodic``)."""
+        return log_magnitude(_luma(self.translator.analyse_image(x)))
 
     def step(self) -> dict[str, float]:
         """One D/D_s update and one G/H update; returns the losses (floats)."""
@@ -372,7 +393,11 @@ class StigTrainer:
         with ac:
             gan = self.lsgan(self.D(d_fake), True)
             psd = self.lsgan(self.D_s(prof_fake), True)
-            mean = self.mean_match(image_z, z[B:])
+            if c.match_luma:
+                luma = log_magnitude(_luma(xh_a if smooth is None else xh_a - smooth[:B]))
+                mean = self.mean_match(torch.cat([image_z, luma], 1), torch.cat([z[B:], self._luma_real(x[B:])], 1))
+            else:
+                mean = self.mean_match(image_z, z[B:])
             feats_q = self.G.encode(zh, self.nce_layers)
             g = torch.Generator().manual_seed(_seed(c.seed, 3, it))
             nce_a, nce_b = [], []

@@ -167,6 +167,10 @@ class SpectrumTranslator(nn.Module):
         lm, phase = magnitude_phase(x)
         return lm, phase, smooth
 
+    def analyse_image(self, x: torch.Tensor) -> torch.Tensor:
+        """The image whose spectrum G works on: ``x``, or its periodic component when ``periodic``."""
+        return periodic_smooth(x)[0] if self.periodic else x
+
     def spectrum_of(self, image: torch.Tensor, smooth: torch.Tensor | None) -> torch.Tensor:
         """The log-magnitude, in :meth:`analyse`'s terms, of an image rebuilt with ``smooth``."""
         return magnitude_phase(image if smooth is None else image - smooth)[0]
