@@ -18,8 +18,13 @@ right for any batch size).
 Options beyond the paper (off in the ``paper`` preset): ``d_input="image"`` shows D the spectrum of the
 rebuilt image instead of G's raw output; ``profile_scale="none"`` gives D_s the profile without the
 per-image min-max scaling; ``ema > 0`` keeps a moving average of G's weights, updated after every G step,
-and that average is the refiner; ``symmetric`` makes G's output Hermitian-symmetric (see
-:mod:`.translator`) before any loss sees it.
+and that average is the refiner; ``symmetric`` makes G's output Hermitian-symmetric and ``periodic``
+refines the periodic component of each image (see :mod:`.translator`); ``w_mean`` adds
+``w_mean * MM(x^_A, x_B)``, moment matching of the rebuilt fakes' normalised spectra (and, with
+``match_luma``, of their luma spectrum) to the reals', which stops pushing once they agree
+(:class:`~.losses.MeanMatchingLoss`); ``w_spec_identity`` adds ``w_spec_identity * |G(M_B) - M_B|``, an
+identity term on the reals' spectra at every frequency, so that what G changes depends on the input
+looking fake. A held-out selection set chooses the refiner that is kept (:mod:`.selection`).
 
 Every random draw (batch order per pool and epoch, PatchNCE locations per iteration) is a function of
 ``(seed, iteration)``, so a run resumed from a checkpoint continues exactly as if uninterrupted.
