@@ -170,7 +170,7 @@ def test_diffusion_fakes_lack_high_frequencies(tmp_path: Path) -> None:
     """The default build: a deficit from a quarter of the sampling rate up, measured against the reals."""
     build_demo_diffusion(tmp_path / "d", progress=False)
     real, fake = _profiles(tmp_path / "d", "real", "fake")
-    assert (real - fake)[64 // 4:].mean() > 0.03
+    assert (real - fake)[64 // 4:].mean() > 0.05  # measured: 0.11
 
 
 # -- registry and CLI ------------------------------------------------------------------------------
