@@ -57,6 +57,10 @@ def test_presets_and_params_round_trip():
     assert (paper.levels, paper.width, paper.batch_size, paper.epochs, paper.iterations) == (5, 64, 1, 10.0, None)
     assert (paper.nce_layers, paper.w_nce, paper.identity_init, paper.seed) == ([0], 20.0, False, 42)
     assert set(PRESETS) >= {"paper", "cpu"} and StigRefiner().preset == "cpu"
+    cpu = StigRefiner()  # the documented departures of the default preset
+    assert (cpu.epochs, cpu.iterations, cpu.w_psd, cpu.w_mean, cpu.match_moments, cpu.match_luma) == (13.0, None, 0.0,
+                                                                                                    100.0, 2, True)
+    assert (cpu.w_spec_identity, cpu.select_fraction, paper.select_fraction, paper.w_mean) == (10.0, 0.15, 0.0, 0.0)
     # overriding iterations replaces the preset's epoch count
     r = StigRefiner("paper", iterations=7, nce_layers=(0, 2))
     assert (r.iterations, r.epochs, r.nce_layers) == (7, None, [0, 2])
@@ -192,6 +196,7 @@ def test_generator_losses_drop_on_a_fixed_batch(data):
     fakes, reals, _ = data
     # No identity start (so the content terms start high), no adversarial terms, one fixed batch.
     r = StigRefiner(**{**TINY, "identity_init": False, "spectrum_norm": "minmax", "w_gan": 0.0, "w_psd": 0.0,
+                       "w_mean": 0.0, "w_spec_identity": 0.0,
                        "lr": 2e-3, "batch_size": 2, "constant_lr_fraction": 1.0, "iterations": 30})
     fixed = ArrayImageSet(fakes.array[:2])
     tr = StigTrainer(r.config(), fixed, ArrayImageSet(reals.array[:2]), device=torch.device("cpu"),
