@@ -144,6 +144,10 @@ class StigRefiner(Estimator):
                 "d_input": config.d_input,
                 "ema": config.ema,
                 "norm": config.norm,
+                "profile_discriminator_weight": config.w_psd,
+                "moment_matching": ({"weight": config.w_mean, "moments": config.match_moments, "luma": config.match_luma}
+                                    if config.w_mean > 0 else None),
+                "spectral_identity_on_reals": config.w_spec_identity,
                 "reconstruction": ("real part of the inverse FFT with the fake's phase"
                                    + (", plus the smooth component" if config.periodic else "") + ", clamped to [0, 1]"),
                 "profile_discriminator": "linear on the per-ring standardised profile, raw LSGAN score (no sigmoid)",
