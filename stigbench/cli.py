@@ -99,7 +99,7 @@ _USER_ERRORS = (RegistryError, ValueError, FileNotFoundError, TypeError)
 
 
 @main.command()
-@click.option("--dataset", "-d", default=None, help="Dataset name (see `list datasets`). Default: demo.")
+@click.option("--dataset", "-d", default=None, help="Dataset name (see `list datasets`). Default: demo-gan.")
 @click.option("--real", type=click.Path(exists=True, file_okay=False), default=None, help="Ad-hoc: folder of real images.")
 @click.option("--fake", type=click.Path(exists=True, file_okay=False), default=None, help="Ad-hoc: folder of fake images.")
 @click.option("--size", type=int, default=None, help="Image size (default: the spec's, or the largest power of two <= the smallest side, max 256).")

@@ -77,7 +77,7 @@ class RunConfig:
     module docstring).
     """
 
-    dataset: str = "demo"
+    dataset: str = "demo-gan"
     real: str | None = None
     fake: str | None = None
     size: int | None = None
