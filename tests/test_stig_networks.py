@@ -87,3 +87,29 @@ def test_discriminators_and_heads(size):
     out = h(1, torch.randn(2, 5, 8))
     assert out.shape == (2, 5, 16)
     torch.testing.assert_close(out.norm(dim=-1), torch.ones(2, 5))
+
+
+def test_circular_padding_makes_g_blind_to_where_the_spectrum_array_ends():
+    """A centred spectrum is periodic; with circular padding (and periodic up-sampling) G commutes with
+    circular shifts by its pooling stride, so no frequency is treated as an edge."""
+    from stigbench.refiners.stig.networks import upsample2x
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 16, 16, generator=g)
+    up = upsample2x(x, periodic=True)
+    torch.testing.assert_close(upsample2x(torch.roll(x, 1, -1), periodic=True), torch.roll(up, 2, -1))
+    torch.testing.assert_close(up[..., 4:-4, 4:-4], upsample2x(x)[..., 4:-4, 4:-4])  # the interior as before
+    assert not torch.allclose(up[..., :2, :], upsample2x(x)[..., :2, :])  # the borders wrap around
+
+    x = torch.randn(1, 3, 32, 32, generator=g)
+    shift = (4, -8)  # multiples of the 3-level net's pooling stride
+    for padding, equivariant in (("circular", True), ("zeros", False)):
+        torch.manual_seed(1)
+        net = UNetPlusPlus(levels=3, width=4, identity_init=True, padding=padding).eval()
+        torch.nn.init.normal_(net.head.weight)
+        with torch.no_grad():
+            a = net(torch.roll(x, shift, (-2, -1)))
+            b = torch.roll(net(x), shift, (-2, -1))
+        assert torch.allclose(a, b, atol=1e-4) == equivariant, padding
+    with pytest.raises(ValueError, match="padding"):
+        UNetPlusPlus(levels=2, width=4, padding="reflect")

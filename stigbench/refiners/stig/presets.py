@@ -22,7 +22,9 @@
     powers of the grey image);
   - an identity term on the reals' spectra (``w_spec_identity=10``): without it G raised every
     image's high frequencies, so refined *reals* looked more real than reals (real-image oracle AUC
-    0.08-0.30); with it they stay at 0.5.
+    0.08-0.30); with it they stay at 0.5;
+  - circular padding in G (``padding="circular"``): the centred spectrum is periodic, and with zero
+    padding G treated its border (the Nyquist row and column) as an edge and wrote a spike there.
 
   ~2-5 min on 2 cores at 64² (bf16 where the CPU has it).
 * ``gpu`` — paper networks and losses with the ``cpu`` preset's identity start and normalisation,
@@ -49,6 +51,7 @@ class StigPreset:
     width: int = 64
     norm: str = "group"
     upsample: str = "bicubic"
+    padding: str = "zeros"  # "circular": the spectrum is periodic, its border bins are not an edge
     identity_init: bool = False
     spectrum_norm: str = "minmax"
     symmetric: bool = False  # symmetrise G's output (the magnitude of a real image is; G's raw output is not)
@@ -94,7 +97,7 @@ class StigPreset:
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        choices = {"norm": ("group", "instance", "batch"), "upsample": ("bicubic", "bilinear"),
+        choices = {"norm": ("group", "instance", "batch"), "upsample": ("bicubic", "bilinear"), "padding": ("zeros", "circular"),
                    "spectrum_norm": ("minmax", "real-channel", "real-frequency"), "rings": ("square", "circular"),
                    "d_input": ("generator", "image"), "profile_scale": ("minmax", "none"), "match_moments": (1, 2)}
         for name, allowed in choices.items():
@@ -139,6 +142,7 @@ PRESETS: dict[str, StigPreset] = {
         levels=3, width=16, d_width=16, identity_init=True, spectrum_norm="real-frequency",
         d_input="image", profile_scale="none", nce_layers=(0, 1), nce_patches=64, nce_dim=64, w_nce=1.0,
         w_ssim_content=5.0, w_psd=0.0, w_mean=100.0, match_moments=2, match_luma=True, w_spec_identity=10.0,
+        padding="circular",
         batch_size=4, epochs=13.0, lr=1e-3, ema=0.995,
         checkpoint_every=200, refine_batch_size=64,
         description=("2-core CPU, 64² data in ~2-5 min: UNet++ 3x16, batch 4, 13 epochs, identity start, "

@@ -54,6 +54,7 @@ class StigRefiner(Estimator):
         width: int | None = None,
         norm: str | None = None,
         upsample: str | None = None,
+        padding: str | None = None,
         identity_init: bool | None = None,
         spectrum_norm: str | None = None,
         symmetric: bool | None = None,
@@ -144,6 +145,7 @@ class StigRefiner(Estimator):
                 "d_input": config.d_input,
                 "ema": config.ema,
                 "norm": config.norm,
+                "padding": config.padding,
                 "profile_discriminator_weight": config.w_psd,
                 "moment_matching": ({"weight": config.w_mean, "moments": config.match_moments, "luma": config.match_luma}
                                     if config.w_mean > 0 else None),

@@ -90,7 +90,7 @@ def _seed(*parts: int) -> int:
 def build_translator(config: StigPreset, size: int) -> SpectrumTranslator:
     """G (UNet++) with the spectrum normalisation of ``config``, for ``size x size`` images."""
     g = UNetPlusPlus(levels=config.levels, width=config.width, norm=config.norm, upsample=config.upsample,
-                     identity_init=config.identity_init)
+                     identity_init=config.identity_init, padding=config.padding)
     return SpectrumTranslator(g, config.spectrum_norm, size, symmetric=config.symmetric, periodic=config.periodic)
 
 
