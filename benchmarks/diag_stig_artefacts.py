@@ -14,6 +14,9 @@ same images, each mechanism by which the refiner can add a trace that neither re
   normalisation);
 * ``square``: the refined-minus-fake change on the diagonals minus on the axes within rings 4..N/2
   (a change with square-ring symmetry is not isotropic);
+* ``spike``: the largest ``|mean refined - mean real|`` of one frequency (channel mean, DC left out),
+  against ``spike fake``, the same for the fakes: a narrow excess the refiner writes at a few bins
+  (e.g. where G's zero padding meets the border of the spectrum array) shows here and nowhere else;
 * ``pattern``: correlation over frequencies between the mean change refined - fake and the estimation
   noise of the reals' mean spectrum (training reals minus test reals): a change that copies the
   training reals' sample noise is a fixed pattern no test real has.
@@ -87,6 +90,11 @@ def diagnose(run_dir: Path) -> dict[str, float]:
     noise = (mean_log_spectrum(train_reals.batches(256)) - m_real).mean(0)
     sel = band & ~on_axis
     corr = float(np.corrcoef(delta[sel].numpy(), noise[sel].numpy())[0, 1])
+    def spike(d: torch.Tensor) -> float:
+        d = d.mean(0).abs()
+        d[c, c] = 0  # DC: the mean brightness, not a spectral shape
+        return float(d.max())
+
     return {
         "asym": float(anti.square().sum() / change.square().sum().clamp_min(1e-12)),
         "clamped %": float(100 * ((raw < 0) | (raw > 1)).double().mean()),
@@ -94,6 +102,7 @@ def diagnose(run_dir: Path) -> dict[str, float]:
         "tail 8-bit": _tail_power(q), "tail real": _tail_power(reals),
         "axis fake-real": axis_excess(m_fake - m_real), "axis refined-real": axis_excess(m_ref - m_real),
         "square": float(delta[diag].mean() - delta[on_axis & band].mean()),
+        "spike fake": spike(m_fake - m_real), "spike": spike(m_ref - m_real),
         "pattern": corr,
     }
 

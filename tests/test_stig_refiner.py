@@ -224,6 +224,19 @@ def test_same_seed_same_refinement_and_save_load(data, tmp_path):
     np.testing.assert_array_equal(loaded.refine(test).array, ra)
 
 
+def test_a_refiner_saved_before_an_option_existed_loads_with_the_option_off(data, tmp_path):
+    fakes, reals, test = data
+    r = StigRefiner(**{**TINY, "padding": "zeros"}).fit(fakes, reals)
+    r.save(tmp_path / "stig")
+    params = json.loads((tmp_path / "stig" / "params.json").read_text())
+    del params["params"]["padding"]  # as written by the code before the option
+    (tmp_path / "stig" / "params.json").write_text(json.dumps(params))
+    assert StigRefiner().padding == "circular"  # today's preset...
+    loaded = StigRefiner.load(tmp_path / "stig")
+    assert loaded.padding == "zeros"  # ...but the refiner keeps the behaviour it was trained with
+    np.testing.assert_array_equal(loaded.refine(test).array, r.refine(test).array)
+
+
 def test_bf16_step_is_finite(data):
     fakes, reals, _ = data
     r = StigRefiner(**{**TINY, "precision": "bf16", "iterations": 2}).fit(fakes, reals)

@@ -18,7 +18,7 @@ import torch
 
 from stigbench.contracts import ImageSetLike
 from stigbench.device import autocast, resolve_device, resolve_precision
-from stigbench.estimator import Estimator
+from stigbench.estimator import PARAMS_FILE, Estimator
 from stigbench.imageset import ArrayImageSet, map_batches
 from stigbench.io import read_json, write_json
 from stigbench.plugins import register_refiner
@@ -208,7 +208,15 @@ class StigRefiner(Estimator):
     @classmethod
     def load(cls, path: str | Path) -> StigRefiner:
         folder = Path(path)
-        obj = cls.from_params(folder)
+        saved = read_json(folder / PARAMS_FILE)
+        # A hyper-parameter added after this refiner was saved takes its off value (the dataclass
+        # default, the behaviour of the code that saved it), not today's preset value: a refiner trained
+        # with zero padding must not be loaded with circular padding.
+        defaults = {f.name: f.default for f in dataclasses.fields(StigPreset) if f.name != "description"}
+        missing = {k: v for k, v in defaults.items() if k not in saved["params"]}
+        obj = cls.from_params(folder)  # checks the saved class
+        if missing:
+            obj = cls(**{**saved["params"], **missing})
         obj.fit_info_ = read_json(folder / FIT_INFO_FILE)
         obj.image_size_ = int(obj.fit_info_["image_size"])
         translator: SpectrumTranslator = build_translator(obj.config(), obj.image_size_)
