@@ -125,10 +125,9 @@ class UNetPlusPlus(nn.Module):
         identity_init: residual output with a zero-initialised head (see above).
         padding: ``zeros`` (paper) or ``circular``. A centred spectrum is periodic: its border rows and
             columns (the Nyquist frequencies) neighbour each other across the wrap-around. With zero
-            padding G treats them as an edge and, trained on a 64² spectrum, wrote a spike of +0.54
-            in mean log-magnitude on the horizontal Nyquist bin and +0.2 on the neighbouring border bins
-            (fakes and reals agree there within 0.04); ``circular`` pads convolutions and up-samples
-            across the wrap-around, so no frequency is an edge.
+            padding G treats them as an edge and, trained on a 64² spectrum, raised the bins next to
+            the border by +0.24 in mean log-magnitude where fakes and reals agreed; ``circular`` pads
+            convolutions and up-samples across the wrap-around, so no frequency is an edge.
     """
 
     def __init__(self, levels: int = 5, width: int = 64, norm: str = "group", upsample: str = "bicubic",

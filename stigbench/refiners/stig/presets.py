@@ -24,7 +24,8 @@
     image's high frequencies, so refined *reals* looked more real than reals (real-image oracle AUC
     0.08-0.30); with it they stay at 0.5;
   - circular padding in G (``padding="circular"``): the centred spectrum is periodic, and with zero
-    padding G treated its border (the Nyquist row and column) as an edge and wrote a spike there.
+    padding G treated its border (the Nyquist row and column) as an edge and changed the bins next
+    to it where fakes and reals agreed.
 
   ~2-5 min on 2 cores at 64² (bf16 where the CPU has it).
 * ``gpu`` — paper networks and losses with the ``cpu`` preset's identity start and normalisation,
