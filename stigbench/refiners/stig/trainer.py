@@ -516,7 +516,11 @@ class StigTrainer:
                                      **losses, **selected})
                 bar.update(1)
                 if self.iteration % 10 == 0 or self.iteration == end:
-                    post = {k: f"{losses[k]:.3g}" for k in ("D", "D_s", "gan", "psd", "nce_fake", "lf_fake")}
+                    # Only the terms that move G (a loss at weight 0 would read as if it mattered).
+                    shown = [k for k, w in (("gan", self.config.w_gan), ("psd", self.config.w_psd),
+                                            ("mean", self.config.w_mean), ("nce_fake", self.config.w_nce),
+                                            ("lf_fake", self.config.w_lf)) if w > 0]
+                    post = {k: f"{losses[k]:.3g}" for k in ("D", *shown)}
                     if self.best is not None:
                         post["best"] = f"{self.best[1]:.4f}@{self.best[0]}"
                     bar.set_postfix(post)
