@@ -40,13 +40,13 @@ from stigbench.apply import load_refiner  # noqa: E402
 from stigbench.data import load_dataset  # noqa: E402
 from stigbench.io import read_json  # noqa: E402
 from stigbench.runner import RunConfig, resolve_spec  # noqa: E402
-from stigbench.spectrum import fft_shifted, from_log_magnitude, mean_log_spectrum, mirror, radius_map  # noqa: E402
+from stigbench.spectrum import fft_shifted, from_log_magnitude, grey, mean_log_spectrum, mirror, radius_map  # noqa: E402
 from stigbench.split import make_split  # noqa: E402
 
 
 def _tail_power(images: torch.Tensor) -> float:
     """Mean log power of the outer quarter of the (circular) rings, grey images."""
-    g = (images.double() * torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64).view(1, 3, 1, 1)).sum(1)
+    g = grey(images.double())
     n = g.shape[-1]
     r = radius_map(n, n, "circular")
     keep = (r >= 0.75 * (n // 2)) & (r <= n // 2)

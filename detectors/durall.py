@@ -19,15 +19,9 @@ from sklearn.svm import SVC
 
 from stigbench.detector_base import FeatureDetector
 from stigbench.plugins import register_detector
-from stigbench.spectrum import log_magnitude, minmax_scale, radial_profile
+from stigbench.spectrum import grey, log_magnitude, minmax_scale, radial_profile
 
 PAPER = "Durall et al., Watch your Up-Convolution, CVPR 2020"
-
-
-def grey(images: torch.Tensor) -> torch.Tensor:
-    """ITU-R BT.601 luma of an RGB batch, ``(N, H, W)``."""
-    w = torch.tensor([0.299, 0.587, 0.114], dtype=images.dtype, device=images.device)
-    return torch.einsum("nchw,c->nhw", images, w)
 
 
 def azimuthal_features(images: torch.Tensor) -> np.ndarray:

@@ -24,9 +24,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from stigbench.detector_base import FeatureDetector
-from stigbench.detectors.durall import grey
 from stigbench.plugins import register_detector
-from stigbench.spectrum import fft_shifted, radial_profile
+from stigbench.spectrum import fft_shifted, grey, radial_profile
 
 PAPER = "Dzanic, Shah, Witherden, Fourier spectrum discrepancies in deep network generated images, NeurIPS 2020"
 

@@ -23,8 +23,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from stigbench.detector_base import FeatureDetector
-from stigbench.detectors.durall import grey
 from stigbench.plugins import register_detector
+from stigbench.spectrum import grey
 
 PAPER = "Frank et al., Leveraging Frequency Analysis for Deep Fake Image Recognition, ICML 2020"
 

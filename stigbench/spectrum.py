@@ -25,6 +25,16 @@ import torch
 _DIMS = (-2, -1)
 
 
+#: ITU-R BT.601 luma weights of R, G, B: the grey image that frequency detectors take spectra of.
+LUMA = (0.299, 0.587, 0.114)
+
+
+def grey(images: torch.Tensor) -> torch.Tensor:
+    """BT.601 luma of RGB images ``(..., 3, H, W)`` -> ``(..., H, W)`` (any float tensor: images or spectra)."""
+    w = torch.tensor(LUMA, dtype=images.dtype, device=images.device)
+    return torch.einsum("...chw,c->...hw", images, w)
+
+
 def fft_shifted(x: torch.Tensor) -> torch.Tensor:
     """Centred complex spectrum ``fftshift(fft2(x))`` over the last two axes (float32 at least)."""
     if not torch.is_floating_point(x):
@@ -187,7 +197,7 @@ def mean_log_spectrum(batches: Iterable[torch.Tensor]) -> torch.Tensor:
 
 
 def lfd(mean_real: torch.Tensor, mean_other: torch.Tensor) -> float:
-    """Log frequency distance between two dataset-mean log-magnitude spectra (STIG-SPEC default).
+    """Log frequency distance between two dataset-mean log-magnitude spectra (the benchmark's default).
 
     ``LFD = ln(1 + mean_{c,u,v} (M_real - M_other)^2)`` in float64, after the LFD of Jiang et al.
     (Focal Frequency Loss, ICCV 2021) adapted to unpaired sets by comparing dataset means.

@@ -173,3 +173,10 @@ def test_periodic_smooth_decomposition():
     assert periodic_smooth(x.float())[0].dtype == torch.float32
     with pytest.raises(TypeError):
         periodic_smooth(torch.zeros(4, 4, dtype=torch.uint8))
+
+
+def test_grey_is_bt601_luma_over_any_leading_axes():
+    x = torch.rand(2, 5, 3, 4, 4, dtype=torch.float64)
+    expected = 0.299 * x[..., 0, :, :] + 0.587 * x[..., 1, :, :] + 0.114 * x[..., 2, :, :]
+    torch.testing.assert_close(S.grey(x), expected)
+    assert S.grey(x[0]).shape == (5, 4, 4) and S.grey(torch.ones(3, 2, 2)).allclose(torch.ones(2, 2))
