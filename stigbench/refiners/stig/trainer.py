@@ -49,7 +49,6 @@ from stigbench.contracts import ImageSetLike
 from stigbench.device import autocast, torch_rng
 from stigbench.imageset import progress_bar
 from stigbench.io import atomic_write
-from stigbench.spectrum import log_magnitude
 
 from .losses import (
     SSIM,
@@ -131,12 +130,6 @@ class _Pool:
         if self.cache is not None:
             return iter(self.cache.split(batch_size))
         return self.set.batches(batch_size)
-
-
-def _luma(x: torch.Tensor) -> torch.Tensor:
-    """ITU-R BT.601 luma ``(B, 1, H, W)`` of RGB images, the grey image most detectors read."""
-    w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device)
-    return torch.einsum("bchw,c->bhw", x, w).unsqueeze(1)
 
 
 def _carve_selection(config: StigPreset, fake_set: ImageSetLike, real_set: ImageSetLike
@@ -326,23 +319,25 @@ class StigTrainer:
 
     # -- training ----------------------------------------------------------------------------------
     def _prepare(self) -> None:
-        """Statistics of the spectrum normalisation (reals) and of D_s's input (reals and fakes, the
-        standardisation a detector would fit on its training set): one pass, one FFT per image."""
+        """Statistics of the spectrum normalisation (reals), of D_s's input (reals and fakes, the
+        standardisation a detector would fit on its training set) and, with ``match_luma``, of the
+        reals' luma spectrum: one pass, one FFT per image (two with the luma)."""
         if self._stats_ready:
             return
-        spec, prof = self.translator.real_stats_moments(), Moments((0,))
+        spec, prof, luma = self.translator.real_stats_moments(), Moments((0,)), Moments((0,))
+        with_luma = self.config.w_mean > 0 and self.config.match_luma
         for pool in (self.reals, self.fakes):
             for batch in pool.batches(256):
-                lm = self.translator.analyse(batch.to(self.device))[0]
+                batch = batch.to(self.device)
+                lm, _, smooth = self.translator.analyse(batch)
                 if pool is self.reals and self.translator.needs_real_stats:
                     spec.add(lm)
+                if pool is self.reals and with_luma:
+                    luma.add(self.translator.spectrum_of(batch, smooth, luma=True))
                 prof.add(spectral_profile(lm, self.config.rings, self.config.profile_scale))
         if self.translator.needs_real_stats:
             self.translator.set_real_stats(*spec.result())
-        if self.config.match_luma:
-            luma = Moments((0,))
-            for batch in self.reals.batches(256):
-                luma.add(self._luma_real(batch.to(self.device)))
+        if with_luma:
             mean, std = luma.result()
             self.mean_match.shift[3:].copy_(mean)
             self.mean_match.scale[3:].copy_(std)
@@ -350,10 +345,6 @@ class StigTrainer:
             self.ema.load_state_dict(self.translator.state_dict())  # same start, same statistics
         self.D_s.set_stats(*prof.result())
         self._stats_ready = True
-
-    def _luma_real(self, x: torch.Tensor) -> torch.Tensor:
-        """Log-magnitude of the luma of reals (of their periodic component with ``periodic``)."""
-        return log_magnitude(_luma(self.translator.analyse_image(x)))
 
     def step(self) -> dict[str, float]:
         """One D/D_s update and one G/H update; returns the losses (floats)."""
@@ -398,9 +389,13 @@ class StigTrainer:
         with ac:
             gan = self.lsgan(self.D(d_fake), True)
             psd = self.lsgan(self.D_s(prof_fake), True)
-            if c.match_luma:
-                luma = log_magnitude(_luma(xh_a if smooth is None else xh_a - smooth[:B]))
-                mean = self.mean_match(torch.cat([image_z, luma], 1), torch.cat([z[B:], self._luma_real(x[B:])], 1))
+            if c.w_mean == 0:  # off (the paper): no statistics to track
+                mean = torch.zeros((), device=self.device)
+            elif c.match_luma:
+                s_a, s_b = (None, None) if smooth is None else (smooth[:B], smooth[B:])
+                spectrum = self.translator.spectrum_of
+                mean = self.mean_match(torch.cat([image_z, spectrum(xh_a, s_a, luma=True)], 1),
+                                       torch.cat([z[B:], spectrum(xb, s_b, luma=True)], 1))
             else:
                 mean = self.mean_match(image_z, z[B:])
             feats_q = self.G.encode(zh, self.nce_layers)

@@ -3,7 +3,7 @@
 After Lee, Jung, Seo, "Spectrum Translation for Refinement of Image Generation (STIG)", AAAI 2024,
 arXiv 2403.05093. The FFT convention is :mod:`stigbench.spectrum`'s; spectra are always float32.
 
-Decisions (STIG-SPEC leaves them open):
+Decisions (the paper and the official code leave them open or disagree):
 
 * **Normalisation** of the log-magnitude ``M = log1p|F|`` before G, undone after it with the *input's*
   statistics:
@@ -47,6 +47,8 @@ from torch import nn
 
 from stigbench.spectrum import (
     from_log_magnitude,
+    grey,
+    log_magnitude,
     magnitude_phase,
     minmax_scale,
     periodic_smooth,
@@ -57,7 +59,6 @@ from stigbench.spectrum import (
 from .networks import UNetPlusPlus
 
 SPECTRUM_NORMS = ("minmax", "real-channel", "real-frequency")
-_GREY = (0.299, 0.587, 0.114)
 
 
 def spectral_profile(log_mag: torch.Tensor, rings: str = "square", scale: str = "minmax") -> torch.Tensor:
@@ -69,9 +70,7 @@ def spectral_profile(log_mag: torch.Tensor, rings: str = "square", scale: str = 
     """
     if scale not in ("minmax", "none"):
         raise ValueError(f"scale must be 'minmax' or 'none', got {scale!r}")
-    w = torch.tensor(_GREY, dtype=log_mag.dtype, device=log_mag.device)
-    grey = 20.0 * torch.einsum("bchw,c->bhw", log_mag, w)
-    prof = radial_profile(grey, kind=rings)
+    prof = radial_profile(20.0 * grey(log_mag), kind=rings)
     return minmax_scale(prof, 0.0, 1.0) if scale == "minmax" else prof
 
 
@@ -167,13 +166,12 @@ class SpectrumTranslator(nn.Module):
         lm, phase = magnitude_phase(x)
         return lm, phase, smooth
 
-    def analyse_image(self, x: torch.Tensor) -> torch.Tensor:
-        """The image whose spectrum G works on: ``x``, or its periodic component when ``periodic``."""
-        return periodic_smooth(x)[0] if self.periodic else x
-
-    def spectrum_of(self, image: torch.Tensor, smooth: torch.Tensor | None) -> torch.Tensor:
-        """The log-magnitude, in :meth:`analyse`'s terms, of an image rebuilt with ``smooth``."""
-        return magnitude_phase(image if smooth is None else image - smooth)[0]
+    @staticmethod
+    def spectrum_of(image: torch.Tensor, smooth: torch.Tensor | None, luma: bool = False) -> torch.Tensor:
+        """The log-magnitude, in :meth:`analyse`'s terms, of an image rebuilt with ``smooth`` (with
+        ``luma``: of its grey image, ``(B, 1, H, W)``)."""
+        x = image if smooth is None else image - smooth
+        return log_magnitude(grey(x).unsqueeze(1) if luma else x)
 
     def reconstruct(self, z: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor], phase: torch.Tensor,
                     smooth: torch.Tensor | None = None) -> torch.Tensor:
