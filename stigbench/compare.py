@@ -33,6 +33,7 @@ import pandas as pd
 
 from stigbench import html_report as H
 from stigbench.evidence import AWAY, MOVES, PAST, TOWARD, move_counts
+from stigbench.evidence import moves as detector_moves
 from stigbench.io import fresh_dir, read_json, write_text
 from stigbench.metrics import METRICS
 from stigbench.report import (
@@ -260,7 +261,7 @@ def move_summary(runs: Sequence[RunInfo], labels: dict[int, str]) -> pd.DataFram
     one run) and ``n`` runs. Runs without intervals count under ``no interval``."""
     frames = []
     for i, r in enumerate(runs):
-        counts = move_counts(r.metrics)
+        counts = move_counts(detector_moves(r.metrics))
         counts.insert(0, "group", labels[i])
         frames.append(counts)
     cols = ["group", "refiner", "move", "mean", "std", "n"]

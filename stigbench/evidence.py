@@ -107,10 +107,9 @@ def moves(metrics: pd.DataFrame, trained_on: str = "fake", perturbation: str = "
     return pd.concat([ref, move_columns(ref)], axis=1)
 
 
-def move_counts(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Per refiner, how many detectors (trained on the fakes, clean test images) fall in each of
-    :data:`MOVES`, plus ``evidence`` (the flag; ``away`` and some ``past``)."""
-    table = moves(metrics)
+def move_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """Per refiner of a :func:`moves` table, how many detectors fall in each of :data:`MOVES`, plus
+    ``evidence`` (the flag; ``away`` and some ``past``)."""
     rows = []
     for refiner, g in table.groupby("refiner", sort=False):
         counts = {name: int((g["move"] == name).sum()) for name in MOVES}

@@ -807,8 +807,9 @@ def write_run_report(run_dir: Path, metrics: pd.DataFrame, record: dict[str, Any
     config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
     seed = _seed(metrics, config)
     notes = run_plots(run_dir, record)
-    moves(clean_metrics(metrics)).to_csv(run_dir / "moves.csv", index=False)
-    lead = counts_line(move_counts(clean_metrics(metrics)))
+    table = moves(clean_metrics(metrics))
+    table.to_csv(run_dir / "moves.csv", index=False)
+    lead = counts_line(move_counts(table))
 
     ds = record["dataset"]
     prov = record.get("provenance", {})

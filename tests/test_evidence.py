@@ -8,7 +8,7 @@ import pytest
 
 from stigbench.evidence import (
     AT_CHANCE, AWAY, DETECTOR_AT_CHANCE, EVIDENCE, NO_INTERVAL, PAST, TOWARD, UNCHANGED, adds_evidence, at_chance,
-    classify_move, counts_line, move_counts,
+    classify_move, counts_line, move_counts, moves,
 )
 from stigbench.report import OVER_CORRECTION, clean_metrics, display_summary, summarize
 from stigbench.runner import METRIC_COLUMNS
@@ -90,11 +90,11 @@ def test_evidence_and_over_correction_together():
 
 
 def test_counts_per_refiner():
-    counts = move_counts(clean_metrics(hand_metrics())).set_index("refiner")
+    counts = move_counts(moves(clean_metrics(hand_metrics()))).set_index("refiner")
     assert counts.loc["s", [TOWARD, AWAY, PAST, UNCHANGED, AT_CHANCE]].tolist() == [1, 1, 1, 1, 1]
     assert counts.loc["s", "evidence"] == 1 and counts.loc["s", "detectors"] == 5
     assert counts.loc["t", [TOWARD, AWAY, PAST, UNCHANGED, AT_CHANCE]].tolist() == [1, 0, 0, 3, 1]
-    line = counts_line(move_counts(clean_metrics(hand_metrics())))
+    line = counts_line(move_counts(moves(clean_metrics(hand_metrics()))))
     assert "s: 1 toward, 1 away (attack adds evidence), 1 past, 1 unchanged, 1 at chance" in line
 
 
@@ -103,7 +103,7 @@ def test_older_runs_without_intervals_are_not_flagged():
     s = summarize(m)
     assert set(s.loc[s.condition != "fake", "move"]) == {NO_INTERVAL}
     assert EVIDENCE not in set(s.note) and DETECTOR_AT_CHANCE not in set(s.note)
-    assert move_counts(clean_metrics(m))[NO_INTERVAL].tolist() == [5, 5]
+    assert move_counts(moves(clean_metrics(m)))[NO_INTERVAL].tolist() == [5, 5]
 
 
 def write_run(folder, seed: int, metrics: pd.DataFrame) -> None:
