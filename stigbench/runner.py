@@ -379,7 +379,7 @@ class _Run:
         """Fit (or reuse) every refiner on the training reals and the fakes of the split part named by
         ``fit_refiners_on`` (training fakes by default); returns stage folders."""
         fit_on = self.config.fit_refiners_on
-        fake_train, real_train = self.part("fake", fit_on), self.part("real", "train")
+        fake_fit, real_train = self.part("fake", fit_on), self.part("real", "train")
         if fit_on == "test" and self.refiner_specs:
             log.warning("refiners are fitted on the test fakes they refine (transductive, as in the STIG paper)")
         out: dict[str, Path] = {}
@@ -393,9 +393,9 @@ class _Run:
                                     precision=self.config.precision)
                 t0 = time.perf_counter()
                 if _accepts(refiner.fit, "log_dir"):
-                    refiner.fit(fake_train, real_train, log_dir=folder / "training")
+                    refiner.fit(fake_fit, real_train, log_dir=folder / "training")
                 else:
-                    refiner.fit(fake_train, real_train)
+                    refiner.fit(fake_fit, real_train)
                 refiner.save(folder)
                 write_json(folder / "info.json", {
                     "params": refiner.get_params() if hasattr(refiner, "get_params") else params,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-SELECT_COLUMNS = ("select_lfd", "select_profile")
+from stigbench.refiners.stig.selection import COLUMNS as SELECT_COLUMNS
 LABELS = {"select_lfd": "LFD of refined selection fakes to selection reals",
           "select_profile": "radial-profile RMS difference to selection reals"}
 
