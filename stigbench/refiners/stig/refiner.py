@@ -4,7 +4,9 @@ Lee, Jung, Seo, "Spectrum Translation for Refinement of Image Generation (STIG) 
 Learning and Spectral Filter Profile", AAAI 2024, arXiv 2403.05093. An unpaired translator of
 log-magnitude spectra (fakes -> reals) that keeps each fake's phase; see :mod:`.translator` for the
 forward pass and its decisions, :mod:`.trainer` for the losses and schedule, :mod:`.presets` for the
-named settings. The official code's bugs (STIG-SPEC) are not reproduced.
+named settings. The official code's bugs (training on the evaluation set, index-paired real and fake,
+an ``fftshift`` over the batch axes, a schedule counted in images, PatchNCE silently on one layer, a
+modulus + min-max rebuild) are not reproduced.
 """
 
 from __future__ import annotations
