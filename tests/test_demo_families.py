@@ -138,10 +138,10 @@ def _contrast(d: np.ndarray) -> np.ndarray:
     return d - neighbours / 8
 
 
+@pytest.mark.parametrize("built", ["gan"], indirect=True)
 def test_gan_fakes_carry_upsampling_replicas(built: tuple[str, Path, dict]) -> None:
     family, root, _ = built
-    if family != "gan":
-        pytest.skip("GAN fingerprint")
+    assert family == "gan"
     real, fake = _contrast(_residual_spectrum(_load(root / "real"))), _contrast(_residual_spectrum(_load(root / "fake")))
     u = np.arange(SIZE) - SIZE // 2
     uu, vv = np.meshgrid(u, u, indexing="ij")
@@ -154,10 +154,10 @@ def _profiles(root: Path, *folders: str) -> list[torch.Tensor]:
     return [radial_profile(log_magnitude(_load(root / d)).mean(dim=1)).mean(dim=0) for d in folders]
 
 
+@pytest.mark.parametrize("built", ["diffusion"], indirect=True)
 def test_diffusion_sampler_changes_the_high_frequencies(built: tuple[str, Path, dict]) -> None:
     family, root, _ = built
-    if family != "diffusion":
-        pytest.skip("diffusion fingerprint")
+    assert family == "diffusion"
     # With the tests' short training the denoiser leaves much of the sampler's noise (a residue, more
     # energy); trained fully it leaves a deficit (test_diffusion_fakes_lack_high_frequencies). Either
     # way the fakes' spectra differ from those of their own source pictures at high frequencies.
