@@ -301,7 +301,11 @@ class Rendered:
     console: list[str]
 
 
-def render(page: Path, tmp: Path, height: int = 2400) -> Rendered:
+# Tall enough that the first screen reaches the spectra figures below the tables and the attack chart.
+SCREEN_HEIGHT = 3000
+
+
+def render(page: Path, tmp: Path, height: int = SCREEN_HEIGHT) -> Rendered:
     shot = tmp / f"{page.stem}.png"
     cmd = [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -324,7 +328,7 @@ def assert_renders(page: Path, tmp: Path, n_images: int, n_tables: int) -> Rende
     assert out.dom.count('<img src="data:image/png;base64,') == n_images
     assert out.screenshot.stat().st_size > 20_000
     with Image.open(out.screenshot) as im:
-        assert im.size == (1280, 2400)
+        assert im.size == (1280, SCREEN_HEIGHT)
         rgb = np.asarray(im.convert("RGB"), dtype=np.float32)
         hsv = np.asarray(im.convert("HSV"))
     assert rgb.std() > 20  # not blank
