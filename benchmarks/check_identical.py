@@ -67,7 +67,7 @@ def install(rev: str, target: Path) -> None:
             with tarfile.open(archive) as tar:
                 tar.extractall(src, filter="data")
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                        "--target", str(target), str(src)], check=True)
+                        "--target", str(target), str(src)], check=True, capture_output=True)
     (target / ".installed").write_text(rev)
 
 
@@ -78,6 +78,7 @@ def run_case(target: Path, case: str, args: list[str], out: Path) -> Path:
         return done
     shutil.rmtree(out / case, ignore_errors=True)
     runs, cache = out / case / "runs", out / case / "stages"
+    runs.mkdir(parents=True)
     env = {**os.environ, "PYTHONPATH": str(target), "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-c", "from stigbench.cli import main; main()", "run", *args, "--out", str(runs),
            "--cache-dir", str(cache), "--quiet"]
