@@ -6,7 +6,7 @@
 Builds both families from scratch (timed) in a temporary folder with the spec's defaults, then, on the
 spec's split (seed 0), measures what the calibration targets name:
 
-* **LFD** (:func:`stigbench.spectrum.lfd` of dataset-mean log spectra) between the test reals and the
+* **LFD** (:func:`stigbench.measures.spectrum.lfd` of dataset-mean log spectra) between the test reals and the
   test fakes, between the whole sets, and the noise floor: validation reals vs test reals;
 * **detector AUC** on test reals vs test fakes, each detector fitted on the training part (the
   benchmark's own protocol without a refiner), and the same on reals vs the fakes' *unprocessed*
@@ -15,7 +15,7 @@ spec's split (seed 0), measures what the calibration targets name:
   at the replica frequencies of two stride-2 stages, i.e. the variance of its 4x4-periodic mean pattern,
   relative to the residual's energy; reported as the fraction of test fakes above the 95th percentile
   of the test reals, and the median of each;
-* **FID** (TF-Inception, :mod:`stigbench.quality`) of the test fakes to the test reals, next to FID of
+* **FID** (TF-Inception, :mod:`stigbench.evaluation.quality`) of the test fakes to the test reals, next to FID of
   as many training reals to the test reals.
 """
 
@@ -35,15 +35,16 @@ from _common import append_section
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # timm backbones: never download
 
-from stigbench import metrics as M  # noqa: E402
-from stigbench.data import Dataset, adhoc_spec, datasets, load_dataset  # noqa: E402
-from stigbench.demo_families import build_demo_diffusion, build_demo_gan  # noqa: E402
-from stigbench.imageset import ImageSet, labelled, set_progress  # noqa: E402
-from stigbench.plugins import detectors  # noqa: E402
-from stigbench.quality import get_extractor, quality_metrics  # noqa: E402
-from stigbench.runner import construct  # noqa: E402
-from stigbench.spectrum import lfd, mean_log_spectrum  # noqa: E402
-from stigbench.split import Split, make_split  # noqa: E402
+from stigbench.measures import metrics as M  # noqa: E402
+from stigbench.data.specs import Dataset, adhoc_spec, datasets, load_dataset  # noqa: E402
+from stigbench.data.demo_families import build_demo_diffusion, build_demo_gan  # noqa: E402
+from stigbench.core.imageset import ImageSet, labelled, set_progress  # noqa: E402
+from stigbench.detection.registry import detectors  # noqa: E402
+from stigbench.evaluation.quality import get_extractor  # noqa: E402
+from stigbench.evaluation.quality_rows import quality_metrics  # noqa: E402
+from stigbench.pipeline.runner import construct  # noqa: E402
+from stigbench.measures.spectrum import lfd, mean_log_spectrum  # noqa: E402
+from stigbench.data.split import Split, make_split  # noqa: E402
 
 FAMILIES = {"demo-gan": build_demo_gan, "demo-diffusion": build_demo_diffusion}
 DETECTORS = ["durall", "dzanic", "frank-dct", "peaks", "spectrum-cnn"]

@@ -25,10 +25,10 @@ from _common import append_section
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # timm backbones: never download
 
-from stigbench.cnn_base import CNNDetector  # noqa: E402
-from stigbench.imageset import ArrayImageSet, labelled, set_progress  # noqa: E402
-from stigbench.plugins import detectors  # noqa: E402
-from stigbench.runner import construct  # noqa: E402
+from stigbench.detection.cnn import CNNDetector  # noqa: E402
+from stigbench.core.imageset import ArrayImageSet, labelled, set_progress  # noqa: E402
+from stigbench.detection.registry import detectors  # noqa: E402
+from stigbench.pipeline.runner import construct  # noqa: E402
 
 def synthetic(n: int, size: int, seed: int = 0) -> tuple[ArrayImageSet, np.ndarray]:
     """``n`` 1/f² noise images then ``n`` nearest-up-sampled ones, as 8-bit image sets with labels."""

@@ -3,7 +3,7 @@
     python benchmarks/bench_fid.py                    # print a Markdown table
     python benchmarks/bench_fid.py --batches 3 --write # and append a dated section to RESULTS.md
 
-Times the whole per-batch path of :func:`stigbench.quality.extract_features` (domain transform,
+Times the whole per-batch path of :func:`stigbench.evaluation.quality.extract_features` (domain transform,
 resize to 299 for Inception, forward pass) on synthetic 8-bit images, after one warm-up batch.
 Image decoding is not included. On a shared machine the numbers are a lower bound.
 """
@@ -17,7 +17,7 @@ import time
 import torch
 from _common import append_section
 
-from stigbench.quality import FeatureExtractor, RandomConvExtractor, WeightsError, get_extractor, to_domain
+from stigbench.evaluation.quality import FeatureExtractor, RandomConvExtractor, WeightsError, get_extractor, to_domain
 
 def throughput(extractor: FeatureExtractor, size: int, domain: str, batch_size: int, batches: int) -> float:
     gen = torch.Generator().manual_seed(0)

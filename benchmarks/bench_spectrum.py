@@ -14,7 +14,7 @@ import time
 import torch
 from _common import append_section
 
-from stigbench.spectrum import log_magnitude, mean_log_spectrum, radial_profile
+from stigbench.measures.spectrum import log_magnitude, mean_log_spectrum, radial_profile
 
 def throughput(fn, batch: torch.Tensor, min_seconds: float = 1.0) -> float:
     fn(batch)  # warm-up

@@ -46,10 +46,10 @@ def run_one(name: str, iters: int, warmup: int, device: str, threads: int | None
     import numpy as np
     import torch
 
-    from stigbench.device import resolve_device, resolve_precision
-    from stigbench.imageset import ArrayImageSet
-    from stigbench.refiners.stig import StigRefiner
-    from stigbench.refiners.stig.trainer import StigTrainer
+    from stigbench.core.device import resolve_device, resolve_precision
+    from stigbench.core.imageset import ArrayImageSet
+    from stigbench.attacks.stig import StigRefiner
+    from stigbench.attacks.stig.trainer import StigTrainer
 
     if threads:
         torch.set_num_threads(threads)

@@ -6,7 +6,7 @@ run with the refiners ``stig`` (``cpu`` preset unless ``--set`` says otherwise) 
 Then, from the run folder:
 
 * per detector: AUC on real vs fake and real vs refined with bootstrap CIs, and the move the run
-  report shows (:mod:`stigbench.evidence`): "away" = the attack added evidence, "past" = over-corrected
+  report shows (:mod:`stigbench.evaluation.evidence`): "away" = the attack added evidence, "past" = over-corrected
   beyond the CI (the "over" column), "toward", "unchanged", or "at chance" (fake CI holds 0.5);
 * mean ``|AUC - 0.5|`` over the detectors that work on the fakes (fake AUC >= 0.65), fake and refined;
 * LFD of fakes and of each refined set to the test reals, PSNR of each refined set to its fakes;
@@ -36,22 +36,22 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import append_section  # noqa: E402
 
-from stigbench import metrics as M  # noqa: E402
-from stigbench.apply import load_refiner  # noqa: E402
-from stigbench.data import load_dataset  # noqa: E402
-from stigbench.evidence import adds_evidence, classify_move  # noqa: E402
-from stigbench.imageset import ArrayImageSet  # noqa: E402
-from stigbench.io import read_json  # noqa: E402
-from stigbench.plugins import detectors as detector_registry  # noqa: E402
-from stigbench.runner import RunConfig, resolve_spec, run_benchmark  # noqa: E402
-from stigbench.split import make_split  # noqa: E402
+from stigbench.measures import metrics as M  # noqa: E402
+from stigbench.attacks.registry import load_refiner  # noqa: E402
+from stigbench.data.specs import load_dataset  # noqa: E402
+from stigbench.evaluation.evidence import adds_evidence, classify_move  # noqa: E402
+from stigbench.core.imageset import ArrayImageSet  # noqa: E402
+from stigbench.core.io import read_json  # noqa: E402
+from stigbench.detection.registry import detectors as detector_registry  # noqa: E402
+from stigbench.pipeline.runner import RunConfig, resolve_spec, run_benchmark  # noqa: E402
+from stigbench.data.split import make_split  # noqa: E402
 
 WORKING = 0.65  # a detector "works" on the fakes from this AUC on
 REFINERS = ("stig", "spectral-match")
 
 
 def classify(fake: tuple[float, float, float], refined: tuple[float, float, float]) -> str:
-    """The run report's move (:mod:`stigbench.evidence`), with ``away`` for every evidence flag."""
+    """The run report's move (:mod:`stigbench.evaluation.evidence`), with ``away`` for every evidence flag."""
     return "away" if adds_evidence(fake, refined) else classify_move(fake, refined)
 
 

@@ -17,9 +17,9 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from stigbench.detector_base import FeatureDetector
-from stigbench.plugins import register_detector
-from stigbench.spectrum import grey, log_magnitude, minmax_scale, radial_profile
+from stigbench.detection.base import FeatureDetector
+from stigbench.detection.registry import register_detector
+from stigbench.measures.spectrum import grey, log_magnitude, minmax_scale, radial_profile
 
 PAPER = "Durall et al., Watch your Up-Convolution, CVPR 2020"
 

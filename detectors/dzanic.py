@@ -23,9 +23,9 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from stigbench.detector_base import FeatureDetector
-from stigbench.plugins import register_detector
-from stigbench.spectrum import fft_shifted, grey, radial_profile
+from stigbench.detection.base import FeatureDetector
+from stigbench.detection.registry import register_detector
+from stigbench.measures.spectrum import fft_shifted, grey, radial_profile
 
 PAPER = "Dzanic, Shah, Witherden, Fourier spectrum discrepancies in deep network generated images, NeurIPS 2020"
 

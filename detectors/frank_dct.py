@@ -22,9 +22,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from stigbench.detector_base import FeatureDetector
-from stigbench.plugins import register_detector
-from stigbench.spectrum import grey
+from stigbench.detection.base import FeatureDetector
+from stigbench.detection.registry import register_detector
+from stigbench.measures.spectrum import grey
 
 PAPER = "Frank et al., Leveraging Frequency Analysis for Deep Fake Image Recognition, ICML 2020"
 

@@ -2,7 +2,7 @@
 
 Lee, Jung, Seo, "Spectrum Translation for Refinement of Image Generation (STIG) Based on Contrastive
 Learning and Spectral Filter Profile", AAAI 2024 (arXiv 2403.05093): the detector of its
-evaluation. Input: :func:`stigbench.spectrum.spectrum_image`, i.e. ``log1p|fftshift(fft2(x))|``
+evaluation. Input: :func:`stigbench.measures.spectrum.spectrum_image`, i.e. ``log1p|fftshift(fft2(x))|``
 min-max scaled per image to ``[-1, 1]``, 3 channels. Network: conv3×3 3→3, ReLU, conv3×3 3→8,
 ReLU, avg-pool 2, conv3×3 8→16, ReLU, avg-pool 2, conv3×3 16→32, ReLU, flatten, linear → 2 logits
 (padding 1, so the linear layer sees ``32·(S/4)²`` features).
@@ -19,9 +19,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stigbench.cnn_base import CNNDetector
-from stigbench.plugins import register_detector
-from stigbench.spectrum import spectrum_image
+from stigbench.detection.cnn import CNNDetector
+from stigbench.detection.registry import register_detector
+from stigbench.measures.spectrum import spectrum_image
 
 PAPER = "Lee, Jung, Seo, STIG, AAAI 2024, arXiv 2403.05093 (its spectrum CNN detector)"
 

@@ -3,7 +3,7 @@
 Lee, Jung, Seo, "Spectrum Translation for Refinement of Image Generation (STIG) Based on Contrastive
 Learning and Spectral Filter Profile", AAAI 2024 (arXiv 2403.05093): its second detector, an
 ImageNet ViT-B/16 (Dosovitskiy et al., ICLR 2021) trained on the same input as ``spectrum-cnn``
-(:func:`stigbench.spectrum.spectrum_image`, ``[-1, 1]``, 3 channels).
+(:func:`stigbench.measures.spectrum.spectrum_image`, ``[-1, 1]``, 3 channels).
 
 CPU-sized by default: ``vit_tiny_patch16_224`` (width 192, 12 blocks) at the benchmark's image size,
 with patches of ``image_size // 8`` pixels (8 at 64², so 64 tokens; ViT-B/16 at 224² has 196), two
@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from stigbench.cnn_base import CNNDetector, start_weights
-from stigbench.plugins import register_detector
-from stigbench.spectrum import spectrum_image
+from stigbench.detection.cnn import CNNDetector, start_weights
+from stigbench.detection.registry import register_detector
+from stigbench.measures.spectrum import spectrum_image
 
 PAPER = ("Lee, Jung, Seo, STIG, AAAI 2024, arXiv 2403.05093 (its ViT spectrum detector); "
          "ViT: Dosovitskiy et al., ICLR 2021")

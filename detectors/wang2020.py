@@ -29,9 +29,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from stigbench.cnn_base import CNNDetector, load_state_file, start_weights
-from stigbench.imageset import to_float, to_uint8
-from stigbench.plugins import register_detector
+from stigbench.detection.cnn import CNNDetector, load_state_file, start_weights
+from stigbench.core.imageset import to_float, to_uint8
+from stigbench.detection.registry import register_detector
 
 PAPER = "Wang et al., CNN-generated images are surprisingly easy to spot... for now, CVPR 2020"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

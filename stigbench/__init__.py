@@ -5,11 +5,12 @@ Plug-ins import their decorators from here::
     from stigbench import register_detector, FeatureDetector
 """
 
-from stigbench.contracts import FAKE, REAL, Detector, ImageSetLike, Refiner
-from stigbench.data import DatasetSpec, register_builder, register_dataset
-from stigbench.detector_base import FeatureDetector
-from stigbench.plugins import DetectorInfo, RefinerInfo, register_detector, register_refiner
-from stigbench.registry import Registry, RegistryError
+from stigbench.core.contracts import FAKE, REAL, Detector, ImageSetLike, Refiner
+from stigbench.data.specs import DatasetSpec, register_builder, register_dataset
+from stigbench.detection.base import FeatureDetector
+from stigbench.detection.registry import DetectorInfo, register_detector
+from stigbench.attacks.registry import RefinerInfo, register_refiner
+from stigbench.core.registry import Registry, RegistryError
 
 __version__ = "0.1.0"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from stigbench.registry import RegistryError
+from stigbench.core.registry import RegistryError
 
 
 def _parse_value(text: str) -> Any:
@@ -67,8 +67,10 @@ def main() -> None:
 def _build_config(config_path: str | None, overrides: tuple[str, ...], spec_dir: tuple[str, ...],
                   detector_plugin: tuple[str, ...], quiet: bool, options: dict[str, Any]) -> Any:
     """A :class:`RunConfig` from a saved config (if any) plus the options the user actually set."""
-    from stigbench.plugins import detectors, load_plugin_file, refiners
-    from stigbench.runner import RunConfig
+    from stigbench.detection.registry import detectors
+    from stigbench.attacks.registry import refiners
+    from stigbench.core.plugins import load_plugin_file
+    from stigbench.pipeline.runner import RunConfig
 
     data = load_config_file(config_path) if config_path else {}
     data.update({k: v for k, v in options.items() if v is not None})
@@ -137,7 +139,7 @@ _USER_ERRORS = (RegistryError, ValueError, FileNotFoundError, TypeError)
 def run(config_path: str | None, overrides: tuple[str, ...], spec_dir: tuple[str, ...],
         detector_plugin: tuple[str, ...], quiet: bool, **options: Any) -> None:
     """Train refiners, refine the test fakes, score detectors before and after; write a run folder."""
-    from stigbench.runner import run_benchmark
+    from stigbench.pipeline.runner import run_benchmark
 
     config = _build_config(config_path, overrides, spec_dir, detector_plugin, quiet, options)
     _console_log()
@@ -172,8 +174,8 @@ def run(config_path: str | None, overrides: tuple[str, ...], spec_dir: tuple[str
 def grid(datasets: str, seeds: str, out: str, config_path: str | None, overrides: tuple[str, ...],
          spec_dir: tuple[str, ...], detector_plugin: tuple[str, ...], quiet: bool, **options: Any) -> None:
     """Run every dataset x seed (resumable); then `bench.py report OUT` compares them."""
-    from stigbench.data import datasets as dataset_registry
-    from stigbench.grid import run_grid
+    from stigbench.data.specs import datasets as dataset_registry
+    from stigbench.pipeline.grid import run_grid
 
     base = _build_config(config_path, overrides, spec_dir, detector_plugin, quiet, options)
     _console_log()
@@ -198,8 +200,8 @@ def grid(datasets: str, seeds: str, out: str, config_path: str | None, overrides
 def refine(checkpoint: str, input_dir: str, output_dir: str, size: int | None, resize: bool, batch_size: int,
            quiet: bool) -> None:
     """Refine a folder of images with a saved refiner; writes PNGs, never overwrites."""
-    from stigbench.apply import refine_folder
-    from stigbench.imageset import set_progress
+    from stigbench.pipeline.refine import refine_folder
+    from stigbench.core.imageset import set_progress
 
     set_progress(not quiet)
     try:
@@ -218,9 +220,10 @@ def refine(checkpoint: str, input_dir: str, output_dir: str, size: int | None, r
 @click.option("--spec-dir", multiple=True, type=click.Path(exists=True, file_okay=False))
 def list_(kind: str, pattern: str | None, spec_dir: tuple[str, ...]) -> None:
     """List registered detectors, refiners, datasets or perturbations (optionally filtered by an fnmatch PATTERN)."""
-    from stigbench.data import datasets
-    from stigbench.plugins import detectors, refiners
-    from stigbench.report import to_markdown
+    from stigbench.data.specs import datasets
+    from stigbench.detection.registry import detectors
+    from stigbench.attacks.registry import refiners
+    from stigbench.reporting.run_report import to_markdown
 
     import pandas as pd
 
@@ -237,7 +240,7 @@ def list_(kind: str, pattern: str | None, spec_dir: tuple[str, ...]) -> None:
             m = reg.meta(n)
             rows.append({"name": n, "kind": m.kind, "paper": m.paper})
     elif kind == "perturbations":
-        from stigbench.perturbations import describe_perturbations
+        from stigbench.attacks.perturbations import describe_perturbations
 
         rows = [r for r in describe_perturbations() if pattern is None or fnmatch.fnmatchcase(r["name"], pattern)]
     else:
@@ -263,7 +266,7 @@ def report(run_dirs: tuple[str, ...], out: str | None) -> None:
     Writes paper-shaped detection and quality tables (CSV, Markdown, LaTeX) and one self-contained
     comparison.html; runs of a dataset with different settings are kept apart and flagged.
     """
-    from stigbench.compare import compare_runs
+    from stigbench.reporting.compare import compare_runs
 
     try:
         result = compare_runs([Path(p) for p in run_dirs], Path(out) if out else None)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from stigbench.imageset import ArrayImageSet
-from stigbench.perturbations import Blur, Jpeg, Resize
-from stigbench.plugins import refiners
-from stigbench.refiners.attacks import (
+from stigbench.core.imageset import ArrayImageSet
+from stigbench.attacks.perturbations import Blur, Jpeg, Resize
+from stigbench.attacks.registry import refiners
+from stigbench.attacks.postprocess import (
     BlurAttack,
     JpegAttack,
     RefinerSpec,
@@ -18,7 +18,7 @@ from stigbench.refiners.attacks import (
     resolve_refiner_spec,
     resolve_refiner_specs,
 )
-from stigbench.registry import RegistryError
+from stigbench.core.registry import RegistryError
 from test_perturbations import psnr, smooth_images
 
 FAKES = ArrayImageSet.from_float(smooth_images(4, seed=1))

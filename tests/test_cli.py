@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from stigbench.cli import main
-from stigbench.runner import METRIC_COLUMNS
+from stigbench.pipeline.runner import METRIC_COLUMNS
 
 
 @pytest.fixture(scope="module")

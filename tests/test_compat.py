@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import pink_noise, upsampled_noise
-from stigbench.apply import load_refiner
+from stigbench.attacks.registry import load_refiner
 from stigbench.cli import main
-from stigbench.imageset import ArrayImageSet
-from stigbench.plugins import detectors
+from stigbench.core.imageset import ArrayImageSet
+from stigbench.detection.registry import detectors
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run-v0.1"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text()) if FIXTURE.is_dir() else {}

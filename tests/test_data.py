@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stigbench.data import (DatasetError, DatasetSpec, adhoc_spec, add_spec_dir, datasets, default_size,
+from stigbench.data.specs import (DatasetError, DatasetSpec, adhoc_spec, add_spec_dir, datasets, default_size,
                             load_dataset, load_spec_file, parse_spec)
-from stigbench.imageset import BadImage, FileImageSet, load_image, scan_images
+from stigbench.core.imageset import BadImage, FileImageSet, load_image, scan_images
 
 
 

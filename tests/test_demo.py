@@ -19,9 +19,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-import stigbench.demo as demo
-from stigbench.demo import DATASET_ID, DEMO_VERSION, GROUP_PATTERN, PHOTOS, build_demo
-from stigbench.spectrum import log_magnitude, radial_profile
+import stigbench.data.demo as demo
+from stigbench.data.demo import DATASET_ID, DEMO_VERSION, GROUP_PATTERN, PHOTOS, build_demo
+from stigbench.measures.spectrum import log_magnitude, radial_profile
 
 SIZE, N_REAL, N_FAKE = 64, 96, 96
 

@@ -17,11 +17,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from stigbench.cli import main
-from stigbench.data import BUILDERS, datasets
-from stigbench.demo import GROUP_PATTERN
-from stigbench.demo_families import (DiffusionTraining, GanTraining, build_demo_diffusion, build_demo_gan,
+from stigbench.data.specs import BUILDERS, datasets
+from stigbench.data.demo import GROUP_PATTERN
+from stigbench.data.demo_families import (DiffusionTraining, GanTraining, build_demo_diffusion, build_demo_gan,
                                      partition_by_group)
-from stigbench.spectrum import log_magnitude, radial_profile
+from stigbench.measures.spectrum import log_magnitude, radial_profile
 
 SIZE, N = 32, 32
 GAN = GanTraining(width=16, latent=24, steps=60)

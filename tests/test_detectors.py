@@ -20,12 +20,13 @@ import pytest
 import torch
 
 from conftest import pink_noise, upsampled_noise
-from stigbench.cnn_base import CNNDetector, load_matching, start_weights, timm_cached_file
-from stigbench.imageset import ArrayImageSet, labelled
-from stigbench.metrics import auc
-from stigbench.plugins import DETECTORS, FAMILIES, detectors, load_plugin_file
-from stigbench.registry import RegistryError
-from stigbench.runner import construct
+from stigbench.detection.cnn import CNNDetector, load_matching, start_weights, timm_cached_file
+from stigbench.core.imageset import ArrayImageSet, labelled
+from stigbench.measures.metrics import auc
+from stigbench.detection.registry import DETECTORS, FAMILIES, detectors
+from stigbench.core.plugins import load_plugin_file
+from stigbench.core.registry import RegistryError
+from stigbench.pipeline.runner import construct
 
 TEMPLATE = Path(__file__).parent / "plugin_template" / "my_detector.py"
 load_plugin_file(TEMPLATE)
@@ -308,7 +309,7 @@ def test_pretrained_required_never_downloads():
 BROKEN_PLUGIN = '''
 """Deliberately broken detectors (tests only)."""
 import numpy as np
-from stigbench.plugins import register_detector
+from stigbench.detection.registry import register_detector
 
 
 @register_detector("broken", family="other", domain="other", paper="none (test double)")
@@ -336,8 +337,8 @@ OUTSIDE_PLUGIN = '''
 """A working detector from outside the repository: mean brightness + logistic regression."""
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from stigbench.detector_base import FeatureDetector
-from stigbench.plugins import register_detector
+from stigbench.detection.base import FeatureDetector
+from stigbench.detection.registry import register_detector
 
 
 @register_detector("outside-mean", family="other", domain="rgb", paper="none (test plug-in)")
@@ -368,7 +369,7 @@ def plugin_files(tmp_path):
 
 
 def test_a_broken_detector_is_reported_and_the_others_are_kept(tiny_dataset, plugin_files, tmp_path):
-    from stigbench.runner import RunConfig, run_benchmark
+    from stigbench.pipeline.runner import RunConfig, run_benchmark
 
     repo = Path(__file__).resolve().parents[1]
     assert repo not in plugin_files["outside"].resolve().parents

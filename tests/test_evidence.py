@@ -1,4 +1,4 @@
-"""Moves against chance (stigbench.evidence) on hand-built AUC intervals, and where the reports show them."""
+"""Moves against chance (stigbench.evaluation.evidence) on hand-built AUC intervals, and where the reports show them."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stigbench.evidence import (
+from stigbench.evaluation.evidence import (
     AT_CHANCE, AWAY, DETECTOR_AT_CHANCE, EVIDENCE, NO_INTERVAL, PAST, TOWARD, UNCHANGED, adds_evidence, at_chance,
     classify_move, counts_line, move_counts, moves,
 )
-from stigbench.report import OVER_CORRECTION, clean_metrics, display_summary, summarize
-from stigbench.runner import METRIC_COLUMNS
+from stigbench.reporting.run_report import OVER_CORRECTION, clean_metrics, display_summary, summarize
+from stigbench.pipeline.runner import METRIC_COLUMNS
 
 FAKE = (0.80, 0.72, 0.88)  # a detector that sees the fakes: its interval excludes 0.5
 
@@ -109,7 +109,7 @@ def test_older_runs_without_intervals_are_not_flagged():
 def write_run(folder, seed: int, metrics: pd.DataFrame) -> None:
     import json
 
-    from stigbench.runner import RunConfig
+    from stigbench.pipeline.runner import RunConfig
 
     folder.mkdir(parents=True)
     metrics.assign(seed=seed).to_csv(folder / "metrics.csv", index=False)
@@ -120,7 +120,7 @@ def write_run(folder, seed: int, metrics: pd.DataFrame) -> None:
 
 
 def test_comparison_counts_per_group_mean_and_sample_std(tmp_path):
-    from stigbench.compare import compare_runs
+    from stigbench.reporting.compare import compare_runs
 
     m = hand_metrics()
     write_run(tmp_path / "runs" / "s0", 0, m)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from stigbench.fidelity import mean_fidelity, psnr, ssim
+from stigbench.measures.fidelity import mean_fidelity, psnr, ssim
 
 
 def test_psnr_by_hand():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from stigbench import metrics as M
+from stigbench.measures import metrics as M
 
 
 def cases():

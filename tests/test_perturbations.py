@@ -11,8 +11,8 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from PIL import Image, JpegImagePlugin
 
-from stigbench.imageset import ArrayImageSet, to_uint8
-from stigbench.perturbations import (
+from stigbench.core.imageset import ArrayImageSet, to_uint8
+from stigbench.attacks.perturbations import (
     PERTURBATIONS,
     Blur,
     Chain,
@@ -29,8 +29,8 @@ from stigbench.perturbations import (
     parse_perturbations,
     register_perturbation,
 )
-from stigbench.registry import RegistryError
-from stigbench.spectrum import fft_shifted, log_magnitude, radial_profile
+from stigbench.core.registry import RegistryError
+from stigbench.measures.spectrum import fft_shifted, log_magnitude, radial_profile
 
 
 def smooth_images(n: int, size: int = 64, seed: int = 0) -> torch.Tensor:

@@ -12,9 +12,9 @@ import pytest
 import scipy.linalg
 import torch
 
-from stigbench import quality
-from stigbench.imageset import ArrayImageSet, FileImageSet, map_batches
-from stigbench.quality import (
+from stigbench.evaluation import quality
+from stigbench.core.imageset import ArrayImageSet, FileImageSet, map_batches
+from stigbench.evaluation.quality import (
     INCEPTION_SHA256,
     RandomConvExtractor,
     WeightsError,
@@ -24,12 +24,12 @@ from stigbench.quality import (
     frechet_distance_features,
     get_extractor,
     kid,
-    quality_metrics,
     resize_bilinear_tf,
     sample_indices,
     to_domain,
 )
-from stigbench.quality_cache import cached_features, fingerprint
+from stigbench.evaluation.quality_cache import cached_features, fingerprint
+from stigbench.evaluation.quality_rows import quality_metrics
 
 HAVE_INCEPTION = quality.locate_inception_weights() is not None
 

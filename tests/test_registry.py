@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from stigbench.registry import Registry, RegistryError
+from stigbench.core.registry import Registry, RegistryError
 
 
 class Good:
@@ -88,7 +88,8 @@ def test_lazy_entry_is_imported_and_checked_on_get():
 
 def test_builtin_registries_and_plugin_decorators_from_package():
     import stigbench
-    from stigbench.plugins import detectors, refiners
+    from stigbench.detection.registry import detectors
+    from stigbench.attacks.registry import refiners
 
     assert "durall" in detectors()
     assert "spectral-match" in refiners()
@@ -98,7 +99,8 @@ def test_builtin_registries_and_plugin_decorators_from_package():
 
 
 def test_plugin_file_registration(tmp_path):
-    from stigbench.plugins import DETECTORS, load_plugin_file
+    from stigbench.detection.registry import DETECTORS
+    from stigbench.core.plugins import load_plugin_file
 
     code = '''
 from stigbench import FeatureDetector, register_detector

@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from stigbench import metrics as M
+from stigbench.measures import metrics as M
 from stigbench.cli import main
-from stigbench.compare import compare_runs, find_runs, latex_table, run_settings
-from stigbench.report import OVER_CORRECTION, format_ci, quality_table, roc_data, summarize
-from stigbench.runner import METRIC_COLUMNS, RunConfig, run_benchmark
+from stigbench.reporting.compare import compare_runs, find_runs, latex_table, run_settings
+from stigbench.reporting.run_report import OVER_CORRECTION, format_ci, quality_table, roc_data, summarize
+from stigbench.pipeline.runner import METRIC_COLUMNS, RunConfig, run_benchmark
 
 
 # -- hand-made metrics and run folders -----------------------------------------------------------
@@ -160,7 +160,7 @@ def test_run_report_files(real_run):
 
 
 def test_errors_are_shown_and_a_run_without_detections_still_reports(real_run, tmp_path):
-    from stigbench.report import read_metrics, rebuild_run_report
+    from stigbench.reporting.run_report import read_metrics, rebuild_run_report
 
     run = tmp_path / "run"
     shutil.copytree(real_run, run)
@@ -366,7 +366,7 @@ def test_comparison_in_browser(runs_parent, real_run, tmp_path):
 
 
 def test_attack_table_by_hand():
-    from stigbench.report import attack_table
+    from stigbench.reporting.run_report import attack_table
 
     rows = []
     for refiner, cond, aucs, lfd in (("", "fake", (1.0, 0.9), 0.9), ("a", "refined", (0.6, 0.3), 0.4),
@@ -410,7 +410,7 @@ def write_refiner_folder(folder: Path, selection: bool = True, kept: str = "best
 
 
 def test_read_selection(tmp_path):
-    from stigbench.selection_plot import read_selection
+    from stigbench.reporting.selection_plot import read_selection
 
     write_refiner_folder(tmp_path / "stig")
     c = read_selection(tmp_path / "stig")
@@ -423,7 +423,7 @@ def test_read_selection(tmp_path):
 
 
 def test_selection_figure_only_for_refiners_that_log_it(real_run, tmp_path):
-    from stigbench.report import rebuild_run_report
+    from stigbench.reporting.run_report import rebuild_run_report
 
     old = tmp_path / "old"
     shutil.copytree(real_run, old)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stigbench.grid import run_grid
-from stigbench.runner import RunConfig, run_benchmark
+from stigbench.pipeline.grid import run_grid
+from stigbench.pipeline.runner import RunConfig, run_benchmark
 
 
 @pytest.fixture
@@ -117,7 +117,8 @@ class Broken:
     def load(cls, path):
         return cls()
 ''')
-    from stigbench.plugins import REFINERS, load_plugin_file
+    from stigbench.attacks.registry import REFINERS
+    from stigbench.core.plugins import load_plugin_file
 
     load_plugin_file(plugin)
     try:
@@ -143,8 +144,8 @@ def test_bad_config_fails_before_work(base, tmp_path):
 def test_fit_refiners_on_test_is_transductive(base, tmp_path):
     """--fit-refiners-on test: a recording refiner is fitted on the test fakes (and training reals) and
     refines those same fakes; the setting is part of the refiner stage's key, config and reports."""
-    from stigbench.plugins import REFINERS, register_refiner
-    from stigbench.refiners.spectral_match import SpectralMatch
+    from stigbench.attacks.registry import REFINERS, register_refiner
+    from stigbench.attacks.spectral_match import SpectralMatch
 
     seen: dict[str, list[list[str]]] = {"fit_fake": [], "fit_real": [], "refine": []}
 
@@ -179,7 +180,7 @@ def test_fit_refiners_on_test_is_transductive(base, tmp_path):
     assert "refiners fitted on: training fakes" in (train.run_dir / "summary.md").read_text()
     assert "TEST fakes + training reals" in (test.run_dir / "report.html").read_text()
     # a comparison never mixes the two settings in one group, and says why
-    from stigbench.compare import compare_runs
+    from stigbench.reporting.compare import compare_runs
 
     result = compare_runs([Path(base.out)], tmp_path / "cmp")
     assert sorted(result.groups["fit_refiners_on"]) == ["test", "train"]

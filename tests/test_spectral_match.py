@@ -3,11 +3,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from stigbench.data import DatasetSpec, load_dataset
-from stigbench.imageset import ArrayImageSet
-from stigbench.plugins import refiners
-from stigbench.refiners.spectral_match import SpectralMatch
-from stigbench.spectrum import lfd, mean_log_spectrum
+from stigbench.data.specs import DatasetSpec, load_dataset
+from stigbench.core.imageset import ArrayImageSet
+from stigbench.attacks.registry import refiners
+from stigbench.attacks.spectral_match import SpectralMatch
+from stigbench.measures.spectrum import lfd, mean_log_spectrum
 
 
 def test_registered_and_moves_fake_spectrum_onto_real(tiny_dataset):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from stigbench import spectrum as S
+from stigbench.measures import spectrum as S
 
 
 def test_convention_dc_at_centre_and_unscaled():
@@ -145,7 +145,7 @@ def test_symmetrise_is_projection_that_real_images_survive():
 
 def test_periodic_smooth_decomposition():
     """Moisan 2011: x = p + s, s smooth with zero mean, and p's spectrum has no border cross."""
-    from stigbench.spectrum import log_magnitude, periodic_smooth
+    from stigbench.measures.spectrum import log_magnitude, periodic_smooth
 
     n = 64
     yy, xx = torch.meshgrid(torch.arange(n, dtype=torch.float64), torch.arange(n, dtype=torch.float64), indexing="ij")

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stigbench.data import DatasetError, DatasetSpec, SplitFractions, load_dataset
-from stigbench.split import PARTS, assign_groups, make_split, split_frame
+from stigbench.data.specs import DatasetError, DatasetSpec, SplitFractions, load_dataset
+from stigbench.data.split import PARTS, assign_groups, make_split, split_frame
 
 F = SplitFractions(0.6, 0.2, 0.2)
 

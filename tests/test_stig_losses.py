@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stigbench.refiners.stig.losses import (
+from stigbench.attacks.stig.losses import (
     SSIM,
     LowFrequencyLoss,
     LSGANLoss,
@@ -18,13 +18,13 @@ from stigbench.refiners.stig.losses import (
     lf_box_half,
     sample_locations,
 )
-from stigbench.refiners.stig.networks import UNetPlusPlus
-from stigbench.refiners.stig.translator import (
+from stigbench.attacks.stig.networks import UNetPlusPlus
+from stigbench.attacks.stig.translator import (
     Moments,
     SpectrumTranslator,
     spectral_profile,
 )
-from stigbench.spectrum import from_log_magnitude, log_magnitude, magnitude_phase
+from stigbench.measures.spectrum import from_log_magnitude, log_magnitude, magnitude_phase
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -186,7 +186,7 @@ def test_real_stats_need_a_residual_generator(spectrum_norm):
 
 
 def test_mean_matching_moves_every_image_by_the_gap_and_stops_at_the_reals():
-    from stigbench.refiners.stig.losses import MeanMatchingLoss
+    from stigbench.attacks.stig.losses import MeanMatchingLoss
 
     g = torch.Generator().manual_seed(0)
     shape = (3, 4, 4)
@@ -214,7 +214,7 @@ def test_mean_matching_moves_every_image_by_the_gap_and_stops_at_the_reals():
 
 
 def test_second_moment_matching_pulls_a_wide_spread_in():
-    from stigbench.refiners.stig.losses import MeanMatchingLoss
+    from stigbench.attacks.stig.losses import MeanMatchingLoss
 
     g = torch.Generator().manual_seed(1)
     shape = (2, 3, 3)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stigbench.refiners.stig.networks import (
+from stigbench.attacks.stig.networks import (
     PatchProjector,
     ProfileDiscriminator,
     SpectrumDiscriminator,
@@ -92,7 +92,7 @@ def test_discriminators_and_heads(size):
 def test_circular_padding_makes_g_blind_to_where_the_spectrum_array_ends():
     """A centred spectrum is periodic; with circular padding (and periodic up-sampling) G commutes with
     circular shifts by its pooling stride, so no frequency is treated as an edge."""
-    from stigbench.refiners.stig.networks import upsample2x
+    from stigbench.attacks.stig.networks import upsample2x
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 16, 16, generator=g)
@@ -113,3 +113,15 @@ def test_circular_padding_makes_g_blind_to_where_the_spectrum_array_ends():
         assert torch.allclose(a, b, atol=1e-4) == equivariant, padding
     with pytest.raises(ValueError, match="padding"):
         UNetPlusPlus(levels=2, width=4, padding="reflect")
+
+
+def test_upsampling_first_used_under_inference_mode_still_trains():
+    from stigbench.attacks.stig.networks import _upsample_matrix
+
+    _upsample_matrix.cache_clear()
+    x = torch.rand(1, 3, 6, 6).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        upsample2x(x, periodic=True)  # a refiner refining first fills the cache...
+    w = torch.rand(1, 3, 6, 6, requires_grad=True)
+    upsample2x((x * w).contiguous(memory_format=torch.channels_last), periodic=True).sum().backward()
+    assert w.grad is not None  # ...and a refiner training next can still back-propagate through it

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from stigbench.imageset import ArrayImageSet
-from stigbench.plugins import refiners
-from stigbench.refiners.stig import PRESETS, StigRefiner, get_preset
-from stigbench.refiners.stig.trainer import (
+from stigbench.core.imageset import ArrayImageSet
+from stigbench.attacks.registry import refiners
+from stigbench.attacks.stig import PRESETS, StigRefiner, get_preset
+from stigbench.attacks.stig.trainer import (
     CHECKPOINT,
     LOSS_NAMES,
     TRAIN_LOG,

@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from stigbench.imageset import ArrayImageSet
-from stigbench.refiners.stig import StigRefiner
-from stigbench.refiners.stig.selection import (
+from stigbench.core.imageset import ArrayImageSet
+from stigbench.attacks.stig import StigRefiner
+from stigbench.attacks.stig.selection import (
     MIN_SELECTION,
     Selection,
     carve,
     profile_distance,
     quantise,
 )
-from stigbench.refiners.stig.trainer import CHECKPOINT, TRAIN_LOG, StigTrainer, build_translator
-from stigbench.spectrum import lfd, mean_log_spectrum
+from stigbench.attacks.stig.trainer import CHECKPOINT, TRAIN_LOG, StigTrainer, build_translator
+from stigbench.measures.spectrum import lfd, mean_log_spectrum
 
 from test_stig_refiner import TINY, _images
 

@@ -19,9 +19,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from stigbench.detector_base import FeatureDetector
-from stigbench.plugins import register_detector
-from stigbench.spectrum import log_magnitude, radial_profile
+from stigbench.detection.base import FeatureDetector
+from stigbench.detection.registry import register_detector
+from stigbench.measures.spectrum import log_magnitude, radial_profile
 
 PAPER = ("Chandrasegaran, Tran, Cheung, A Closer Look at Fourier Spectrum Discrepancies for CNN-generated "
          "Images Detection, CVPR 2021")

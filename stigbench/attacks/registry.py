@@ -1,0 +1,63 @@
+"""The refiner (attack) registry: ``@register_refiner("name", paper=..., kind=...)``, and rebuilding a
+fitted refiner from its saved folder.
+
+Built-in refiners are STIG, the spectral-matching baseline and the post-processing attacks; third-party
+packages add theirs through the ``stigbench.refiners`` entry-point group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from stigbench.core.contracts import REFINER_METHODS
+from stigbench.core.estimator import PARAMS_FILE, class_path, current_class_path
+from stigbench.core.io import read_json
+from stigbench.core.plugins import builtin_loader
+from stigbench.core.registry import Registry
+
+T = TypeVar("T")
+
+BUILTIN = ("stigbench.attacks.stig.refiner", "stigbench.attacks.spectral_match", "stigbench.attacks.postprocess")
+
+
+@dataclass(frozen=True)
+class RefinerInfo:
+    """Metadata of a refiner (an attack on detectors)."""
+
+    paper: str
+    kind: str = "learned"  # learned | training-free
+    description: str = ""
+
+
+REFINERS: Registry[Any] = Registry("refiner", required_methods=REFINER_METHODS)
+_load_builtin = builtin_loader(lambda: BUILTIN, "stigbench.refiners")
+
+
+def register_refiner(name: str, *, paper: str, kind: str = "learned", description: str = "") -> Callable[[T], T]:
+    """Class decorator: register a refiner under ``name`` (see :class:`RefinerInfo`)."""
+    return REFINERS.register(name, RefinerInfo(paper, kind, description))
+
+
+def refiners() -> Registry[Any]:
+    """The refiner registry with built-ins and entry-point plug-ins loaded."""
+    _load_builtin()
+    return REFINERS
+
+
+def load_refiner(path: str | Path) -> Any:
+    """Rebuild a fitted refiner from its saved folder (``params.json`` names its class; class paths
+    written before modules moved are mapped to today's)."""
+    folder = Path(path)
+    file = folder / PARAMS_FILE
+    if not file.is_file():
+        raise FileNotFoundError(f"{folder} is not a saved refiner (no {PARAMS_FILE})")
+    wanted = current_class_path(str(read_json(file).get("class")))
+    reg = refiners()
+    for name in reg.list():
+        cls = reg.get(name)
+        if class_path(cls) == wanted:
+            return cls.load(folder)
+    raise ValueError(f"{folder} was saved by {wanted}, which is not a registered refiner")

@@ -1,0 +1,227 @@
+"""``stig``: Spectrum Translation for Refinement of Image Generation.
+
+Lee, Jung, Seo, "Spectrum Translation for Refinement of Image Generation (STIG) Based on Contrastive
+Learning and Spectral Filter Profile", AAAI 2024, arXiv 2403.05093. An unpaired translator of
+log-magnitude spectra (fakes -> reals) that keeps each fake's phase; see :mod:`.translator` for the
+forward pass and its decisions, :mod:`.trainer` for the losses and schedule, :mod:`.presets` for the
+named settings. The official code's bugs (training on the evaluation set, index-paired real and fake,
+an ``fftshift`` over the batch axes, a schedule counted in images, PatchNCE silently on one layer, a
+modulus + min-max rebuild) are not reproduced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stigbench.core.contracts import ImageSetLike
+from stigbench.core.device import autocast, resolve_device, resolve_precision
+from stigbench.core.estimator import PARAMS_FILE, Estimator
+from stigbench.core.imageset import ArrayImageSet, map_batches
+from stigbench.core.io import read_json, write_json
+from stigbench.attacks.registry import register_refiner
+
+from .presets import StigPreset, get_preset
+from .trainer import StigTrainer, build_translator
+from .translator import SpectrumTranslator
+
+WEIGHTS_FILE = "translator.pt"
+FIT_INFO_FILE = "fit_info.json"
+
+
+@register_refiner(
+    "stig",
+    paper="Lee, Jung, Seo, Spectrum Translation for Refinement of Image Generation (STIG), AAAI 2024, arXiv 2403.05093",
+    kind="learned",
+    description="UNet++ translation of log-magnitude spectra (fake -> real), phase kept; GAN + PatchNCE + SSIM + LF",
+)
+class StigRefiner(Estimator):
+    """STIG refiner. ``preset`` names a :class:`~.presets.StigPreset`; every other hyper-parameter left
+    ``None`` is taken from it, and the resolved value is what the object stores (and saves).
+
+    ``fit(fake_set, real_set, log_dir=None)`` trains on unpaired sets (resuming from a checkpoint in
+    ``log_dir``); ``refine(image_set)`` returns the refined images; ``fit_info_`` describes the run.
+    See :class:`~.presets.StigPreset` for the meaning of each hyper-parameter.
+    """
+
+    def __init__(
+        self,
+        preset: str = "cpu",
+        *,
+        levels: int | None = None,
+        width: int | None = None,
+        norm: str | None = None,
+        upsample: str | None = None,
+        padding: str | None = None,
+        identity_init: bool | None = None,
+        spectrum_norm: str | None = None,
+        symmetric: bool | None = None,
+        periodic: bool | None = None,
+        d_width: int | None = None,
+        d_input: str | None = None,
+        rings: str | None = None,
+        profile_scale: str | None = None,
+        nce_layers: list[int] | None = None,
+        nce_patches: int | None = None,
+        nce_temperature: float | None = None,
+        nce_dim: int | None = None,
+        w_gan: float | None = None,
+        w_psd: float | None = None,
+        w_mean: float | None = None,
+        match_moments: int | None = None,
+        match_luma: bool | None = None,
+        w_nce: float | None = None,
+        w_ssim_identity: float | None = None,
+        w_spec_identity: float | None = None,
+        w_ssim_content: float | None = None,
+        w_lf: float | None = None,
+        lf_sigma: float | None = None,
+        batch_size: int | None = None,
+        iterations: int | None = None,
+        epochs: float | None = None,
+        lr: float | None = None,
+        beta1: float | None = None,
+        beta2: float | None = None,
+        constant_lr_fraction: float | None = None,
+        ema: float | None = None,
+        select_fraction: float | None = None,
+        select_evals: int | None = None,
+        seed: int | None = None,
+        checkpoint_every: int | None = None,
+        refine_batch_size: int | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        progress: bool = True,
+    ) -> None:
+        given = {k: v for k, v in locals().items() if k not in ("self", "preset", "device", "precision", "progress")}
+        resolved = get_preset(preset).params()
+        # Iterations and epochs are alternatives: overriding one replaces the preset's choice of the other.
+        if given["iterations"] is not None and given["epochs"] is None:
+            resolved["epochs"] = None
+        if given["epochs"] is not None and given["iterations"] is None:
+            resolved["iterations"] = None
+        resolved.update({k: v for k, v in given.items() if v is not None})
+        resolved["nce_layers"] = [int(k) for k in resolved["nce_layers"]]
+        self.preset = preset
+        for name, value in resolved.items():
+            setattr(self, name, value)
+        self.device = device
+        self.precision = precision
+        self.progress = progress
+
+    def config(self) -> StigPreset:
+        """The resolved hyper-parameters as a (validated) :class:`~.presets.StigPreset`."""
+        names = [f.name for f in dataclasses.fields(StigPreset) if f.name != "description"]
+        values = {n: getattr(self, n) for n in names}
+        values["nce_layers"] = tuple(values["nce_layers"])
+        return StigPreset(**values, description=f"preset {self.preset!r} with overrides")
+
+    # -- training ----------------------------------------------------------------------------------
+    def fit(self, fake_set: ImageSetLike, real_set: ImageSetLike, log_dir: str | Path | None = None) -> StigRefiner:
+        config = self.config()
+        device = resolve_device(self.device)
+        precision = resolve_precision(self.precision, device)
+        trainer = StigTrainer(config, fake_set, real_set, device=device, precision=precision, log_dir=log_dir,
+                              progress=self.progress)
+        resumed_at = trainer.iteration if trainer.resume() else 0
+        t0 = time.perf_counter()
+        trainer.train()
+        wall = time.perf_counter() - t0
+        self.translator_ = trainer.kept_refiner()
+        self.image_size_ = trainer.size
+        g_params = sum(p.numel() for p in trainer.G.parameters())
+        self.fit_info_: dict[str, Any] = {
+            "preset": self.preset,
+            "params": {k: v for k, v in self.get_params().items() if k not in ("device", "precision", "progress")},
+            "variant": {
+                "identity_init": config.identity_init,
+                "spectrum_norm": config.spectrum_norm,
+                "symmetric": config.symmetric,
+                "periodic": config.periodic,
+                "rings": config.rings,
+                "profile_scale": config.profile_scale,
+                "d_input": config.d_input,
+                "ema": config.ema,
+                "norm": config.norm,
+                "padding": config.padding,
+                "profile_discriminator_weight": config.w_psd,
+                "moment_matching": ({"weight": config.w_mean, "moments": config.match_moments, "luma": config.match_luma}
+                                    if config.w_mean > 0 else None),
+                "spectral_identity_on_reals": config.w_spec_identity,
+                "reconstruction": ("real part of the inverse FFT with the fake's phase"
+                                   + (", plus the smooth component" if config.periodic else "") + ", clamped to [0, 1]"),
+                "profile_discriminator": "linear on the per-ring standardised profile, raw LSGAN score (no sigmoid)",
+            },
+            "device": str(device),
+            "precision": precision,
+            "threads": torch.get_num_threads() if device.type == "cpu" else None,
+            "image_size": trainer.size,
+            "n_fake": trainer.fakes.n,
+            "n_real": trainer.reals.n,
+            "iterations": trainer.total,
+            "resumed_from_iteration": resumed_at,
+            "train_seconds": round(trainer.train_seconds, 3),
+            "seconds_per_iteration": round(trainer.train_seconds / max(1, trainer.total), 5),
+            "fit_wall_seconds_this_call": round(wall, 3),
+            "generator_parameters": g_params,
+            "final_losses": trainer.final_losses(50),
+            "selection": trainer.selection_info(),
+            # What D_s ended up rewarding, per ring (DC first; on the standardised profile, so comparable
+            # across rings): a negative weight means G gains by lowering that ring.
+            "profile_discriminator_weights": [round(float(w), 5) for w in trainer.D_s.linear.weight[0].detach().cpu()],
+        }
+        return self
+
+    # -- inference ---------------------------------------------------------------------------------
+    def _device(self) -> torch.device:
+        return resolve_device(self.device)
+
+    def refine_batch(self, images: torch.Tensor) -> torch.Tensor:
+        """Refine a float batch ``(N, 3, S, S)`` in ``[0, 1]``; returns float32 on the CPU."""
+        self._check_fitted("translator_")
+        s = self.image_size_
+        if tuple(images.shape[-3:]) != (3, s, s):
+            raise ValueError(f"this STIG refiner was trained on 3x{s}x{s} images, got {tuple(images.shape[-3:])}")
+        device = self._device()
+        precision = resolve_precision(self.precision, device)
+        self.translator_.to(device).eval()
+        with torch.inference_mode(), autocast(device, precision):
+            out = self.translator_(images.to(device))
+        return out.float().cpu()
+
+    def refine(self, image_set: ImageSetLike, store: str | Path | None = None) -> ArrayImageSet:
+        self._check_fitted("translator_")
+        return map_batches(image_set, self.refine_batch, self.refine_batch_size,
+                           progress="stig: refine" if self.progress else None, store=store)
+
+    # -- persistence -------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """``params.json``, ``translator.pt`` (G and its spectrum statistics) and ``fit_info.json``."""
+        self._check_fitted("translator_")
+        folder = self.save_params(path)
+        state = {k: v.detach().cpu() for k, v in self.translator_.state_dict().items()}
+        torch.save(state, folder / WEIGHTS_FILE)
+        write_json(folder / FIT_INFO_FILE, self.fit_info_)
+
+    @classmethod
+    def load(cls, path: str | Path) -> StigRefiner:
+        folder = Path(path)
+        saved = read_json(folder / PARAMS_FILE)
+        # A hyper-parameter added after this refiner was saved takes its off value (the dataclass
+        # default, the behaviour of the code that saved it), not today's preset value: a refiner trained
+        # with zero padding must not be loaded with circular padding.
+        defaults = {f.name: f.default for f in dataclasses.fields(StigPreset) if f.name != "description"}
+        missing = {k: v for k, v in defaults.items() if k not in saved["params"]}
+        obj = cls.from_params(folder)  # checks the saved class
+        if missing:
+            obj = cls(**{**saved["params"], **missing})
+        obj.fit_info_ = read_json(folder / FIT_INFO_FILE)
+        obj.image_size_ = int(obj.fit_info_["image_size"])
+        translator: SpectrumTranslator = build_translator(obj.config(), obj.image_size_)
+        translator.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+        obj.translator_ = translator.to(obj._device()).eval()
+        return obj

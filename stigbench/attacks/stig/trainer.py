@@ -1,0 +1,529 @@
+"""Training loop of STIG (Lee, Jung, Seo, AAAI 2024, arXiv 2403.05093).
+
+Per iteration, with A a batch of fakes and B a batch of reals drawn *independently* (unpaired; the
+pools may differ in size): one update of the discriminators D and D_s, then one of G and the PatchNCE
+heads H:
+
+* D / D_s: LSGAN, real spectra / profiles -> 1, refined fakes -> 0 (mean of the two terms each);
+* G / H: ``w_gan * LSGAN(D(G(M_A)) -> 1) + w_psd * LSGAN(D_s(P(x^_A)) -> 1)
+  + w_nce * [NCE(M_A, G(M_A)) + NCE(M_B, G(M_B))] + w_ssim_identity * (1 - SSIM(x_B, x^_B))
+  + w_ssim_content * (1 - SSIM(x_A, x^_A)) + w_lf * [LF(G(M_A), M_A) + LF(G(M_B), M_B)]``.
+
+Each image is transformed once; G runs once on A and B together and its encoder features of that pass
+are the PatchNCE keys; the encoder runs once more on G's outputs for the queries; the refined fakes are
+transformed once for their profile. Adam with a learning rate that is constant for the first
+``constant_lr_fraction`` of the iterations and then decays linearly to 0 (counted in iterations, so it is
+right for any batch size).
+
+Options beyond the paper (off in the ``paper`` preset): ``d_input="image"`` shows D the spectrum of the
+rebuilt image instead of G's raw output; ``profile_scale="none"`` gives D_s the profile without the
+per-image min-max scaling; ``ema > 0`` keeps a moving average of G's weights, updated after every G step,
+and that average is the refiner; ``symmetric`` makes G's output Hermitian-symmetric and ``periodic``
+refines the periodic component of each image (see :mod:`.translator`); ``w_mean`` adds
+``w_mean * MM(x^_A, x_B)``, moment matching of the rebuilt fakes' normalised spectra (and, with
+``match_luma``, of their luma spectrum) to the reals', which stops pushing once they agree
+(:class:`~.losses.MeanMatchingLoss`); ``w_spec_identity`` adds ``w_spec_identity * |G(M_B) - M_B|``, an
+identity term on the reals' spectra at every frequency, so that what G changes depends on the input
+looking fake. A held-out selection set chooses the refiner that is kept (:mod:`.selection`).
+
+Every random draw (batch order per pool and epoch, PatchNCE locations per iteration) is a function of
+``(seed, iteration)``, so a run resumed from a checkpoint continues exactly as if uninterrupted.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from stigbench.core.contracts import ImageSetLike
+from stigbench.core.device import autocast, torch_rng
+from stigbench.core.imageset import progress_bar
+from stigbench.core.io import atomic_write
+
+from .losses import (
+    SSIM,
+    LowFrequencyLoss,
+    LSGANLoss,
+    MeanMatchingLoss,
+    PatchNCELoss,
+    gather_patches,
+    sample_locations,
+)
+from .networks import (
+    PatchProjector,
+    ProfileDiscriminator,
+    SpectrumDiscriminator,
+    UNetPlusPlus,
+)
+from .presets import StigPreset
+from .selection import COLUMNS as SELECT_COLUMNS
+from .selection import CRITERION, MIN_SELECTION, IndexedSet, Selection, carve
+from .translator import Moments, SpectrumTranslator, spectral_profile
+
+log = logging.getLogger("stigbench")
+
+CHECKPOINT = "checkpoint.pt"
+TRAIN_LOG = "train_log.csv"
+LOSS_NAMES = ("D", "D_s", "G", "gan", "psd", "mean", "nce_fake", "nce_real", "ssim_identity", "spec_identity",
+              "ssim_content",
+              "lf_fake", "lf_real")
+LOG_FIELDS = ("iteration", "lr", "seconds", *LOSS_NAMES, *SELECT_COLUMNS)
+_CACHE_BYTES = 1 << 30  # image pools up to this size are held in memory as float32
+
+
+def _seed(*parts: int) -> int:
+    """A well-mixed 63-bit seed from integers (seed, stream, counter)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0]) >> 1
+
+
+def build_translator(config: StigPreset, size: int) -> SpectrumTranslator:
+    """G (UNet++) with the spectrum normalisation of ``config``, for ``size x size`` images."""
+    g = UNetPlusPlus(levels=config.levels, width=config.width, norm=config.norm, upsample=config.upsample,
+                     identity_init=config.identity_init, padding=config.padding)
+    return SpectrumTranslator(g, config.spectrum_norm, size, symmetric=config.symmetric, periodic=config.periodic)
+
+
+def total_iterations(config: StigPreset, n_fake: int) -> int:
+    """``iterations``, or ``ceil(epochs * n_fake / batch_size)`` when the preset counts epochs."""
+    if config.iterations is not None:
+        return int(config.iterations)
+    return max(1, math.ceil(config.epochs * n_fake / config.batch_size))
+
+
+class _Pool:
+    """An image set sampled in epochs of seeded random permutations (stateless in the iteration)."""
+
+    def __init__(self, images: ImageSetLike, seed: int, stream: int) -> None:
+        self.set, self.n, self.seed, self.stream = images, len(images), seed, stream
+        if self.n == 0:
+            raise ValueError("cannot train STIG on an empty image set")
+        size = images[0].shape[-1]
+        self.cache: torch.Tensor | None = None
+        if self.n * 3 * size * size * 4 <= _CACHE_BYTES:
+            self.cache = torch.cat(list(images.batches(256)))
+        self._perm: tuple[int, torch.Tensor] | None = None
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if self._perm is None or self._perm[0] != epoch:
+            g = torch.Generator().manual_seed(_seed(self.seed, self.stream, epoch))
+            self._perm = (epoch, torch.randperm(self.n, generator=g))
+        return self._perm[1]
+
+    def batch(self, iteration: int, batch_size: int) -> torch.Tensor:
+        ks = range(iteration * batch_size, (iteration + 1) * batch_size)
+        idx = [int(self._permutation(k // self.n)[k % self.n]) for k in ks]
+        if self.cache is not None:
+            return self.cache[idx]
+        return torch.stack([self.set[i] for i in idx])
+
+    def batches(self, batch_size: int):
+        if self.cache is not None:
+            return iter(self.cache.split(batch_size))
+        return self.set.batches(batch_size)
+
+
+def _carve_selection(config: StigPreset, fake_set: ImageSetLike, real_set: ImageSetLike
+                     ) -> tuple[tuple[ImageSetLike, ImageSetLike], Selection | None, str]:
+    """``((training fakes, training reals), selection or None, why)``: the selection set is carved out
+    of the given (training) images, so the refiner never trains on it (see :mod:`.selection`)."""
+    if config.select_fraction == 0:
+        return (fake_set, real_set), None, "selection off (select_fraction = 0): the last refiner is kept"
+    (fk, fs), (rk, rs) = (carve(len(s), config.select_fraction, config.seed, stream)
+                          for s, stream in ((fake_set, 4), (real_set, 5)))
+    if min(len(fs), len(rs)) < MIN_SELECTION:
+        why = (f"too few images for the selection criterion: {config.select_fraction:.0%} of {len(fake_set)} fakes "
+               f"and {len(real_set)} reals gives {len(fs)} and {len(rs)}, at least {MIN_SELECTION} of each are "
+               "needed; trained on every image and kept the last refiner")
+        log.warning("stig: %s", why)
+        return (fake_set, real_set), None, why
+    selection = Selection(IndexedSet(fake_set, fs), IndexedSet(real_set, rs), config.refine_batch_size)
+    train = (IndexedSet(fake_set, fk), IndexedSet(real_set, rk))
+    return train, selection, f"kept the refiner with the lowest {CRITERION} on the selection set"
+
+
+class StigTrainer:
+    """Owns the networks, optimisers and schedule of one STIG training run.
+
+    Args:
+        config: resolved hyper-parameters.
+        fake_set, real_set: unpaired training images (same size, any counts).
+        device, precision: resolved (see :mod:`stigbench.core.device`); spectra and losses stay float32.
+        log_dir: where ``train_log.csv`` and ``checkpoint.pt`` go (``None``: nothing is written).
+        progress: show a tqdm bar with the running losses.
+    """
+
+    def __init__(self, config: StigPreset, fake_set: ImageSetLike, real_set: ImageSetLike, *,
+                 device: torch.device, precision: str, log_dir: str | Path | None = None,
+                 progress: bool = True) -> None:
+        self.config, self.device, self.precision = config, device, precision
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.progress = progress
+        size = fake_set[0].shape[-1]
+        if real_set[0].shape[-1] != size:
+            raise ValueError(f"fakes are {size}² but reals {real_set[0].shape[-1]}²")
+        if size < 32:
+            # D's fourth stride-2 stage would reach 1x1, where InstanceNorm has nothing to normalise.
+            raise ValueError(f"STIG needs images of at least 32x32 (the spectrum PatchGAN), got {size}x{size}")
+        self.size = size
+        train_sets, self.selection, self.selection_reason = _carve_selection(config, fake_set, real_set)
+        self.fakes = _Pool(train_sets[0], config.seed, 1)
+        self.reals = _Pool(train_sets[1], config.seed, 2)
+        self.total = total_iterations(config, self.fakes.n)
+        self.select_every = max(1, math.ceil(self.total / config.select_evals))
+        # The best refiner so far by the selection criterion: (iteration, value, state_dict on the CPU).
+        self.best: tuple[int, float, dict[str, torch.Tensor]] | None = None
+
+        c = config
+        self.nce_layers = list(c.nce_layers)
+        with torch_rng(c.seed):  # initialisation is a function of the seed only
+            self.translator = build_translator(c, size)
+            self.G.check_size(size, size)
+            self.D = SpectrumDiscriminator(c.d_width)
+            self.D_s = ProfileDiscriminator(size // 2 + 1)
+            self.H = PatchProjector([self.G.widths[i] for i in self.nce_layers], c.nce_dim)
+        # With match_luma the luma spectrum is a fourth channel: most detectors read the grey image, whose
+        # magnitude also depends on how the colour channels' phases line up, which per-channel matching
+        # does not see.
+        self.mean_match = MeanMatchingLoss((3 + c.match_luma, size, size), moments=c.match_moments)
+        # Exponential moving average of G's weights (Karras et al., "Progressive Growing of GANs", ICLR
+        # 2018): the refiner that is kept. A GAN's iterates circle around the equilibrium instead of
+        # settling on it; their average lands closer to it than wherever the last step happened to stop.
+        self.ema = copy.deepcopy(self.translator).requires_grad_(False) if c.ema > 0 else None
+        for net in self.nets.values():
+            net.to(device)
+        self.lsgan, self.nce = LSGANLoss(), PatchNCELoss(c.nce_temperature)
+        self.ssim, self.lf = SSIM().to(device), LowFrequencyLoss(c.lf_sigma)
+
+        # The fused kernel is the same Adam, 4x faster on CPU for the paper's 26 M parameters.
+        adam = {"lr": c.lr, "betas": (c.beta1, c.beta2), "fused": device.type in ("cpu", "cuda")}
+        self.opt_G = torch.optim.Adam([*self.G.parameters(), *self.H.parameters()], **adam)
+        self.opt_D = torch.optim.Adam([*self.D.parameters(), *self.D_s.parameters()], **adam)
+        n_const = round(c.constant_lr_fraction * self.total)
+
+        def factor(it: int) -> float:  # LR multiplier for the step taken at iteration `it` (0-based)
+            return 1.0 if it < n_const else max(0.0, (self.total - it) / max(1, self.total - n_const))
+
+        self.sched_G = torch.optim.lr_scheduler.LambdaLR(self.opt_G, factor)
+        self.sched_D = torch.optim.lr_scheduler.LambdaLR(self.opt_D, factor)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+        self.iteration = 0
+        self.train_seconds = 0.0
+        self.history: list[dict[str, float]] = []
+        self._stats_ready = False
+
+    # -- bookkeeping -------------------------------------------------------------------------------
+    @property
+    def G(self) -> UNetPlusPlus:
+        return self.translator.generator
+
+    @property
+    def nets(self) -> dict[str, nn.Module]:
+        nets = {"translator": self.translator, "D": self.D, "D_s": self.D_s, "H": self.H, "mean_match": self.mean_match}
+        if self.ema is not None:
+            nets["ema"] = self.ema
+        return nets
+
+    @property
+    def refiner(self) -> SpectrumTranslator:
+        """The translator to refine with: the weight average when ``ema`` is on, else G as trained."""
+        return self.ema if self.ema is not None else self.translator
+
+    def _fingerprint(self) -> str:
+        """What a checkpoint must agree on to be resumed (not bookkeeping such as checkpoint_every)."""
+        config = {k: v for k, v in self.config.params().items() if k not in ("checkpoint_every", "refine_batch_size")}
+        return json.dumps({"config": config, "size": self.size, "total": self.total,
+                           "n_fake": self.fakes.n, "n_real": self.reals.n}, sort_keys=True)
+
+    def state_dict(self) -> dict:
+        state = {name: net.state_dict() for name, net in self.nets.items()}
+        state.update(
+            fingerprint=self._fingerprint(), iteration=self.iteration, train_seconds=self.train_seconds,
+            opt_G=self.opt_G.state_dict(), opt_D=self.opt_D.state_dict(),
+            sched_G=self.sched_G.state_dict(), sched_D=self.sched_D.state_dict(),
+            scaler=self.scaler.state_dict(), rng_cpu=torch.get_rng_state(),
+        )
+        if torch.cuda.is_available():
+            state["rng_cuda"] = torch.cuda.get_rng_state_all()
+        if self.best is not None:
+            state["best"] = {"iteration": self.best[0], "value": self.best[1], "translator": self.best[2]}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["fingerprint"] != self._fingerprint():
+            raise ValueError(
+                "the checkpoint belongs to a run with other hyper-parameters or data "
+                f"(checkpoint: {state['fingerprint']}; this run: {self._fingerprint()}); use a fresh log_dir"
+            )
+        for name, net in self.nets.items():
+            net.load_state_dict(state[name])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        self.sched_G.load_state_dict(state["sched_G"])
+        self.sched_D.load_state_dict(state["sched_D"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng_cpu"].cpu())
+        if "rng_cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
+        self.iteration = int(state["iteration"])
+        self.train_seconds = float(state["train_seconds"])
+        best = state.get("best")
+        self.best = None if best is None else (int(best["iteration"]), float(best["value"]), best["translator"])
+        self._stats_ready = True
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Write the whole training state atomically (temp file, then ``os.replace``)."""
+        state = self.state_dict()
+        return atomic_write(path, lambda p: torch.save(state, p))
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+
+    def resume(self) -> bool:
+        """Load ``log_dir/checkpoint.pt`` and the log rows up to it, if there is one."""
+        if self.log_dir is None or not (self.log_dir / CHECKPOINT).is_file():
+            return False
+        self.load_checkpoint(self.log_dir / CHECKPOINT)
+        log_path = self.log_dir / TRAIN_LOG
+        if log_path.is_file():
+            with log_path.open(newline="") as fh:
+                rows = [r for r in csv.DictReader(fh) if int(r["iteration"]) <= self.iteration]
+            # The iteration-0 row holds only the selection criteria (no step was taken yet).
+            self.history = [{k: float(r[k]) for k in LOSS_NAMES} for r in rows if r[LOSS_NAMES[0]] != ""]
+            self._rewrite_log(rows)  # drop rows written after the checkpoint
+        return True
+
+    def _rewrite_log(self, rows: Sequence[dict]) -> None:
+        def write(p: Path) -> None:
+            with p.open("w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=LOG_FIELDS, restval="")
+                w.writeheader()
+                w.writerows(rows)
+
+        atomic_write(self.log_dir / TRAIN_LOG, write)
+
+    def final_losses(self, last: int = 50) -> dict[str, float]:
+        """Mean of each loss over the last ``last`` logged steps."""
+        rows = self.history[-last:]
+        return {k: float(np.mean([r[k] for r in rows])) for k in LOSS_NAMES} if rows else {}
+
+    # -- training ----------------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        """Statistics of the spectrum normalisation (reals), of D_s's input (reals and fakes, the
+        standardisation a detector would fit on its training set) and, with ``match_luma``, of the
+        reals' luma spectrum: one pass, one FFT per image (two with the luma)."""
+        if self._stats_ready:
+            return
+        spec, prof, luma = self.translator.real_stats_moments(), Moments((0,)), Moments((0,))
+        with_luma = self.config.w_mean > 0 and self.config.match_luma
+        for pool in (self.reals, self.fakes):
+            for batch in pool.batches(256):
+                batch = batch.to(self.device)
+                lm, _, smooth = self.translator.analyse(batch)
+                if pool is self.reals and self.translator.needs_real_stats:
+                    spec.add(lm)
+                if pool is self.reals and with_luma:
+                    luma.add(self.translator.spectrum_of(batch, smooth, luma=True))
+                prof.add(spectral_profile(lm, self.config.rings, self.config.profile_scale))
+        if self.translator.needs_real_stats:
+            self.translator.set_real_stats(*spec.result())
+        if with_luma:
+            mean, std = luma.result()
+            self.mean_match.shift[3:].copy_(mean)
+            self.mean_match.scale[3:].copy_(std)
+        if self.ema is not None:
+            self.ema.load_state_dict(self.translator.state_dict())  # same start, same statistics
+        self.D_s.set_stats(*prof.result())
+        self._stats_ready = True
+
+    def step(self) -> dict[str, float]:
+        """One D/D_s update and one G/H update; returns the losses (floats)."""
+        c, B, it = self.config, self.config.batch_size, self.iteration
+        ac = autocast(self.device, self.precision)
+        xa = self.fakes.batch(it, B).to(self.device, non_blocking=True)
+        xb = self.reals.batch(it, B).to(self.device, non_blocking=True)
+        x = torch.cat([xa, xb])
+        for net in self.nets.values():
+            net.train()
+
+        lm, phase, smooth = self.translator.analyse(x)  # one FFT per input image
+        z, stats = self.translator.normalise(lm)
+        prof_real = spectral_profile(lm[B:], c.rings, c.profile_scale)
+        with ac:
+            zh, feats_k = self.G(z, self.nce_layers)  # fakes and reals in one pass; its features are the keys
+        zh = self.translator.finish(zh.float())
+        xh = self.translator.reconstruct(zh, stats, phase, smooth)
+        zh_a, xh_a, xh_b = zh[:B], xh[:B], xh[B:]
+        lm_hat_a = self.translator.spectrum_of(xh_a, None if smooth is None else smooth[:B])
+        prof_fake = spectral_profile(lm_hat_a, c.rings, c.profile_scale)  # from the rebuilt image: grads reach G
+        # What D judges as the refined spectrum: G's raw output (paper) or the spectrum of the image the
+        # attack actually outputs. G's raw output need not be the magnitude of any real image (no
+        # Hermitian symmetry; clamping to [0, 1] changes it), which D can learn to spot instead of
+        # comparing with the reals.
+        image_z = self.translator.normalise(lm_hat_a)[0]  # the spectrum of the image the attack outputs
+        d_fake = zh_a if c.d_input == "generator" else image_z
+
+        # D and D_s
+        self.D.requires_grad_(True)
+        self.D_s.requires_grad_(True)
+        with ac:
+            loss_d = 0.5 * (self.lsgan(self.D(z[B:]), True) + self.lsgan(self.D(d_fake.detach()), False))
+            loss_ds = 0.5 * (self.lsgan(self.D_s(prof_real), True) + self.lsgan(self.D_s(prof_fake.detach()), False))
+        self.opt_D.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_d + loss_ds).backward()
+        self.scaler.step(self.opt_D)
+
+        # G and H
+        self.D.requires_grad_(False)
+        self.D_s.requires_grad_(False)
+        with ac:
+            gan = self.lsgan(self.D(d_fake), True)
+            psd = self.lsgan(self.D_s(prof_fake), True)
+            if c.w_mean == 0:  # off (the paper): no statistics to track
+                mean = torch.zeros((), device=self.device)
+            elif c.match_luma:
+                s_a, s_b = (None, None) if smooth is None else (smooth[:B], smooth[B:])
+                spectrum = self.translator.spectrum_of
+                mean = self.mean_match(torch.cat([image_z, spectrum(xh_a, s_a, luma=True)], 1),
+                                       torch.cat([z[B:], spectrum(xb, s_b, luma=True)], 1))
+            else:
+                mean = self.mean_match(image_z, z[B:])
+            feats_q = self.G.encode(zh, self.nce_layers)
+            g = torch.Generator().manual_seed(_seed(c.seed, 3, it))
+            nce_a, nce_b = [], []
+            for k, (fq, fk) in enumerate(zip(feats_q, feats_k)):
+                loc = sample_locations(fq.shape[-2], fq.shape[-1], c.nce_patches, g, self.device)
+                q = self.H(k, gather_patches(fq, loc))
+                with torch.no_grad():  # keys are targets: detached (CUT)
+                    key = self.H(k, gather_patches(fk, loc))
+                nce_a.append(self.nce(q[:B], key[:B]))
+                nce_b.append(self.nce(q[B:], key[B:]))
+        nce_fake, nce_real = torch.stack(nce_a).mean(), torch.stack(nce_b).mean()
+        ssim_id = 1 - self.ssim(xb, xh_b)
+        # Identity on the reals' spectra at every frequency (Taigman et al., ICLR 2017; Zhu et al., ICCV
+        # 2017): a real must come out as it went in, so whatever G changes it must make conditional on
+        # the input looking fake, not apply to every image (which makes refined reals "more real").
+        spec_id = (zh[B:] - z[B:]).abs().mean()
+        ssim_ct = 1 - self.ssim(xa, xh_a)
+        lf_fake, lf_real = self.lf(zh_a, z[:B]), self.lf(zh[B:], z[B:])
+        loss_g = (c.w_gan * gan + c.w_psd * psd + c.w_mean * mean + c.w_nce * (nce_fake + nce_real)
+                  + c.w_ssim_identity * ssim_id + c.w_spec_identity * spec_id + c.w_ssim_content * ssim_ct
+                  + c.w_lf * (lf_fake + lf_real))
+        self.opt_G.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_g).backward()
+        self.scaler.step(self.opt_G)
+        self.scaler.update()
+        if self.ema is not None:
+            with torch.no_grad():
+                for avg, p in zip(self.ema.parameters(), self.translator.parameters()):
+                    avg.lerp_(p, 1.0 - c.ema)
+                # Buffers are statistics, not weights (BatchNorm's running moments with norm="batch"):
+                # the average keeps G's current ones rather than the ones it started with.
+                for avg, b in zip(self.ema.buffers(), self.translator.buffers()):
+                    avg.copy_(b)
+        self.sched_G.step()
+        self.sched_D.step()
+        self.iteration += 1
+
+        values = torch.stack([loss_d, loss_ds, loss_g, gan, psd, mean, nce_fake, nce_real, ssim_id, spec_id, ssim_ct,
+                              lf_fake, lf_real]).detach().float().cpu().tolist()  # one device sync per step
+        return dict(zip(LOSS_NAMES, values))
+
+    def evaluate_selection(self) -> dict[str, float]:
+        """Refine the selection fakes with the current refiner and measure the criteria; keep the refiner
+        if it is the best so far (ties keep the earlier one: fewer updates, the same distance)."""
+        if self.selection is None:
+            return {}
+        refiner = self.refiner.eval()
+        ac = autocast(self.device, self.precision)
+
+        def refine(batch: torch.Tensor) -> torch.Tensor:
+            with ac:
+                return refiner(batch.to(self.device)).float()
+
+        values = self.selection.evaluate(refine)
+        value = values[CRITERION]
+        if self.best is None or value < self.best[1]:
+            state = {k: v.detach().cpu().clone() for k, v in refiner.state_dict().items()}
+            self.best = (self.iteration, value, state)
+        return values
+
+    def _due(self) -> bool:
+        return self.selection is not None and (self.iteration % self.select_every == 0 or self.iteration == self.total)
+
+    def kept_refiner(self) -> SpectrumTranslator:
+        """The refiner to keep: the best on the selection set, or the last one without selection."""
+        if self.best is None:
+            return self.refiner.eval()
+        kept = build_translator(self.config, self.size).to(self.device)
+        kept.load_state_dict(self.best[2])
+        return kept.eval()
+
+    def selection_info(self) -> dict:
+        """What ``fit_info.json`` records about the selection (see :mod:`.selection`)."""
+        sel = self.selection
+        return {"criterion": CRITERION, "every": self.select_every if sel is not None else None,
+                "best_iteration": self.best[0] if self.best is not None else None,
+                "best_value": round(self.best[1], 6) if self.best is not None else None,
+                "n_fake": sel.n_fake if sel is not None else 0, "n_real": sel.n_real if sel is not None else 0,
+                "kept": "best" if self.best is not None else "last", "reason": self.selection_reason}
+
+    def train(self, steps: int | None = None) -> None:
+        """Run ``steps`` more iterations (default: to the end), logging and checkpointing into ``log_dir``."""
+        self._prepare()
+        end = self.total if steps is None else min(self.total, self.iteration + steps)
+        writer = fh = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            log_path = self.log_dir / TRAIN_LOG
+            new = not log_path.is_file() or self.iteration == 0
+            fh = log_path.open("w" if new else "a", newline="")
+            writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS, restval="")
+            if new:
+                writer.writeheader()
+        if self.iteration == 0 and self.best is None and self.selection is not None:
+            # The starting point is a candidate: a run that never gets closer keeps it.
+            initial = self.evaluate_selection()
+            if writer is not None:
+                writer.writerow({"iteration": 0, "lr": self.opt_G.param_groups[0]["lr"], "seconds": 0.0, **initial})
+        # progress_bar also honours the run's --quiet (stigbench.core.imageset.set_progress).
+        bar = progress_bar(self.total, "stig" if self.progress else None, unit="it", initial=self.iteration)
+        try:
+            while self.iteration < end:
+                lr = self.opt_G.param_groups[0]["lr"]
+                t0 = time.perf_counter()
+                losses = self.step()
+                self.train_seconds += time.perf_counter() - t0
+                self.history.append(losses)
+                selected = self.evaluate_selection() if self._due() else {}
+                if writer is not None:
+                    writer.writerow({"iteration": self.iteration, "lr": lr, "seconds": round(self.train_seconds, 3),
+                                     **losses, **selected})
+                bar.update(1)
+                if self.iteration % 10 == 0 or self.iteration == end:
+                    # Only the terms that move G (a loss at weight 0 would read as if it mattered).
+                    shown = [k for k, w in (("gan", self.config.w_gan), ("psd", self.config.w_psd),
+                                            ("mean", self.config.w_mean), ("nce_fake", self.config.w_nce),
+                                            ("lf_fake", self.config.w_lf)) if w > 0]
+                    post = {k: f"{losses[k]:.3g}" for k in ("D", *shown)}
+                    if self.best is not None:
+                        post["best"] = f"{self.best[1]:.4f}@{self.best[0]}"
+                    bar.set_postfix(post)
+                if self.log_dir is not None and (self.iteration % self.config.checkpoint_every == 0
+                                                 or self.iteration == self.total):
+                    fh.flush()
+                    self.save_checkpoint(self.log_dir / CHECKPOINT)
+        finally:
+            bar.close()
+            if fh is not None:
+                fh.close()

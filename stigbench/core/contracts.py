@@ -1,0 +1,88 @@
+"""The contracts every image set, refiner and detector follows. Written once, here.
+
+* **Images** are ``float32`` RGB in ``[0, 1]``, one item ``(3, H, W)``, a batch ``(N, 3, H, W)``.
+* **Labels**: ``0`` = real, ``1`` = fake (generated or refined).
+* **Scores**: a detector's :meth:`Detector.score` returns ``P(fake)`` in ``[0, 1]``, shape ``(N,)``.
+* **Spectra** follow the single FFT convention of :mod:`stigbench.measures.spectrum`.
+* **Seeds and hyper-parameters** reach refiners and detectors as constructor keyword arguments; the
+  constructor only stores them (scikit-learn convention), fitting creates state ending in ``_``.
+* **Saved state** never needs unpickling: torch ``state_dict`` files loaded with
+  ``weights_only=True``, NumPy arrays, JSON, or ``skops`` files for scikit-learn objects.
+
+Plug-ins need not subclass anything: the registries check for the methods below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+REAL: int = 0
+FAKE: int = 1
+
+
+@runtime_checkable
+class ImageSetLike(Protocol):
+    """An indexable, lazily loaded collection of same-sized RGB images."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        """Image ``index`` as ``float32`` ``(3, H, W)`` in ``[0, 1]``."""
+        ...
+
+    def batches(self, batch_size: int, progress: str | None = None) -> Iterator[torch.Tensor]:
+        """All images in order, as ``(B, 3, H, W)`` batches; loads at most one batch at a time."""
+        ...
+
+
+@runtime_checkable
+class Refiner(Protocol):
+    """Maps fake images to refined fakes (the attack under test).
+
+    ``fit(fake_set, real_set)`` learns from unpaired training fakes and reals and returns ``self``;
+    ``refine(image_set)`` returns a new image set of the same length and size; ``save(dir)`` writes
+    the fitted state into a folder; the class method ``load(dir)`` rebuilds a fitted refiner.
+    """
+
+    def fit(self, fake_set: ImageSetLike, real_set: ImageSetLike) -> Refiner: ...
+
+    def refine(self, image_set: ImageSetLike) -> ImageSetLike: ...
+
+    def save(self, path: str | Path) -> None: ...
+
+    @classmethod
+    def load(cls, path: str | Path) -> Refiner: ...
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """A real-vs-fake classifier (scikit-learn conventions without subclassing scikit-learn).
+
+    ``fit(train_set, labels, val_set=None, val_labels=None)`` returns ``self``; the validation split
+    may be used for early stopping or model selection, never for the final threshold-free scores.
+    ``score(image_set)`` returns ``P(fake)`` as a ``float`` array ``(N,)`` in ``[0, 1]``.
+    """
+
+    def fit(
+        self,
+        train_set: ImageSetLike,
+        labels: np.ndarray,
+        val_set: ImageSetLike | None = None,
+        val_labels: np.ndarray | None = None,
+    ) -> Detector: ...
+
+    def score(self, image_set: ImageSetLike) -> np.ndarray: ...
+
+    def save(self, path: str | Path) -> None: ...
+
+    @classmethod
+    def load(cls, path: str | Path) -> Detector: ...
+
+
+REFINER_METHODS = ("fit", "refine", "save", "load")
+DETECTOR_METHODS = ("fit", "score", "save", "load")

@@ -1,0 +1,30 @@
+"""Which run settings change a run's numbers: one declaration, read by the stage cache, the grid and
+the comparison report.
+
+A run is defined by its ``RunConfig`` (:mod:`stigbench.pipeline.runner`). Some of its fields only say
+where output goes or how the run is shown; two runs that differ only in those have the same
+results, so the grid does not redo a cell for them and a comparison puts them in one group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+#: Fields that never change a result: output and cache locations, progress bars, where specs and
+#: plug-ins were found (the dataset spec and the plug-in code are recorded and compared themselves).
+NON_RESULT_SETTINGS = frozenset({"out", "progress", "cache", "cache_dir", "spec_dirs", "plugins"})
+
+#: Fields that name one replicate of an experiment: a grid has one cell per value, and a comparison
+#: aggregates over them (mean ± spread) instead of keeping them apart.
+REPLICATE_SETTINGS = frozenset({"seed"})
+
+#: Settings added after runs were first saved, with the value an older run (without the key) had.
+LEGACY_DEFAULTS: Mapping[str, Any] = {"fit_refiners_on": "train"}
+
+
+def result_settings(config: Mapping[str, Any], *, replicates: bool = True) -> dict[str, Any]:
+    """The settings of ``config`` (a ``RunConfig`` as a dict) that change its results; without the
+    replicate fields when ``replicates`` is false. Keys missing from old configs get their legacy value."""
+    drop = NON_RESULT_SETTINGS | (frozenset() if replicates else REPLICATE_SETTINGS)
+    return {**LEGACY_DEFAULTS, **{k: v for k, v in config.items() if k not in drop}}

@@ -1,0 +1,110 @@
+"""Deterministic, stratified, group-aware train/val/test split.
+
+* stratified: reals and fakes are split separately, each by the same fractions, so unequal class
+  counts are fine;
+* grouped: all images cut from one source picture (same group) land in the same part, otherwise a
+  detector could be tested on crops of pictures it was trained on;
+* deterministic: a function of the seed and the sorted group names only, not of file order.
+
+The benchmark's leakage rule builds on it: refiners and detectors train on ``train``, thresholds and
+early stopping use ``val``, and only ``test`` images are refined and scored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stigbench.data.specs import Dataset, DatasetError, SplitFractions
+
+PARTS = ("train", "val", "test")
+MIN_PER_PART = 2  # per class: AUC and thresholds need at least a couple of each
+
+
+def _seed_for(seed: int, label: str) -> int:
+    digest = hashlib.sha256(f"{seed}:{label}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def assign_groups(groups: np.ndarray, fractions: SplitFractions, seed: int, label: str) -> np.ndarray:
+    """Part name per item, keeping groups whole and matching the fractions as closely as possible.
+
+    Groups are visited largest first (ties in a seeded random order) and each goes to the part
+    furthest below its target count. With one image per group this reproduces the fractions to
+    within one image.
+    """
+    groups = np.asarray(groups)
+    n = len(groups)
+    names, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    rng = np.random.default_rng(_seed_for(seed, label))
+    order = rng.permutation(len(names))
+    # Big groups first (stable w.r.t. the shuffle), so they cannot overshoot a small part at the end.
+    order = order[np.argsort(-counts[order], kind="stable")]
+    targets = np.array([fractions.train, fractions.val, fractions.test]) * n
+    filled = np.zeros(3)
+    part_of_group = np.empty(len(names), dtype=np.int64)
+    for g in order:
+        k = int(np.argmax(targets - filled))
+        part_of_group[g] = k
+        filled[k] += counts[g]
+    return np.asarray(PARTS, dtype=object)[part_of_group[inverse]]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Part (``train``/``val``/``test``) of every real and fake image of a dataset."""
+
+    real_parts: np.ndarray
+    fake_parts: np.ndarray
+    seed: int
+
+    def indices(self, label: str, part: str) -> np.ndarray:
+        if part not in PARTS:
+            raise ValueError(f"unknown part {part!r}; use one of {PARTS}")
+        parts = {"real": self.real_parts, "fake": self.fake_parts}[label]
+        return np.flatnonzero(parts == part)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {label: {p: int(len(self.indices(label, p))) for p in PARTS} for label in ("real", "fake")}
+
+
+def make_split(dataset: Dataset, fractions: SplitFractions | None = None, seed: int = 0) -> Split:
+    """Split ``dataset``; raises :class:`DatasetError` when a part would get too few images."""
+    fractions = fractions or dataset.spec.split
+    split = Split(
+        real_parts=assign_groups(dataset.real_groups, fractions, seed, "real"),
+        fake_parts=assign_groups(dataset.fake_groups, fractions, seed, "fake"),
+        seed=seed,
+    )
+    for label, per_part in split.counts().items():
+        short = [p for p, c in per_part.items() if c < MIN_PER_PART]
+        if short:
+            n_groups = len(np.unique(dataset.real_groups if label == "real" else dataset.fake_groups))
+            raise DatasetError(
+                f"dataset {dataset.spec.name}: too few {label} images for the split "
+                f"({sum(per_part.values())} images in {n_groups} source groups give {per_part}); "
+                f"each part needs at least {MIN_PER_PART}"
+            )
+    return split
+
+
+def split_frame(dataset: Dataset, split: Split) -> pd.DataFrame:
+    """The split as a table (``path, label, group, part``), as saved with every run."""
+    rows = []
+    for label, image_set, groups, parts in (
+        ("real", dataset.real, dataset.real_groups, split.real_parts),
+        ("fake", dataset.fake, dataset.fake_groups, split.fake_parts),
+    ):
+        for path, group, part in zip(image_set.ids, groups, parts):
+            rows.append({"path": path, "label": label, "group": group, "part": part})
+    return pd.DataFrame(rows, columns=["path", "label", "group", "part"])
+
+
+def save_split(dataset: Dataset, split: Split, path: str | Path) -> Path:
+    path = Path(path)
+    split_frame(dataset, split).to_csv(path, index=False)
+    return path

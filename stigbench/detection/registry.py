@@ -1,0 +1,57 @@
+"""The detector registry: ``@register_detector("name", family=..., domain=..., paper=...)``.
+
+Built-in detectors are the modules of ``stigbench.detectors`` (the repository's ``detectors/``);
+third-party packages add theirs through the ``stigbench.detectors`` entry-point group, one-off files
+through ``--detector-plugin`` (:func:`stigbench.core.plugins.load_plugin_file`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from stigbench.core.contracts import DETECTOR_METHODS
+from stigbench.core.plugins import builtin_loader, package_modules
+from stigbench.core.registry import Registry
+
+T = TypeVar("T")
+
+FAMILIES = ("frequency", "cnn", "other")
+DOMAINS = ("spectrum", "rgb", "residual", "dct", "other")
+
+
+@dataclass(frozen=True)
+class DetectorInfo:
+    """What ``bench.py list detectors`` shows, declared in the detector's decorator."""
+
+    family: str
+    domain: str
+    paper: str
+    default: bool = True  # part of the default set of ``bench.py run``
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
+        if self.domain not in DOMAINS:
+            raise ValueError(f"domain must be one of {DOMAINS}, got {self.domain!r}")
+        if not self.paper:
+            raise ValueError("every detector names its paper")
+
+
+DETECTORS: Registry[Any] = Registry("detector", required_methods=DETECTOR_METHODS)
+_load_builtin = builtin_loader(lambda: package_modules("stigbench.detectors"), "stigbench.detectors")
+
+
+def register_detector(
+    name: str, *, family: str, domain: str, paper: str, default: bool = True, description: str = ""
+) -> Callable[[T], T]:
+    """Class decorator: register a detector under ``name`` (see :class:`DetectorInfo`)."""
+    return DETECTORS.register(name, DetectorInfo(family, domain, paper, default, description))
+
+
+def detectors() -> Registry[Any]:
+    """The detector registry with built-ins and entry-point plug-ins loaded."""
+    _load_builtin()
+    return DETECTORS

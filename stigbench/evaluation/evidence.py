@@ -1,0 +1,142 @@
+"""Did an attack move a detector toward chance, away from it, or past it? Judged on AUC intervals.
+
+An attack succeeds by bringing a detector's AUC to 0.5; one that moves the AUC further from 0.5 has
+*added* evidence a detector (or its sign-flipped twin) can use (house rule 11: a bug, not a result).
+A point estimate moves with every resample, so each call here compares the 95 % bootstrap intervals
+of the AUC on real vs fake (``fake``) and on real vs refined (``refined``) of one detector, trained
+and perturbed alike. Pure functions of numbers and frames; the reports only display what they return.
+
+Definitions (``d = AUC - 0.5`` oriented so that the fake AUC is positive, i.e. multiplied by the
+sign of ``AUC_fake - 0.5``; ``[Lf, Hf]`` and ``[Lr, Hr]`` the oriented intervals of fake and refined):
+
+* ``at chance``: the fake interval contains 0.5 (``lo <= 0.5 <= hi``): the detector does not detect
+  the unrefined fakes, so nothing the attack does to it is flagged (neither evidence nor
+  over-correction);
+* ``past``: the refined interval lies wholly on the other side of 0.5 (``Hr < 0``);
+* ``away``: the refined interval lies wholly beyond the fake one on the same side (``Lr > Hf``);
+* ``toward``: the refined interval lies wholly between 0.5 and the fake one without crossing 0.5
+  (``0 <= Hr < Lf``; an interval that reaches 0.5 counts: the attack brought the detector to chance);
+* ``unchanged``: the two intervals overlap (touching counts as overlap);
+* ``no interval``: an AUC or a bound is missing (``--n-boot 0``, an older run): not classified.
+
+The *evidence* flag (``attack adds evidence``) compares distances from chance, ``|AUC - 0.5|``:
+the refined distance interval lies wholly above the fake one. That is every ``away`` detector, and a
+``past`` one that lands further from 0.5 on the other side than the fake AUC's whole interval
+(``-Hr > Hf``); such a detector carries both flags, evidence and over-correction.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+CHANCE = 0.5
+TOWARD, AWAY, PAST, UNCHANGED, AT_CHANCE, NO_INTERVAL = "toward", "away", "past", "unchanged", "at chance", "no interval"
+#: Every class, in the order the reports count them.
+MOVES = (TOWARD, AWAY, PAST, UNCHANGED, AT_CHANCE, NO_INTERVAL)
+EVIDENCE = "attack adds evidence"
+DETECTOR_AT_CHANCE = "detector at chance"
+
+
+def _known(*values: float) -> bool:
+    return all(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in values)
+
+
+def at_chance(low: float, high: float) -> bool:
+    """True when the interval ``[low, high]`` contains 0.5 (False when a bound is missing)."""
+    return _known(low, high) and low <= CHANCE <= high
+
+
+def classify_move(fake: tuple[float, float, float], refined: tuple[float, float, float]) -> str:
+    """One of :data:`MOVES` for ``(auc, ci_low, ci_high)`` of the fakes and of the refined fakes."""
+    if not _known(*fake, *refined):
+        return NO_INTERVAL
+    if at_chance(fake[1], fake[2]):
+        return AT_CHANCE
+    sign = 1.0 if fake[0] > CHANCE else -1.0
+    lf, hf = sorted(sign * (b - CHANCE) for b in fake[1:])
+    lr, hr = sorted(sign * (b - CHANCE) for b in refined[1:])
+    if hr < 0:
+        return PAST
+    if lr > hf:
+        return AWAY
+    if hr < lf:
+        return TOWARD
+    return UNCHANGED
+
+
+def adds_evidence(fake: tuple[float, float, float], refined: tuple[float, float, float]) -> bool:
+    """The evidence flag: the refined AUC's distance from 0.5 is wholly above the fake AUC's."""
+    move = classify_move(fake, refined)
+    if move == AWAY:
+        return True
+    if move != PAST:
+        return False
+    sign = 1.0 if fake[0] > CHANCE else -1.0
+    hf = max(sign * (b - CHANCE) for b in fake[1:])
+    hr = max(sign * (b - CHANCE) for b in refined[1:])
+    return -hr > hf
+
+
+def move_columns(auc: pd.DataFrame) -> pd.DataFrame:
+    """``move``, ``evidence`` and ``fake_at_chance`` for rows of ``auc``, a frame with columns
+    ``auc, auc_ci_low, auc_ci_high`` (the refined set) and ``fake_auc, fake_ci_low, fake_ci_high``
+    (the same detector on the unrefined fakes; NaN where there is none)."""
+    fake = list(zip(auc["fake_auc"], auc["fake_ci_low"], auc["fake_ci_high"]))
+    refined = list(zip(auc["auc"], auc["auc_ci_low"], auc["auc_ci_high"]))
+    return pd.DataFrame({
+        "move": [classify_move(f, r) for f, r in zip(fake, refined)],
+        "evidence": [adds_evidence(f, r) for f, r in zip(fake, refined)],
+        "fake_at_chance": [at_chance(lo, hi) for _, lo, hi in fake],
+    }, index=auc.index)
+
+
+def moves(metrics: pd.DataFrame, trained_on: str = "fake", perturbation: str = "none") -> pd.DataFrame:
+    """One row per (refiner, detector) of a cleaned ``metrics.csv`` frame (see
+    :func:`stigbench.reporting.run_report.clean_metrics`), for detectors trained on ``trained_on`` and scored under
+    ``perturbation``: the fake and refined AUCs with their intervals, ``move`` and ``evidence``."""
+    m = metrics[(metrics["metric"] == "auc") & (metrics["detector"] != "") & (metrics["trained_on"] == trained_on)
+                & (metrics["perturbation"] == perturbation)]
+    cols = ["value", "ci_low", "ci_high"]
+    fake = m[m["condition"] == "fake"].groupby("detector")[cols].mean()
+    fake.columns = ["fake_auc", "fake_ci_low", "fake_ci_high"]
+    ref = m[m["condition"] == "refined"].groupby(["refiner", "detector"], sort=False)[cols].mean().reset_index()
+    ref = ref.rename(columns={"value": "auc", "ci_low": "auc_ci_low", "ci_high": "auc_ci_high"})
+    ref = ref.join(fake, on="detector")
+    return pd.concat([ref, move_columns(ref)], axis=1)
+
+
+def move_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """Per refiner of a :func:`moves` table, how many detectors fall in each of :data:`MOVES`, plus
+    ``evidence`` (the flag; ``away`` and some ``past``)."""
+    rows = []
+    for refiner, g in table.groupby("refiner", sort=False):
+        counts = {name: int((g["move"] == name).sum()) for name in MOVES}
+        rows.append({"refiner": refiner, **counts, "evidence": int(g["evidence"].sum()), "detectors": len(g)})
+    return pd.DataFrame(rows, columns=["refiner", *MOVES, "evidence", "detectors"])
+
+
+def counts_text(row: pd.Series | dict) -> str:
+    """``2 toward, 0 away (attack adds evidence), 1 past, 1 unchanged, 0 at chance`` (detectors without
+    an interval only when there are some)."""
+    parts = [f"{row[TOWARD]} toward", f"{row[AWAY]} away (attack adds evidence)", f"{row[PAST]} past",
+             f"{row[UNCHANGED]} unchanged", f"{row[AT_CHANCE]} at chance"]
+    if row.get(NO_INTERVAL, 0):
+        parts.append(f"{row[NO_INTERVAL]} without an interval")
+    return ", ".join(parts)
+
+
+def counts_line(counts: pd.DataFrame) -> str:
+    """The one line at the top of a run report: per refiner, where the detectors moved."""
+    if counts.empty:
+        return "Moves against chance: no refined AUC to compare."
+    per = "; ".join(f"{r['refiner']}: {counts_text(r)}" for _, r in counts.iterrows())
+    return (f"Moves against chance (AUC 95 % intervals, detectors trained on the fakes, clean test images): {per}. "
+            "Definitions: stigbench/evidence.py.")
+
+
+__all__ = [
+    "AT_CHANCE", "AWAY", "DETECTOR_AT_CHANCE", "EVIDENCE", "MOVES", "NO_INTERVAL", "PAST", "TOWARD", "UNCHANGED",
+    "adds_evidence", "at_chance", "classify_move", "counts_line", "counts_text", "move_columns", "move_counts", "moves",
+]

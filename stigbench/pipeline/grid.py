@@ -1,0 +1,83 @@
+"""``bench.py grid``: the product datasets × seeds, resumable.
+
+Each cell is an ordinary run (:func:`~stigbench.pipeline.runner.run_benchmark`) written under the grid folder.
+``grid.json`` records every finished cell and is rewritten atomically after each one, so an
+interrupted grid resumes with only the missing cells; inside a cell the stage cache reuses whatever
+an interrupted attempt had already computed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stigbench.core.io import read_json, write_json
+from stigbench.pipeline.runner import RunConfig, RunResult, run_benchmark
+
+MANIFEST = "grid.json"
+# Fields that vary per cell or do not change results; everything else must match to resume a grid.
+_CELL_FIELDS = ("dataset", "seed", "out", "progress")
+
+
+@dataclass
+class GridResult:
+    out: Path
+    run_dirs: dict[str, Path]
+    ran: list[str]
+    skipped: list[str]
+
+
+def cell_name(dataset: str, seed: int) -> str:
+    return f"{dataset}/seed{seed}"
+
+
+def _grid_settings(config: RunConfig) -> dict[str, Any]:
+    data = config.to_dict()
+    for key in _CELL_FIELDS:
+        data.pop(key)
+    return data
+
+
+def run_grid(datasets: Sequence[str], seeds: Sequence[int], out: str | Path, base: RunConfig,
+             run: Callable[[RunConfig], RunResult] = run_benchmark,
+             echo: Callable[[str], None] = lambda _msg: None) -> GridResult:
+    """Run every (dataset, seed) cell not yet finished in ``out``; returns what ran and what was reused."""
+    if not datasets or not seeds:
+        raise ValueError("a grid needs at least one dataset and one seed")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / MANIFEST
+    settings = _grid_settings(base)
+    if manifest_path.is_file():
+        manifest = read_json(manifest_path)
+        # A key missing from an older manifest is a setting added since, which that grid ran at its default.
+        old = {**_grid_settings(RunConfig()), **manifest.get("settings", {})}
+        if old != settings:
+            differ = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+            raise ValueError(f"{out} holds a grid with other settings (differ: {', '.join(differ)}); "
+                             "use another --out or the same settings")
+    else:
+        manifest = {"settings": settings, "cells": {}}
+        write_json(manifest_path, manifest)
+    ran, skipped, run_dirs = [], [], {}
+    cells = [(d, s) for d in datasets for s in seeds]
+    for k, (dataset, seed) in enumerate(cells, 1):
+        name = cell_name(dataset, seed)
+        done = manifest["cells"].get(name)
+        if done and (out / done["run_dir"] / "metrics.csv").is_file():
+            skipped.append(name)
+            run_dirs[name] = out / done["run_dir"]
+            echo(f"[{k}/{len(cells)}] {name}: done earlier")
+            continue
+        echo(f"[{k}/{len(cells)}] {name}: running")
+        config = dataclasses.replace(base, dataset=dataset, seed=seed, out=str(out))
+        result = run(config)
+        rel = result.run_dir.resolve().relative_to(out.resolve())
+        manifest["cells"][name] = {"run_dir": str(rel), "errors": result.errors}
+        write_json(manifest_path, manifest)
+        ran.append(name)
+        run_dirs[name] = result.run_dir
+    return GridResult(out=out, run_dirs=run_dirs, ran=ran, skipped=skipped)

@@ -1,0 +1,126 @@
+"""The checkpoint-selection curves of a run's refiners (``selection.png``), read from their folders.
+
+A refiner that selects its checkpoint (STIG, :mod:`stigbench.attacks.stig.selection`) logs two
+criteria on a held-out *selection set* every ``every`` iterations, as the columns ``select_lfd`` and
+``select_profile`` of ``training/train_log.csv`` (empty on the other rows), and records in
+``fit_info.json`` under ``"selection"`` which checkpoint it kept (``kept``: ``best`` at
+``best_iteration``, or ``last``). Folders without those columns (other refiners, older runs) have
+no curve. Reading is separate from plotting; nothing here fails a report.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from stigbench.attacks.stig.selection import COLUMNS as SELECT_COLUMNS
+LABELS = {"select_lfd": "LFD of refined selection fakes to selection reals",
+          "select_profile": "radial-profile RMS difference to selection reals"}
+
+
+@dataclass
+class SelectionCurve:
+    """One refiner's selection criteria against the iteration, and what it kept."""
+
+    refiner: str
+    curve: pd.DataFrame  # iteration + SELECT_COLUMNS, evaluated rows only
+    last_iteration: int
+    info: dict[str, Any] = field(default_factory=dict)  # fit_info.json's "selection" ({} when absent)
+
+    @property
+    def kept_iteration(self) -> int | None:
+        """The iteration of the refiner kept: the best one, or the last where ``kept`` is ``last``."""
+        kept = self.info.get("kept")
+        if kept == "best" and self.info.get("best_iteration") is not None:
+            return int(self.info["best_iteration"])
+        return self.last_iteration if kept == "last" else None
+
+
+def _selection_info(folder: Path) -> dict[str, Any]:
+    """``fit_info.json``'s ``selection`` (or the same inside the runner's ``info.json``); ``{}`` if none."""
+    for name, path in (("fit_info.json", ()), ("info.json", ("fit_info",))):
+        file = folder / name
+        if file.is_file():
+            data = json.loads(file.read_text(encoding="utf-8"))
+            for key in path:
+                data = data.get(key) or {}
+            if isinstance(data.get("selection"), dict):
+                return data["selection"]
+    return {}
+
+
+def read_selection(folder: str | Path, name: str | None = None) -> SelectionCurve | None:
+    """The selection curve of the refiner saved in ``folder``; ``None`` when its training log has no
+    selection columns or no evaluated row."""
+    folder = Path(folder)
+    log = folder / "training" / "train_log.csv"
+    if not log.is_file():
+        return None
+    frame = pd.read_csv(log)
+    if "iteration" not in frame or not set(SELECT_COLUMNS) <= set(frame.columns):
+        return None
+    frame = frame[["iteration", *SELECT_COLUMNS]].apply(pd.to_numeric, errors="coerce")
+    curve = frame.dropna(subset=list(SELECT_COLUMNS), how="all").dropna(subset=["iteration"])
+    if curve.empty:
+        return None
+    # A resumed run may log an iteration twice; the later row is the one that counts.
+    curve = curve.drop_duplicates("iteration", keep="last").sort_values("iteration").reset_index(drop=True)
+    return SelectionCurve(name or folder.name, curve, int(frame["iteration"].max()), _selection_info(folder))
+
+
+def selection_curves(run_dir: str | Path) -> list[SelectionCurve]:
+    """Every refiner of the run folder that logged selection criteria (``refiners/<name>/``)."""
+    root = Path(run_dir) / "refiners"
+    if not root.is_dir():
+        return []
+    curves = (read_selection(p) for p in sorted(root.iterdir()) if p.is_dir())
+    return [c for c in curves if c is not None]
+
+
+def selection_caption(fit_refiners_on: str = "train") -> str:
+    """The one-line caption of ``selection.png``: where the selection set comes from."""
+    source = ("the test fakes this run fitted its refiners on (--fit-refiners-on test) and the training reals"
+              if fit_refiners_on == "test" else "the training split")
+    return (f"Checkpoint selection: criteria on a selection set carved from {source} and held out of training, "
+            "never a reported detector; the marked point is the checkpoint kept.")
+
+
+def selection_plot(curves: list[SelectionCurve], path: str | Path) -> bool:
+    """One row per refiner, one panel per criterion against the iteration, the kept checkpoint marked.
+    False when there is nothing to plot."""
+    if not curves:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(curves), len(SELECT_COLUMNS), figsize=(5.2 * len(SELECT_COLUMNS), 3.2 * len(curves)),
+                             squeeze=False)
+    for row, c in zip(axes, curves):
+        kept = c.kept_iteration
+        for ax, col in zip(row, SELECT_COLUMNS):
+            data = c.curve.dropna(subset=[col])
+            ax.plot(data["iteration"], data[col], "o-", ms=3, lw=1.4, color="tab:blue")
+            if kept is not None:
+                ax.axvline(kept, color="tab:red", ls="--", lw=1)
+                at = data[data["iteration"] == kept]
+                if len(at):
+                    ax.plot(at["iteration"], at[col], "*", ms=13, color="tab:red", label=f"kept: {c.info.get('kept')}")
+                    ax.legend(fontsize=8)
+            criterion = " (criterion)" if c.info.get("criterion") == col else ""
+            ax.set(xlabel="iteration", ylabel=col, title=f"{c.refiner}: {LABELS[col]}{criterion}")
+            ax.title.set_fontsize(9)
+            ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+__all__ = ["SELECT_COLUMNS", "SelectionCurve", "read_selection", "selection_caption", "selection_curves",
+           "selection_plot"]
