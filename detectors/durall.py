@@ -12,12 +12,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from stigbench.detection.base import FeatureDetector
+from stigbench.detection.base import FeatureDetector, LogisticFeatureDetector
 from stigbench.detection.registry import register_detector
 from stigbench.measures.spectrum import grey, log_magnitude, minmax_scale, radial_profile
 
@@ -32,22 +31,22 @@ def azimuthal_features(images: torch.Tensor) -> np.ndarray:
 
 @register_detector("durall", family="frequency", domain="spectrum", paper=PAPER,
                    description="radial log-spectrum + logistic regression")
-class Durall(FeatureDetector):
+class Durall(LogisticFeatureDetector):
+    def features(self, images: torch.Tensor) -> np.ndarray:
+        return azimuthal_features(images)
+
+
+@register_detector("durall-svm", family="frequency", domain="spectrum", paper=PAPER,
+                   description="radial log-spectrum + RBF SVM (sigmoid-calibrated probabilities)")
+class DurallSVM(FeatureDetector):
+    """Same features as :class:`Durall`; the classifier is an RBF SVM."""
+
     def __init__(self, c: float = 1.0, seed: int = 0) -> None:
         self.c = c
         self.seed = seed
 
     def features(self, images: torch.Tensor) -> np.ndarray:
         return azimuthal_features(images)
-
-    def make_estimator(self) -> Pipeline:
-        return make_pipeline(StandardScaler(), LogisticRegression(C=self.c, max_iter=5000, random_state=self.seed))
-
-
-@register_detector("durall-svm", family="frequency", domain="spectrum", paper=PAPER,
-                   description="radial log-spectrum + RBF SVM (sigmoid-calibrated probabilities)")
-class DurallSVM(Durall):
-    """Same features as :class:`Durall`; the classifier is an RBF SVM."""
 
     def make_estimator(self) -> Pipeline:
         # Platt scaling fitted by internal cross-validation turns SVM margins into P(fake).

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from stigbench.detection.base import FeatureDetector
+from stigbench.detection.base import CHANNELS, LogisticFeatureDetector, check_choice
 from stigbench.detection.registry import register_detector
 from stigbench.measures.spectrum import fft_shifted, grey, radial_profile
 
@@ -49,19 +48,18 @@ def decay_fit(images: torch.Tensor, k_min: float = 0.75) -> torch.Tensor:
 
 @register_detector("dzanic", family="frequency", domain="spectrum", paper=PAPER,
                    description="power-law fit to the high-frequency spectrum + logistic regression")
-class Dzanic(FeatureDetector):
+class Dzanic(LogisticFeatureDetector):
     def __init__(self, k_min: float = 0.75, channels: str = "grey", classifier: str = "logistic",
                  c: float = 1.0, n_neighbors: int = 5, seed: int = 0) -> None:
+        check_choice("channels", channels, CHANNELS)
+        check_choice("classifier", classifier, ("logistic", "knn"))
+        super().__init__(c=c, seed=seed)
         self.k_min = k_min
         self.channels = channels
         self.classifier = classifier
-        self.c = c
         self.n_neighbors = n_neighbors
-        self.seed = seed
 
     def features(self, images: torch.Tensor) -> np.ndarray:
-        if self.channels not in ("grey", "rgb"):
-            raise ValueError(f"channels must be 'grey' or 'rgb', got {self.channels!r}")
         planes = grey(images).unsqueeze(1)
         if self.channels == "rgb":
             planes = torch.cat([planes, images], dim=1)
@@ -70,6 +68,4 @@ class Dzanic(FeatureDetector):
     def make_estimator(self) -> Pipeline:
         if self.classifier == "knn":
             return make_pipeline(StandardScaler(), KNeighborsClassifier(self.n_neighbors))
-        if self.classifier == "logistic":
-            return make_pipeline(StandardScaler(), LogisticRegression(C=self.c, max_iter=5000, random_state=self.seed))
-        raise ValueError(f"classifier must be 'logistic' or 'knn', got {self.classifier!r}")
+        return super().make_estimator()

@@ -18,11 +18,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 
-from stigbench.detection.base import FeatureDetector
+from stigbench.detection.base import CHANNELS, LogisticFeatureDetector, check_choice
 from stigbench.detection.registry import register_detector
 from stigbench.measures.spectrum import grey
 
@@ -47,21 +44,16 @@ def block_mean(x: np.ndarray, max_side: int) -> np.ndarray:
 
 @register_detector("frank-dct", family="frequency", domain="dct", paper=PAPER,
                    description="log |DCT-II| coefficients + L2 logistic regression")
-class FrankDCT(FeatureDetector):
+class FrankDCT(LogisticFeatureDetector):
     batch_size = 64
 
     def __init__(self, channels: str = "grey", max_side: int = 64, c: float = 1e-3, seed: int = 0) -> None:
+        check_choice("channels", channels, CHANNELS)
+        super().__init__(c=c, seed=seed)
         self.channels = channels
         self.max_side = max_side
-        self.c = c
-        self.seed = seed
 
     def features(self, images: torch.Tensor) -> np.ndarray:
-        if self.channels not in ("grey", "rgb"):
-            raise ValueError(f"channels must be 'grey' or 'rgb', got {self.channels!r}")
         planes = grey(images).unsqueeze(1) if self.channels == "grey" else images
         coeffs = block_mean(log_dct(planes.float().cpu().numpy()), self.max_side)
         return coeffs.reshape(len(coeffs), -1).astype(np.float32)
-
-    def make_estimator(self) -> Pipeline:
-        return make_pipeline(StandardScaler(), LogisticRegression(C=self.c, max_iter=5000, random_state=self.seed))

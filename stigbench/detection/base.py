@@ -3,6 +3,9 @@
 :class:`FeatureDetector`: a pure ``features(images) -> (N, D)`` method plus a scikit-learn estimator
 from ``make_estimator()``; the base supplies batching, ``fit``, ``score`` (``P(fake)`` from
 ``predict_proba``'s column for class 1) and pickle-free save/load through ``skops``.
+
+:class:`LogisticFeatureDetector`: the same with the estimator most detectors use, standardisation
+then an L2 logistic regression (``C = c``, ``random_state = seed``); a subclass writes its features only.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from stigbench.core.contracts import FAKE, ImageSetLike
 from stigbench.core.estimator import Estimator
 
 ESTIMATOR_FILE = "estimator.skops"
+CHANNELS = ("grey", "rgb")  # the ``channels`` choices of the spectrum detectors
 # skops refuses types it does not know; these prefixes are the ones our pipelines are built from.
 _TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 
@@ -98,3 +102,29 @@ class FeatureDetector(Estimator):
         obj = cls.from_params(path)
         obj.estimator_ = load_sklearn(Path(path) / ESTIMATOR_FILE)
         return obj
+
+
+def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
+    """Raise a ``ValueError`` naming the constructor argument ``name`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+class LogisticFeatureDetector(FeatureDetector):
+    """Features + ``StandardScaler`` + ``LogisticRegression(C=c, max_iter=5000, random_state=seed)``.
+
+    A subclass's constructor stores ``c`` and ``seed`` among its hyper-parameters (through
+    ``super().__init__(c=c, seed=seed)``) and implements :meth:`features`.
+    """
+
+    def __init__(self, c: float = 1.0, seed: int = 0) -> None:
+        self.c = c
+        self.seed = seed
+
+    def make_estimator(self) -> Any:
+        # Imported here: the CNN detectors import this module too and need no scikit-learn.
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        return make_pipeline(StandardScaler(), LogisticRegression(C=self.c, max_iter=5000, random_state=self.seed))

@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 
-from stigbench.detection.base import FeatureDetector
-from stigbench.detection.registry import register_detector
+from stigbench import register_detector
+from stigbench.detection.base import LogisticFeatureDetector
 from stigbench.measures.spectrum import log_magnitude, radial_profile
 
 PAPER = ("Chandrasegaran, Tran, Cheung, A Closer Look at Fourier Spectrum Discrepancies for CNN-generated "
@@ -29,19 +26,17 @@ PAPER = ("Chandrasegaran, Tran, Cheung, A Closer Look at Fourier Spectrum Discre
 
 @register_detector("my-bands", family="frequency", domain="spectrum", paper=PAPER, default=False,
                    description="template plug-in: per-channel band energies of the log spectrum")
-class MyBands(FeatureDetector):
+class MyBands(LogisticFeatureDetector):
+    """Standardisation + logistic regression come from the base; for another scikit-learn classifier,
+    subclass ``FeatureDetector`` and add ``make_estimator()`` (anything with fit/predict_proba/classes_)."""
+
     def __init__(self, n_bands: int = 8, c: float = 1.0, seed: int = 0) -> None:
         # Constructor arguments are the hyper-parameters; store them unchanged (params.json rebuilds them).
+        super().__init__(c=c, seed=seed)
         self.n_bands = n_bands
-        self.c = c
-        self.seed = seed
 
     def features(self, images: torch.Tensor) -> np.ndarray:
         """Pure: ``(N, 3, H, W)`` in ``[0, 1]`` → ``(N, 3 · (n_bands - 1))``."""
         profile = radial_profile(log_magnitude(images))  # (N, 3, S/2 + 1), DC first
         bands = torch.stack([b.mean(-1) for b in profile.tensor_split(self.n_bands, dim=-1)], dim=-1)
         return (bands[..., 1:] - bands[..., :1]).flatten(1).cpu().numpy()
-
-    def make_estimator(self) -> Pipeline:
-        # Anything with fit/predict_proba/classes_ from scikit-learn, saved pickle-free with skops.
-        return make_pipeline(StandardScaler(), LogisticRegression(C=self.c, max_iter=5000, random_state=self.seed))
