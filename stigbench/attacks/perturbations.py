@@ -54,19 +54,22 @@ JPEG_SUBSAMPLING = "4:2:0"
 
 @dataclass(frozen=True)
 class PerturbationInfo:
-    """Metadata of a perturbation family: its parameter's name and the grid ``family:*`` expands to."""
+    """Metadata of a perturbation family: its parameter's name, the grid ``family:*`` expands to, and
+    whether it is ``stochastic`` (its output depends on the seed given to ``__call__``/``apply``)."""
 
     param: str | None
     grid: tuple[float | int, ...] = ()
     description: str = ""
     reference: str = ""
+    stochastic: bool = False
 
 
 PERTURBATIONS: Registry[type[Perturbation]] = Registry("perturbation", required_methods=("__call__", "apply"))
 
 
 def register_perturbation(
-    name: str, *, param: str | None, grid: tuple[float | int, ...] = (), description: str = "", reference: str = ""
+    name: str, *, param: str | None, grid: tuple[float | int, ...] = (), description: str = "", reference: str = "",
+    stochastic: bool = False,
 ) -> Callable[[P], P]:
     """Class decorator: register a perturbation family under ``name`` (its canonical prefix).
 
@@ -82,7 +85,8 @@ def register_perturbation(
         cls.family = name
         for value in grid:  # a grid that does not validate would fail at the first --perturb family:*
             cls.from_value(value)
-        return PERTURBATIONS.register(name, PerturbationInfo(param, tuple(grid), description, reference))(cls)
+        info = PerturbationInfo(param, tuple(grid), description, reference, bool(stochastic))
+        return PERTURBATIONS.register(name, info)(cls)
 
     return decorator
 
@@ -139,6 +143,11 @@ class Perturbation:
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the output depends on the seed (the family's registry metadata)."""
+        return self.family in PERTURBATIONS and PERTURBATIONS.meta(self.family).stochastic
 
     @classmethod
     def parse_value(cls, text: str) -> float | int:
@@ -303,7 +312,7 @@ def image_generator(seed: int, index: int) -> np.random.Generator:
 
 @register_perturbation("noise", param="sigma", grid=(0.01, 0.02, 0.05),
                        description="additive Gaussian noise, sigma in [0, 1] intensity units, clamped",
-                       reference="Frank et al., ICML 2020")
+                       reference="Frank et al., ICML 2020", stochastic=True)
 @dataclass(frozen=True)
 class Noise(Perturbation):
     sigma: float
@@ -376,6 +385,10 @@ class Chain(Perturbation):
     @property
     def value(self) -> None:
         return None
+
+    @property
+    def stochastic(self) -> bool:
+        return any(step.stochastic for step in self.steps)
 
     def forward(self, batch: torch.Tensor, seed: int, start: int) -> torch.Tensor:
         for k, step in enumerate(self.steps):

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from stigbench.core.contracts import REFINER_METHODS
+from stigbench.core.contracts import REFINER_METHODS, Refiner
 from stigbench.core.estimator import PARAMS_FILE, class_path, current_class_path
 from stigbench.core.io import read_json
 from stigbench.core.plugins import builtin_loader
@@ -30,24 +30,35 @@ class RefinerInfo:
     paper: str
     kind: str = "learned"  # learned | training-free
     description: str = ""
+    # Whether the output depends on the seed (the ``seed`` constructor argument): a stochastic refiner
+    # fitted with another seed refines differently, a deterministic one identically. The contract tests
+    # check both directions.
+    stochastic: bool = False
 
 
-REFINERS: Registry[Any] = Registry("refiner", required_methods=REFINER_METHODS)
+REFINERS: Registry[type[Refiner]] = Registry("refiner", required_methods=REFINER_METHODS)
 _load_builtin = builtin_loader(lambda: BUILTIN, "stigbench.refiners")
 
 
-def register_refiner(name: str, *, paper: str, kind: str = "learned", description: str = "") -> Callable[[T], T]:
-    """Class decorator: register a refiner under ``name`` (see :class:`RefinerInfo`)."""
-    return REFINERS.register(name, RefinerInfo(paper, kind, description))
+def register_refiner(
+    name: str, *, paper: str, kind: str = "learned", description: str = "", stochastic: bool | None = None
+) -> Callable[[T], T]:
+    """Class decorator: register a refiner under ``name`` (see :class:`RefinerInfo`).
+
+    ``stochastic`` defaults to ``kind == "learned"``: a learned refiner starts from seeded random
+    weights, a training-free one applies a fixed operation.
+    """
+    info = RefinerInfo(paper, kind, description, kind == "learned" if stochastic is None else bool(stochastic))
+    return REFINERS.register(name, info)  # type: ignore[return-value]
 
 
-def refiners() -> Registry[Any]:
+def refiners() -> Registry[type[Refiner]]:
     """The refiner registry with built-ins and entry-point plug-ins loaded."""
     _load_builtin()
     return REFINERS
 
 
-def load_refiner(path: str | Path) -> Any:
+def load_refiner(path: str | Path) -> Refiner:
     """Rebuild a fitted refiner from its saved folder (``params.json`` names its class; class paths
     written before modules moved are mapped to today's)."""
     folder = Path(path)
