@@ -12,6 +12,7 @@ from stigbench.attacks.registry import refiners
 from stigbench.attacks.postprocess import (
     BlurAttack,
     JpegAttack,
+    PerturbationAttack,
     RefinerSpec,
     ResampleAttack,
     refiner_display_name,
@@ -23,15 +24,23 @@ from test_perturbations import psnr, smooth_images
 
 FAKES = ArrayImageSet.from_float(smooth_images(4, seed=1))
 REALS = ArrayImageSet.from_float(smooth_images(3, seed=2))
-ATTACKS = {"blur": (BlurAttack, Blur(1.0)), "jpeg": (JpegAttack, Jpeg(75)), "resample": (ResampleAttack, Resize(0.5))}
+# Every registered post-processing attack (a PerturbationAttack), from the registry.
+ATTACKS = [n for n in refiners().list() if issubclass(refiners().get(n), PerturbationAttack)]
 
 
-@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_builtin_attacks_and_their_perturbations():
+    assert {"blur", "jpeg", "resample"} <= set(ATTACKS)
+    defaults = {"blur": Blur(1.0), "jpeg": Jpeg(75), "resample": Resize(0.5)}
+    assert {n: refiners().get(n)().perturbation() for n in defaults} == defaults
+    assert (refiners().get("blur"), refiners().get("jpeg"), refiners().get("resample")) == (BlurAttack, JpegAttack,
+                                                                                            ResampleAttack)
+
+
+@pytest.mark.parametrize("name", ATTACKS)
 def test_attack_contract(name: str, tmp_path):
-    cls, same_as = ATTACKS[name]
-    assert refiners().get(name) is cls
+    cls = refiners().get(name)
     meta = refiners().meta(name)
-    assert meta.kind == "training-free" and meta.paper
+    assert meta.kind == "training-free" and meta.paper and not meta.stochastic
     ref = cls(batch_size=3)
     with pytest.raises(RuntimeError, match="not fitted"):
         ref.refine(FAKES)
@@ -41,7 +50,7 @@ def test_attack_contract(name: str, tmp_path):
     value = psnr(torch.from_numpy(FAKES.to_array() / 255.0), torch.from_numpy(out.to_array() / 255.0))
     assert 20.0 < value < 60.0, value  # changes the images, yet keeps them close
     # the very operation of the perturbation with the default parameter (--perturb gives the same)
-    assert np.array_equal(out.to_array(), same_as.apply(FAKES).to_array())
+    assert np.array_equal(out.to_array(), cls().perturbation().apply(FAKES).to_array())
     ref.save(tmp_path / name)
     assert json.loads((tmp_path / name / "params.json").read_text())["params"] == ref.get_params()
     back = cls.load(tmp_path / name)

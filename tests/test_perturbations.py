@@ -69,17 +69,21 @@ def outer_rings(x: torch.Tensor) -> float:
 
 
 X = smooth_images(5)
-ALL = parse_perturbations("none,jpeg:*,blur:*,resize:*,noise:*,crop:*")
+# Every registered family over its whole grid (a parameter-free one as itself), from the registry.
+ALL = parse_perturbations(",".join(f"{n}:*" if PERTURBATIONS.meta(n).param else n for n in list_perturbations()))
 
 
 def test_registry_and_grids():
-    assert list_perturbations() == ["blur", "crop", "jpeg", "noise", "none", "resize"]
-    assert list_perturbations("n*") == ["noise", "none"]
+    assert {"blur", "crop", "jpeg", "noise", "none", "resize"} <= set(list_perturbations())
+    assert {"noise", "none"} <= set(list_perturbations("n*")) and all(n[0] == "n" for n in list_perturbations("n*"))
     rows = {r["name"]: r for r in describe_perturbations()}
     assert rows["jpeg"]["param"] == "quality" and rows["jpeg"]["grid"] == "95,90,75,50,30" and rows["none"]["grid"] == ""
-    assert [p.name for p in ALL] == ["none", "jpeg:95", "jpeg:90", "jpeg:75", "jpeg:50", "jpeg:30", "blur:1", "blur:2",
-                                     "blur:4", "resize:0.5", "resize:0.25", "noise:0.01", "noise:0.02", "noise:0.05",
-                                     "crop:0.9", "crop:0.8"]
+    assert [p.name for p in parse_perturbations("none,jpeg:*,blur:*,resize:*,noise:*,crop:*")] == [
+        "none", "jpeg:95", "jpeg:90", "jpeg:75", "jpeg:50", "jpeg:30", "blur:1", "blur:2", "blur:4", "resize:0.5",
+        "resize:0.25", "noise:0.01", "noise:0.02", "noise:0.05", "crop:0.9", "crop:0.8"]
+    assert len(ALL) == sum(len(PERTURBATIONS.meta(n).grid) or 1 for n in list_perturbations())
+    assert {n: PERTURBATIONS.meta(n).stochastic for n in ("none", "jpeg", "blur", "resize", "noise", "crop")} == {
+        "none": False, "jpeg": False, "blur": False, "resize": False, "noise": True, "crop": False}
 
 
 @pytest.mark.parametrize("p", ALL, ids=lambda p: p.name)
