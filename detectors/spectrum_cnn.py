@@ -42,9 +42,10 @@ def spectrum_cnn(image_size: int, num_outputs: int = 2) -> nn.Sequential:
                    description="STIG's small CNN on log-magnitude spectra (Adam 1e-3)")
 class SpectrumCNN(CNNDetector):
     def __init__(self, *, epochs: int = 20, batch_size: int = 32, optimizer: str = "adam", lr: float = 1e-3,
-                 lr_decay: float = 0.95, seed: int = 0, device: str = "auto", **train) -> None:
+                 lr_decay: float = 0.95, precision: str = "fp32", seed: int = 0, device: str = "auto",
+                 **train) -> None:
         super().__init__(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, lr_decay=lr_decay,
-                         seed=seed, device=device, **train)
+                         precision=precision, seed=seed, device=device, **train)
 
     def build_model(self, image_size: int) -> nn.Module:
         return spectrum_cnn(image_size, self.num_outputs)
@@ -57,7 +58,7 @@ class SpectrumCNN(CNNDetector):
                    description="the same CNN with the paper's recipe: SGD 2e-4, x0.95/epoch, 20 epochs")
 class SpectrumCNNPaper(SpectrumCNN):
     def __init__(self, *, epochs: int = 20, batch_size: int = 32, optimizer: str = "sgd", lr: float = 2e-4,
-                 lr_decay: float = 0.95, patience: int | None = None, seed: int = 0, device: str = "auto",
-                 **train) -> None:
+                 lr_decay: float = 0.95, patience: int | None = None, precision: str = "fp32", seed: int = 0,
+                 device: str = "auto", **train) -> None:
         super().__init__(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, lr_decay=lr_decay,
-                         patience=patience, seed=seed, device=device, **train)
+                         patience=patience, precision=precision, seed=seed, device=device, **train)

@@ -36,9 +36,9 @@ class ViTSpectrum(CNNDetector):
     def __init__(self, backbone: str = "vit_tiny_patch16_224", patch_size: int | None = None, depth: int | None = None,
                  pretrained: str = "none", weights: str | None = None, *, epochs: int = 20,
                  optimizer: str = "adamw", lr: float = 5e-4, weight_decay: float = 0.05, lr_decay: float = 0.9,
-                 seed: int = 0, device: str = "auto", **train) -> None:
+                 precision: str = "fp32", seed: int = 0, device: str = "auto", **train) -> None:
         super().__init__(epochs=epochs, optimizer=optimizer, lr=lr, weight_decay=weight_decay, lr_decay=lr_decay,
-                         seed=seed, device=device, **train)
+                         precision=precision, seed=seed, device=device, **train)
         self.backbone = backbone
         self.patch_size = patch_size
         self.depth = depth

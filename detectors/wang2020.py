@@ -90,8 +90,9 @@ def blur_jpeg(images: torch.Tensor, rng: np.random.Generator, p_blur: float = 0.
 class Wang2020(CNNDetector):
     def __init__(self, backbone: str = "efficientnet_lite0", pretrained: str = "auto", weights: str | None = None,
                  augment: bool = False, *, epochs: int = 10, lr: float = 1e-4, num_outputs: int = 1,
-                 seed: int = 0, device: str = "auto", **train) -> None:
-        super().__init__(epochs=epochs, lr=lr, num_outputs=num_outputs, seed=seed, device=device, **train)
+                 precision: str = "fp32", seed: int = 0, device: str = "auto", **train) -> None:
+        super().__init__(epochs=epochs, lr=lr, num_outputs=num_outputs, precision=precision, seed=seed, device=device,
+                         **train)
         self.backbone = backbone
         self.pretrained = pretrained
         self.weights = weights

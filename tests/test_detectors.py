@@ -23,14 +23,15 @@ from conftest import pink_noise, upsampled_noise
 from stigbench.detection.cnn import CNNDetector, load_matching, start_weights, timm_cached_file
 from stigbench.core.imageset import ArrayImageSet, labelled
 from stigbench.measures.metrics import auc
-from stigbench.detection.registry import DETECTORS, FAMILIES, detectors
+from stigbench.detection.registry import DETECTORS, FAMILIES, detectors, is_persistent, register_detector
 from stigbench.core.plugins import load_plugin_file
 from stigbench.core.registry import RegistryError
-from stigbench.pipeline.runner import construct
+from stigbench.pipeline.plan import construct
 
 TEMPLATE = Path(__file__).parent / "plugin_template" / "my_detector.py"
 load_plugin_file(TEMPLATE)
 NAMES = detectors().list()
+CNN_NAMES = [n for n in NAMES if issubclass(detectors().get(n), CNNDetector)]
 
 # Small settings that keep the whole file within a couple of minutes on two shared CPU cores.
 FAST: dict[str, dict] = {
@@ -147,6 +148,84 @@ def test_default_set_is_the_frequency_detectors_and_spectrum_cnn():
     builtin = {n for n in default if reg.get_entry(n).source.startswith("stigbench.detectors.")}
     assert builtin == {"durall", "durall-svm", "dzanic", "frank-dct", "peaks", "spectrum-cnn"}
     assert not {"wang2020", "vit-spectrum", "spectrum-cnn-paper", "my-bands"} & default
+
+
+def test_a_detector_name_registers_once():
+    with pytest.raises(RegistryError, match="'durall' is already registered"):
+        register_detector("durall", family="frequency", domain="spectrum", paper="none (test double)")(object)
+
+
+# -- persistence is optional: fit and score are the protocol ----------------------------------------
+class FitScoreOnly:
+    def fit(self, train_set, labels, val_set=None, val_labels=None):
+        return self
+
+    def score(self, image_set):
+        return np.full(len(image_set), 0.5)
+
+
+def test_a_fit_and_score_only_detector_registers_and_is_not_persistent():
+    try:
+        register_detector("fit-score-only", family="other", domain="other", paper="none (test double)")(FitScoreOnly)
+        assert detectors().get("fit-score-only") is FitScoreOnly
+        assert not is_persistent(FitScoreOnly) and not is_persistent(FitScoreOnly())
+    finally:
+        if "fit-score-only" in DETECTORS:
+            DETECTORS.remove("fit-score-only")
+
+
+def test_registration_still_requires_fit_and_score():
+    class FitOnly:
+        def fit(self, train_set, labels, val_set=None, val_labels=None):
+            return self
+
+    with pytest.raises(TypeError, match="missing score"):
+        register_detector("fit-only", family="other", domain="other", paper="none (test double)")(FitOnly)
+    assert "fit-only" not in DETECTORS
+
+
+def test_is_persistent_wants_load_on_the_class():
+    class InstanceLoad(FitScoreOnly):
+        def save(self, path):
+            pass
+
+        def load(self, path):  # needs an instance: cannot rebuild a detector from a folder
+            return self
+
+    class StaticLoad(InstanceLoad):
+        load = staticmethod(lambda path: StaticLoad())
+
+    class NoSave(FitScoreOnly):
+        @classmethod
+        def load(cls, path):
+            return cls()
+
+    assert not is_persistent(InstanceLoad) and is_persistent(StaticLoad) and not is_persistent(NoSave)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_registered_detector_is_persistent(name):
+    assert is_persistent(detectors().get(name))
+
+
+# -- precision of the CNN detectors ------------------------------------------------------------------
+@pytest.mark.parametrize("name", CNN_NAMES)
+def test_cnn_detectors_declare_and_check_precision(name):
+    cls = detectors().get(name)
+    assert cls().get_params()["precision"] == "fp32"  # saves without the key load as fp32
+    det = construct(cls, {}, precision="bf16")  # the runner passes it only where the signature declares it
+    assert det.precision == "bf16" and det.get_params()["precision"] == "bf16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        cls(precision="fp8")
+
+
+def test_a_cnn_trains_and_scores_in_bf16_on_the_cpu(data):
+    det = construct(detectors().get("spectrum-cnn"), {"epochs": 1}, seed=0, device="cpu", precision="bf16")
+    (x, y), (xv, yv) = data["train"], data["val"]
+    det.fit(x, y, xv, yv)
+    assert det.fit_info_["precision"] == "bf16"
+    scores = det.score(data["test"][0])
+    assert scores.dtype == np.float64 and np.isfinite(scores).all() and 0.0 <= scores.min() <= scores.max() <= 1.0
 
 
 # -- building blocks --------------------------------------------------------------------------------
@@ -369,7 +448,8 @@ def plugin_files(tmp_path):
 
 
 def test_a_broken_detector_is_reported_and_the_others_are_kept(tiny_dataset, plugin_files, tmp_path):
-    from stigbench.pipeline.runner import RunConfig, run_benchmark
+    from stigbench.pipeline.plan import RunConfig
+    from stigbench.pipeline.runner import run_benchmark
 
     repo = Path(__file__).resolve().parents[1]
     assert repo not in plugin_files["outside"].resolve().parents

@@ -66,6 +66,7 @@ class Detector(Protocol):
     ``fit(train_set, labels, val_set=None, val_labels=None)`` returns ``self``; the validation split
     may be used for early stopping or model selection, never for the final threshold-free scores.
     ``score(image_set)`` returns ``P(fake)`` as a ``float`` array ``(N,)`` in ``[0, 1]``.
+    Saving is optional (:class:`PersistentDetector`); a detector without it is simply not cached.
     """
 
     def fit(
@@ -78,11 +79,18 @@ class Detector(Protocol):
 
     def score(self, image_set: ImageSetLike) -> np.ndarray: ...
 
+
+@runtime_checkable
+class PersistentDetector(Detector, Protocol):
+    """A :class:`Detector` that can be saved: ``save(dir)`` writes the fitted state into a folder, the
+    class method ``load(dir)`` rebuilds the fitted detector."""
+
     def save(self, path: str | Path) -> None: ...
 
     @classmethod
-    def load(cls, path: str | Path) -> Detector: ...
+    def load(cls, path: str | Path) -> PersistentDetector: ...
 
 
 REFINER_METHODS = ("fit", "refine", "save", "load")
-DETECTOR_METHODS = ("fit", "score", "save", "load")
+DETECTOR_METHODS = ("fit", "score")
+DETECTOR_PERSISTENCE_METHODS = ("save", "load")

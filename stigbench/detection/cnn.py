@@ -12,7 +12,8 @@ loaded with ``weights_only=True``).
 Training hyper-parameters are constructor keyword arguments like any other (scikit-learn
 convention): a subclass lists its own and those whose default it changes, and passes the rest on
 through ``**train``; :meth:`CNNDetector.get_params` reports both, so a saved detector is rebuilt
-exactly.
+exactly. A subclass always lists ``seed``, ``device`` and ``precision``: the runner hands a run's
+settings only to constructors that declare them.
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ import torch
 from torch import nn
 
 from stigbench.core.contracts import ImageSetLike
-from stigbench.detection.base import _check_labels
-from stigbench.core.device import autocast, resolve_device, resolve_precision, torch_rng
+from stigbench.core.device import PRECISIONS, autocast, resolve_device, resolve_precision, torch_rng
 from stigbench.core.estimator import Estimator
 from stigbench.core.imageset import progress_bar, to_float
 from stigbench.core.io import read_json, write_json
+from stigbench.detection.base import _check_labels, check_choice
 from stigbench.measures.metrics import auc as auc_score
 
 MODEL_FILE = "model.pt"
@@ -72,6 +73,7 @@ class CNNDetector(Estimator):
                  lr_decay: float = 1.0, momentum: float = 0.9, weight_decay: float = 0.0,
                  patience: int | None = 5, monitor: str = "val_loss", num_outputs: int = 2,
                  precision: str = "fp32", seed: int = 0, device: str = "auto") -> None:
+        check_choice("precision", precision, PRECISIONS)
         self.epochs = epochs
         self.batch_size = batch_size
         self.optimizer = optimizer

@@ -2,16 +2,18 @@
 
 Built-in detectors are the modules of ``stigbench.detectors`` (the repository's ``detectors/``);
 third-party packages add theirs through the ``stigbench.detectors`` entry-point group, one-off files
-through ``--detector-plugin`` (:func:`stigbench.core.plugins.load_plugin_file`).
+through ``--detector-plugin`` (:func:`stigbench.core.plugins.load_plugin_file`). A detector needs
+``fit`` and ``score``; ``save``/``load`` are optional (:func:`is_persistent`).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from stigbench.core.contracts import DETECTOR_METHODS
+from stigbench.core.contracts import DETECTOR_METHODS, DETECTOR_PERSISTENCE_METHODS
 from stigbench.core.plugins import builtin_loader, package_modules
 from stigbench.core.registry import Registry
 
@@ -55,3 +57,16 @@ def detectors() -> Registry[Any]:
     """The detector registry with built-ins and entry-point plug-ins loaded."""
     _load_builtin()
     return DETECTORS
+
+
+def is_persistent(cls: Any) -> bool:
+    """True when detector class ``cls`` can be saved and rebuilt: a callable ``save`` and a ``load``
+    callable on the class itself (a class or static method), as in
+    :class:`~stigbench.core.contracts.PersistentDetector`. An instance is judged by its class."""
+    if not isinstance(cls, type):
+        cls = type(cls)
+    save, load = DETECTOR_PERSISTENCE_METHODS
+    if not callable(getattr(cls, save, None)) or not callable(getattr(cls, load, None)):
+        return False
+    raw = inspect.getattr_static(cls, load)
+    return isinstance(raw, (classmethod, staticmethod))

@@ -16,8 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from stigbench import register_detector
-from stigbench.detection.base import LogisticFeatureDetector
+from stigbench import LogisticFeatureDetector, register_detector
 from stigbench.measures.spectrum import log_magnitude, radial_profile
 
 PAPER = ("Chandrasegaran, Tran, Cheung, A Closer Look at Fourier Spectrum Discrepancies for CNN-generated "
