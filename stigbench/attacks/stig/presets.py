@@ -1,38 +1,37 @@
 """Named hyper-parameter sets of the STIG refiner (Lee, Jung, Seo, AAAI 2024, arXiv 2403.05093).
 
+A preset (:class:`StigPreset`) fixes every hyper-parameter: networks, losses, optimisation and
+checkpoint selection. :class:`~stigbench.attacks.stig.refiner.StigRefiner` takes one by name
+(``--set stig.preset=NAME``) and keyword overrides of each field (``--set stig.PARAM=VALUE``).
+
 * ``paper`` — the paper's setting: 256², UNet++ 5 levels width 64, batch 1, 10 epochs, Adam 8e-5
   (0.5, 0.999), loss weights of the official code, PatchNCE on encoder layer 0 with the effective
   weight 20 per term that the official code ends up using, seed 42, no identity start, per-image
   min-max spectrum normalisation, the sigmoid output, and the last refiner kept (no selection set).
-* ``cpu`` (default) — for 2 CPU cores and small images: UNet++ 3 levels width 16 (130 k parameters),
-  identity start, per-frequency real-set spectrum normalisation, batch 4, 13 epochs at lr 1e-3 (806
-  iterations on 245 training fakes), PatchNCE weight 1 on layers 0 and 1, content SSIM weight 5, D on
-  the rebuilt image's spectrum, the moving average of G's weights (decay 0.995) as the refiner, and
-  the refiner chosen on a held-out 15 % of the training images (:mod:`.selection`). Three departures
-  from the paper's losses, each because the paper's version made the attack add evidence on the
-  calibrated ``demo-gan`` / ``demo-diffusion`` data (measurements: ``benchmarks/RESULTS.md``,
-  ``bench_stig_families``):
+* ``cpu`` (default) — for 2 CPU cores and small images (~2-5 min at 64², bf16 where the CPU has it):
+  UNet++ 3 levels width 16, identity start, per-frequency real-set spectrum normalisation, batch 4,
+  13 epochs at lr 1e-3, PatchNCE weight 1 on layers 0 and 1, content SSIM weight 5, D on the rebuilt
+  image's spectrum, the moving average of G's weights (decay 0.995) as the refiner, and the refiner
+  chosen on a held-out 15 % of the training images (:mod:`.selection`). Its losses depart from the
+  paper's where the paper's version made the attack *add* evidence on the calibrated ``demo-gan`` /
+  ``demo-diffusion`` data:
 
-  - the linear profile discriminator D_s is off (``w_psd=0``): it learns a slope over the rings,
-    whose gradient does not shrink as G moves, and pushed the high frequencies past the reals'
-    (``dzanic`` AUC 1.00 -> 0.13, i.e. refined fakes *more* detectable the other way round);
-  - moment matching (``w_mean=100``, first and second moments, colour channels and luma) moves the
-    refined spectra onto the reals' and stops there (:class:`~.losses.MeanMatchingLoss`); matching
-    log-magnitudes alone left the *power* at the highest frequencies above the reals' (detectors read
-    powers of the grey image);
+  - no linear profile discriminator D_s (``w_psd=0``): it learns a slope over the rings, whose
+    gradient does not shrink as G moves, and pushed the high frequencies past the reals';
+  - moment matching instead (``w_mean=100``, ``match_moments=2``, ``match_luma=True``;
+    :class:`~.losses.MeanMatchingLoss`): the first and second moments of the refined spectra, per
+    colour channel and of the luma, are pulled onto the reals' and the push stops there (detectors
+    read powers, which matching mean log-magnitudes alone leaves too high at the highest frequencies);
   - an identity term on the reals' spectra (``w_spec_identity=10``): without it G raised every
-    image's high frequencies, so refined *reals* looked more real than reals (real-image oracle AUC
-    0.08-0.30); with it they stay at 0.5;
+    image's high frequencies, so refined *reals* looked more real than reals;
   - circular padding in G (``padding="circular"``): the centred spectrum is periodic, and with zero
-    padding G treated its border (the Nyquist row and column) as an edge and changed the bins next
-    to it where fakes and reals agreed.
-
-  ~2-5 min on 2 cores at 64² (bf16 where the CPU has it).
+    padding G treated its border (the Nyquist row and column) as an edge.
 * ``gpu`` — paper networks and losses with the ``cpu`` preset's identity start and normalisation,
-  batch 8, 10 epochs; not tuned (no GPU run yet).
+  PatchNCE on layers 0-2, batch 8, lr 2e-4, 10 epochs; not tuned (no GPU run yet).
 
-A preset fixes every hyper-parameter; :class:`~stigbench.attacks.stig.refiner.StigRefiner` takes
-keyword overrides of each.
+Measurements: ``benchmarks/RESULTS.md`` ("STIG ablation on demo-gan" for each departure,
+"bench_stig_families" for the preset over seeds, "STIG preset history" for the variants tried
+earlier); the README's "The STIG refiner" summarises them.
 """
 
 from __future__ import annotations
@@ -136,9 +135,8 @@ PRESETS: dict[str, StigPreset] = {
         select_fraction=0.0,  # the paper trains on every image and keeps the last refiner
         description="AAAI 2024 setting: 256², UNet++ 5x64, batch 1, 10 epochs, no identity start",
     ),
-    # Networks, lr and SSIM/PatchNCE weights tuned on demo (lr 1e-3: at 3e-4 G barely moves in 800
-    # iterations; PatchNCE 1 and content SSIM 5: the same evasion at a higher PSNR; D width 16); the loss
-    # terms that decide whether the attack adds evidence, on demo-gan/demo-diffusion (module docstring).
+    # lr 1e-3: at 3e-4 G barely moves in ~800 iterations. PatchNCE 1 and content SSIM 5: the same
+    # evasion at a higher PSNR. The loss terms: module docstring.
     "cpu": StigPreset(
         levels=3, width=16, d_width=16, identity_init=True, spectrum_norm="real-frequency",
         d_input="image", profile_scale="none", nce_layers=(0, 1), nce_patches=64, nce_dim=64, w_nce=1.0,
