@@ -18,8 +18,11 @@ from click.testing import CliRunner
 
 from stigbench.measures import metrics as M
 from stigbench.cli import main
-from stigbench.reporting.compare import compare_runs, find_runs, latex_table, run_settings
-from stigbench.reporting.run_report import OVER_CORRECTION, format_ci, quality_table, roc_data, summarize
+from stigbench.reporting.compare import compare_runs, find_runs, run_settings
+from stigbench.reporting.run_report import SPECTRA_FILE, load_spectra, write_run_report
+from stigbench.reporting.tables import (
+    OVER_CORRECTION, attack_table, format_ci, latex_table, quality_table, read_metrics, roc_data, summarize,
+)
 from stigbench.pipeline.runner import METRIC_COLUMNS, RunConfig, run_benchmark
 
 
@@ -157,11 +160,35 @@ def test_run_report_files(real_run):
     moves = pd.read_csv(real_run / "moves.csv", keep_default_na=False)
     assert list(moves[["refiner", "detector"]].itertuples(index=False, name=None)) == [("spectral-match", "durall")]
     assert "| move | note |" in md
+    assert not (real_run / "metrics.json").exists()  # metrics.csv is the one copy of the numbers
+    spectra = load_spectra(real_run)  # what the spectra figures are drawn from
+    assert list(spectra) == ["real", "fake", "refined:spectral-match"]
+    assert all(s.shape == (3, 32, 32) and s.dtype == np.float64 for s in spectra.values())
+
+
+def test_run_report_is_a_function_of_the_run_folder(real_run, tmp_path):
+    run = shutil.copytree(real_run, tmp_path / real_run.name)
+    derived = ["summary.csv", "summary.md", "moves.csv", "roc.csv", "attacks.csv", "radial_profiles.csv",
+               "roc.png", "score_hist.png", "examples.png", "spectra.png", "radial_profiles.png", "attacks.png"]
+    for name in derived:
+        (run / name).unlink()
+    write_run_report(run)
+    for name in derived:  # the same bytes as the runner's report
+        assert (run / name).read_bytes() == (real_run / name).read_bytes(), name
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert page.count("<img ") == 6
+
+
+def test_run_report_of_a_0_1_run_folder(tmp_path):
+    run = shutil.copytree(Path(__file__).parent / "fixtures" / "run-v0.1", tmp_path / "old")
+    assert (run / "metrics.json").is_file() and not (run / SPECTRA_FILE).exists()
+    summary = write_run_report(run)
+    assert set(summary.detector) == {"durall", "spectrum-cnn"}
+    assert (run / "report.html").is_file() and (run / "metrics.json").is_file()  # left as it was
+    assert not (run / "spectra.png").exists()  # no spectra.npz in 0.1: nothing to draw from
 
 
 def test_errors_are_shown_and_a_run_without_detections_still_reports(real_run, tmp_path):
-    from stigbench.reporting.run_report import read_metrics, rebuild_run_report
-
     run = tmp_path / "run"
     shutil.copytree(real_run, run)
     (run / "scores.csv").unlink()  # as when every detector failed
@@ -170,7 +197,7 @@ def test_errors_are_shown_and_a_run_without_detections_still_reports(real_run, t
     record = json.loads((run / "run.json").read_text())
     record["errors"] = {"detector:durall": "RuntimeError: boom"}
     (run / "run.json").write_text(json.dumps(record))
-    assert rebuild_run_report(run).empty
+    assert write_run_report(run).empty
     page = (run / "report.html").read_text(encoding="utf-8")
     assert "detector:durall: RuntimeError: boom" in page and 'class="box error"' in page
     assert "No detection results" in page and "no scores.csv" in page and "LFD" in page
@@ -193,10 +220,11 @@ def test_find_runs(runs_parent):
     assert find_runs(runs_parent / "toy" / "s0") == [runs_parent / "toy" / "s0"]
 
 
-def test_settings_ignore_seed_and_paths():
-    a = {"config": {"seed": 0, "out": "x", "progress": True, "spec_dirs": ["a"], "n_boot": 5,
-                    "detector_params": {"durall": {"c": 1}}}, "dataset_spec": {"spec_path": "/a", "size": 32}}
-    b = {"config": {"seed": 1, "out": "y", "progress": False, "spec_dirs": ["b"], "n_boot": 5,
+def test_settings_ignore_seed_paths_and_cache():
+    a = {"config": {"seed": 0, "out": "x", "progress": True, "spec_dirs": ["a"], "n_boot": 5, "cache": True,
+                    "cache_dir": "/c", "detector_params": {"durall": {"c": 1}}},
+         "dataset_spec": {"spec_path": "/a", "size": 32}}
+    b = {"config": {"seed": 1, "out": "y", "progress": False, "spec_dirs": ["b"], "n_boot": 5, "cache": False,
                     "detector_params": {"durall": {"c": 1}}}, "dataset_spec": {"spec_path": "/b", "size": 32}}
     assert run_settings(a) == run_settings(b) == {"n_boot": 5, "detector_params.durall.c": 1, "dataset_spec.size": 32,
                                                   "fit_refiners_on": "train"}  # older runs: the default
@@ -366,8 +394,6 @@ def test_comparison_in_browser(runs_parent, real_run, tmp_path):
 
 
 def test_attack_table_by_hand():
-    from stigbench.reporting.run_report import attack_table
-
     rows = []
     for refiner, cond, aucs, lfd in (("", "fake", (1.0, 0.9), 0.9), ("a", "refined", (0.6, 0.3), 0.4),
                                      ("b", "refined", (0.5, 0.55), 0.7)):
@@ -423,12 +449,10 @@ def test_read_selection(tmp_path):
 
 
 def test_selection_figure_only_for_refiners_that_log_it(real_run, tmp_path):
-    from stigbench.reporting.run_report import rebuild_run_report
-
     old = tmp_path / "old"
     shutil.copytree(real_run, old)
     write_refiner_folder(old / "refiners" / "stig-old", selection=False)  # an older STIG run: no columns
-    rebuild_run_report(old)
+    write_run_report(old)
     assert not (old / "selection.png").exists()
     page = (old / "report.html").read_text(encoding="utf-8")
     assert page.count("<img ") == 6 and 'id="selection"' not in page and "Checkpoint selection" not in page
@@ -436,7 +460,7 @@ def test_selection_figure_only_for_refiners_that_log_it(real_run, tmp_path):
     new = tmp_path / "new"
     shutil.copytree(real_run, new)
     write_refiner_folder(new / "refiners" / "stig")
-    rebuild_run_report(new)
+    write_run_report(new)
     assert (new / "selection.png").is_file()
     page = (new / "report.html").read_text(encoding="utf-8")
     assert page.count("<img ") == 7 and '<h2 id="selection">' in page

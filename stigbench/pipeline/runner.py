@@ -617,13 +617,12 @@ class _Run:
 
     def write(self, spectra: dict[str, torch.Tensor], prov: dict[str, Any], quality_info: dict[str, Any],
               t_start: float) -> RunResult:
-        from stigbench.reporting.run_report import spectra_plots, write_run_report
+        from stigbench.reporting.run_report import save_spectra, write_run_report
 
         metrics = pd.DataFrame(self.rows, columns=METRIC_COLUMNS)
         metrics.to_csv(self.run_dir / "metrics.csv", index=False)
         if self.score_frames:
             pd.concat(self.score_frames, ignore_index=True).to_csv(self.run_dir / "scores.csv", index=False)
-        spectra_plots(spectra, self.run_dir)
         record = {
             "provenance": prov,
             "dataset": {"name": self.spec.name, "synthetic": self.spec.synthetic, "size": self.dataset.size,
@@ -639,7 +638,8 @@ class _Run:
             "seconds": round(time.perf_counter() - t_start, 1),
         }
         write_json(self.run_dir / "run.json", record)
-        summary = write_run_report(self.run_dir, metrics, record)
+        save_spectra(self.run_dir, spectra)
+        summary = write_run_report(self.run_dir)
         return RunResult(run_dir=self.run_dir, metrics=metrics, summary=summary, errors=self.errors,
                          skipped=len(self.dataset.skipped), stage_hits=len(self.store.hits),
                          stage_misses=len(self.store.misses))

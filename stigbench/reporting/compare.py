@@ -2,8 +2,8 @@
 
 ``compare_runs(run_dirs, out_dir) -> ComparisonResult`` reads each run's ``metrics.csv`` (the source of
 truth), ``config.json`` and ``run.json`` and groups the runs by (dataset, settings). Settings are the
-saved configuration without what cannot change a result (``seed``, ``out``, ``progress``, and where
-specs or plug-ins were looked up), plus the resolved dataset spec and image size. Within a group the
+saved configuration without what cannot change a result and without the seed (both declared in
+:mod:`stigbench.core.settings`), plus the resolved dataset spec and image size. Within a group the
 runs differ only in seed: every metric becomes mean ± sample standard deviation (ddof = 1) over the
 seeds, with the number of runs n. The seed also draws the split, so that spread includes the variance
 of the split, not only of training. Runs of one dataset with different settings are never averaged together; they
@@ -15,6 +15,8 @@ Tables, in the shape of the STIG paper's:
 * quality: rows = fakes and each refined set, columns = dataset group × metric (LFD, FID, KID ...);
 * detection: rows = detectors, columns = dataset group × metric (AUC, accuracy) × condition (the
   unrefined fakes, then each refined set), so "before" and "after" sit side by side.
+
+They are built in :mod:`stigbench.reporting.tables`, the figures in :mod:`stigbench.reporting.plots`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,34 +32,35 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stigbench.reporting import html as H
-from stigbench.evaluation.evidence import AWAY, MOVES, PAST, TOWARD, move_counts
-from stigbench.evaluation.evidence import moves as detector_moves
 from stigbench.core.io import fresh_dir, read_json, write_text
-from stigbench.measures.metrics import METRICS
-from stigbench.reporting.run_report import (
-    DEFAULT_PERTURBATION,
-    DEFAULT_TRAINED_ON,
-    _colours,
-    _pyplot,
+from stigbench.core.settings import (
+    NON_RESULT_SETTINGS,
+    REPLICATE_SETTINGS,
+    result_settings,
+)
+from stigbench.evaluation.evidence import MOVES, move_counts
+from stigbench.evaluation.evidence import moves as detector_moves
+from stigbench.reporting import html as H
+from stigbench.reporting.plots import detection_plot, quality_plot
+from stigbench.reporting.tables import (
+    OVER_MARK,
+    comparison_detection_table,
+    comparison_move_table,
+    comparison_quality_table,
     condition_label,
-    format_ci,
+    flatten_columns,
+    latex_table,
     metric_description,
     metric_label,
+    metrics_glossary,
     ordered_metrics,
-    quality_decimals,
     read_metrics,
     to_markdown,
 )
 
-#: Config keys that cannot change a result: never a reason to keep runs apart.
-IGNORED_SETTINGS = frozenset({"seed", "out", "progress", "spec_dirs", "plugins"})
-#: Settings added after runs were first saved, with the value an older run (without the key) had.
-LEGACY_DEFAULTS = {"fit_refiners_on": "train"}
 #: Dataset-spec fields that only document the data.
 DOC_SPEC_KEYS = frozenset({"name", "description", "source", "licence", "spec_path"})
 ABSENT = "<absent>"
-OVER_MARK = "†"
 
 
 # -- loading -------------------------------------------------------------------------------------
@@ -88,7 +90,7 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def run_settings(config_json: dict[str, Any]) -> dict[str, Any]:
     """The flattened settings that define a run's result (``detector_params.durall.c``, ...)."""
-    cfg = {**LEGACY_DEFAULTS, **{k: v for k, v in config_json.get("config", {}).items() if k not in IGNORED_SETTINGS}}
+    cfg = result_settings(config_json.get("config", {}), replicates=False)  # seeds are aggregated over
     spec = {k: v for k, v in config_json.get("dataset_spec", {}).items() if k not in DOC_SPEC_KEYS}
     out = _flatten(cfg)
     out.update(_flatten(spec, "dataset_spec."))
@@ -238,23 +240,6 @@ def aggregate(runs: Sequence[RunInfo], labels: dict[int, str]) -> pd.DataFrame:
     return out[cols]
 
 
-def format_cell(mean: float, std: float, n: int, ci_low: float, ci_high: float, n_group: int,
-                quality: bool = False) -> str:
-    """``mean ± std`` over seeds (``(n=k)`` added when fewer runs than the group has); a single run:
-    ``value [ci_low, ci_high]``. Detection metrics get 3 decimals, quality metrics about 4
-    significant digits, the same decimals for the mean, its spread and its interval."""
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return ""
-    d = quality_decimals(mean) if quality else 3
-    if n > 1:
-        text = f"{mean:.{d}f} ± {std:.{d}f}"
-    else:
-        text = format_ci(mean, ci_low, ci_high, d)
-    if n < n_group:
-        text += f" (n={n})"
-    return text
-
-
 def move_summary(runs: Sequence[RunInfo], labels: dict[int, str]) -> pd.DataFrame:
     """Long form, one row per group × refiner × class of :data:`stigbench.evaluation.evidence.MOVES` (and
     ``evidence``): the number of detectors per run, as ``mean``, ``std`` (sample, ddof = 1; NaN for
@@ -272,278 +257,6 @@ def move_summary(runs: Sequence[RunInfo], labels: dict[int, str]) -> pd.DataFram
                                                      var_name="move", value_name="count")
     out = long.groupby(["group", "refiner", "move"], sort=False)["count"].agg(["mean", "std", "count"])
     return out.rename(columns={"count": "n"}).reset_index()[cols]
-
-
-def move_table(moves: pd.DataFrame) -> pd.DataFrame:
-    """One row per group × refiner, one column per class: ``mean ± std`` detectors over the group's
-    runs (a single run: its count); classes that never occur are left out (``toward``, ``away``,
-    ``past`` always shown)."""
-    if moves.empty:
-        return pd.DataFrame()
-    shown = [m for m in [*MOVES, "evidence"] if m in (TOWARD, AWAY, PAST) or (moves.loc[moves["move"] == m, "mean"] > 0).any()]
-    rows = []
-    for (group, refiner), g in moves.groupby(["group", "refiner"], sort=False):
-        g = g.set_index("move")
-        row = {"group": group, "refiner": refiner, "runs": int(g["n"].max())}
-        for m in shown:
-            mean, std, n = g.loc[m, "mean"], g.loc[m, "std"], int(g.loc[m, "n"])
-            row[m] = f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.0f}"
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _variant_columns(agg: pd.DataFrame) -> list[str]:
-    cols = ["detector"]
-    if (agg["trained_on"] != DEFAULT_TRAINED_ON).any():
-        cols.append("trained_on")
-    if (agg["perturbation"] != DEFAULT_PERTURBATION).any():
-        cols.append("perturbation")
-    return cols
-
-
-def _group_header(groups: pd.DataFrame) -> dict[str, str]:
-    return {g: f"{g} (n={n})" if n > 1 else g for g, n in zip(groups["group"], groups["n_runs"])}
-
-
-def _conditions(frame: pd.DataFrame) -> list[str]:
-    labels = list(dict.fromkeys(frame["condition_label"]))
-    return [c for c in labels if c == "fake"] + [c for c in labels if c != "fake"]
-
-
-def detection_table(agg: pd.DataFrame, groups: pd.DataFrame,
-                    metrics: Sequence[str] = ("auc", "acc")) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rows = detectors (and training set / perturbation where those vary); columns = (group,
-    metric, condition). Returns the formatted table and a same-shape frame of CSS classes
-    (``over`` where a refined set's mean AUC is below 0.5)."""
-    det = agg[(agg["detector"] != "") & agg["metric"].isin(metrics)]
-    if det.empty:
-        return pd.DataFrame(), pd.DataFrame()
-    keys = _variant_columns(det)
-    header = _group_header(groups)
-    n_runs = dict(zip(groups["group"], groups["n_runs"]))
-    rows = det[keys].drop_duplicates().reset_index(drop=True)
-    columns: list[tuple[str, str, str]] = [(k, "", "") for k in keys]
-    cells: dict[tuple[str, str, str], list[str]] = {}
-    classes: dict[tuple[str, str, str], list[str]] = {}
-    lookup = det.set_index([*keys, "group", "metric", "condition_label"])
-    for group in groups["group"]:
-        gdet = det[det["group"] == group]
-        for metric in [m for m in metrics if m in set(gdet["metric"])]:
-            for cond in _conditions(gdet[gdet["metric"] == metric]):
-                col = (header[group], metric_label(metric), cond)
-                columns.append(col)
-                cells[col], classes[col] = [], []
-                for row in rows.itertuples(index=False):
-                    key = (*row, group, metric, cond)
-                    if key not in lookup.index:
-                        cells[col].append("")
-                        classes[col].append("")
-                        continue
-                    rec = lookup.loc[key]
-                    rec = rec.iloc[0] if isinstance(rec, pd.DataFrame) else rec
-                    text = format_cell(rec["mean"], rec["std"], int(rec["n"]), rec["ci_low"], rec["ci_high"], n_runs[group])
-                    over = metric == "auc" and cond != "fake" and rec["mean"] < 0.5
-                    cells[col].append(text + (f" {OVER_MARK}" if over else ""))
-                    classes[col].append("over" if over else "")
-    table = pd.DataFrame({(k, "", ""): rows[k] for k in keys} | cells)
-    table.columns = pd.MultiIndex.from_tuples(columns)
-    css = pd.DataFrame({(k, "", ""): [""] * len(rows) for k in keys} | classes)
-    css.columns = pd.MultiIndex.from_tuples(columns)
-    return table, css
-
-
-def quality_table(agg: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
-    """Rows = the unrefined fakes and each refined set (per perturbation where those vary); columns
-    = (group, metric) for every detector-less metric (lower = closer to the reals)."""
-    q = agg[agg["detector"] == ""]
-    if q.empty:
-        return pd.DataFrame()
-    keys = ["perturbation", "condition_label"] if (q["perturbation"] != DEFAULT_PERTURBATION).any() else ["condition_label"]
-    header = _group_header(groups)
-    n_runs = dict(zip(groups["group"], groups["n_runs"]))
-    order = _conditions(q)
-    rows = q[keys].drop_duplicates()
-    rows = rows.iloc[np.argsort([order.index(c) for c in rows["condition_label"]], kind="stable")].reset_index(drop=True)
-    names = {"perturbation": "perturbation", "condition_label": "condition"}
-    columns: list[tuple[str, str]] = [(names[k], "") for k in keys]
-    cells: dict[tuple[str, str], list[str]] = {}
-    lookup = q.set_index([*keys, "group", "metric"])
-    for group in groups["group"]:
-        gq = q[q["group"] == group]
-        for metric in ordered_metrics(gq["metric"]):
-            col = (header[group], metric_label(metric))
-            columns.append(col)
-            cells[col] = []
-            for row in rows.itertuples(index=False):
-                key = (*row, group, metric)
-                if key not in lookup.index:
-                    cells[col].append("")
-                    continue
-                rec = lookup.loc[key]
-                rec = rec.iloc[0] if isinstance(rec, pd.DataFrame) else rec
-                cells[col].append(format_cell(rec["mean"], rec["std"], int(rec["n"]), rec["ci_low"], rec["ci_high"],
-                                              n_runs[group], quality=True))
-    table = pd.DataFrame({(names[k], ""): rows[k] for k in keys} | cells)
-    table.columns = pd.MultiIndex.from_tuples(columns)
-    return table
-
-
-# -- writers -------------------------------------------------------------------------------------
-def flatten_columns(df: pd.DataFrame, sep: str = " · ") -> pd.DataFrame:
-    """MultiIndex columns -> ``"demo · AUC · fake"`` (for Markdown and CSV)."""
-    out = df.copy()
-    if isinstance(out.columns, pd.MultiIndex):
-        out.columns = [sep.join(str(p) for p in col if str(p)) for col in out.columns]
-    return out
-
-
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "†": r"$^\dagger$",
-        "Δ": r"$\Delta$", "−": "$-$", "…": r"\ldots{}", "<": r"\textless{}", ">": r"\textgreater{}"}
-
-
-def tex_escape(text: Any) -> str:
-    return "".join(_TEX.get(ch, ch) for ch in str(text))
-
-
-def latex_table(df: pd.DataFrame, caption: str = "", label: str = "", note: str = "") -> str:
-    """A booktabs ``tabular`` (needs ``\\usepackage{booktabs}``); upper MultiIndex levels become
-    ``\\multicolumn`` headers with ``\\cmidrule``s. No pandas Styler/jinja2 needed."""
-    tuples = [c if isinstance(c, tuple) else (c,) for c in df.columns]
-    levels = len(tuples[0]) if tuples else 1
-    is_key = [all(str(p) == "" for p in t[1:]) and not _numeric_column(df.iloc[:, j]) for j, t in enumerate(tuples)]
-    align = "".join("l" if k else "r" for k in is_key)
-    lines = ["% generated by stigbench; needs \\usepackage{booktabs}", r"\begin{table}[t]", r"\centering",
-             r"\small", rf"\begin{{tabular}}{{{align}}}", r"\toprule"]
-    for level in range(levels):
-        cells, rules, j = [], [], 0
-        while j < len(tuples):
-            if is_key[j]:
-                cells.append(tex_escape(tuples[j][0]) if level == levels - 1 else "")
-                j += 1
-                continue
-            k = j
-            while (k + 1 < len(tuples) and not is_key[k + 1]
-                   and tuples[k + 1][: level + 1] == tuples[j][: level + 1]):
-                k += 1
-            text = tex_escape(tuples[j][level])
-            if k > j:
-                cells.append(rf"\multicolumn{{{k - j + 1}}}{{c}}{{{text}}}")
-                if level < levels - 1:
-                    rules.append(rf"\cmidrule(lr){{{j + 1}-{k + 1}}}")
-            else:
-                cells.append(text)
-            j = k + 1
-        lines.append(" & ".join(cells) + r" \\")
-        if rules:
-            lines.append(" ".join(rules))
-    lines.append(r"\midrule")
-    for row in df.itertuples(index=False):
-        lines.append(" & ".join(tex_escape("" if pd.isna(v) else v) for v in row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    if caption:
-        lines.append(rf"\caption{{{tex_escape(caption)}{(' ' + tex_escape(note)) if note else ''}}}")
-    if label:
-        lines.append(rf"\label{{{label}}}")
-    lines.append(r"\end{table}")
-    return "\n".join(lines) + "\n"
-
-
-def _numeric_column(col: pd.Series) -> bool:
-    from stigbench.reporting.run_report import looks_numeric
-
-    texts = [str(v) for v in col if str(v)]
-    return bool(texts) and all(looks_numeric(t) for t in texts)
-
-
-# -- plots ---------------------------------------------------------------------------------------
-def detection_plot(agg: pd.DataFrame, groups: pd.DataFrame, path: Path, metrics: Sequence[str] = ("auc", "acc")) -> bool:
-    """Points per detector and condition, one panel per (metric, group); error bars: the spread
-    over seeds (± 1 std) or, for one run, its bootstrap interval. False when nothing to plot."""
-    import seaborn as sns
-
-    det = agg[(agg["detector"] != "") & agg["metric"].isin(metrics)]
-    if det.empty:
-        return False
-    plt = _pyplot()
-    metrics = [m for m in metrics if m in set(det["metric"])]
-    keys = _variant_columns(det)
-    glabels = list(groups["group"])
-    header = _group_header(groups)
-    conds = _conditions(det)
-    colours = _colours(conds)
-    variants = det[keys].drop_duplicates().apply(lambda r: " / ".join(map(str, r)), axis=1).tolist()
-    width = max(3.6, 1.0 + 0.9 * len(variants))
-    with sns.axes_style("whitegrid"):
-        fig, axes = plt.subplots(len(metrics), len(glabels), figsize=(width * len(glabels), 3.4 * len(metrics)),
-                                 squeeze=False, sharey="row")
-        det = det.assign(variant=det[keys].astype(str).agg(" / ".join, axis=1))
-        for r, metric in enumerate(metrics):
-            for c, group in enumerate(glabels):
-                ax = axes[r, c]
-                sub = det[(det["group"] == group) & (det["metric"] == metric)]
-                offs = np.linspace(-0.25, 0.25, len(conds)) if len(conds) > 1 else np.zeros(1)
-                for k, cond in enumerate(conds):
-                    s = sub[sub["condition_label"] == cond]
-                    if s.empty:
-                        continue
-                    x = np.array([variants.index(v) for v in s["variant"]]) + offs[k]
-                    y = s["mean"].to_numpy(float)
-                    spread = np.where(s["n"] > 1, s["std"], np.nan)
-                    lo = np.where(np.isfinite(spread), spread, y - s["ci_low"].to_numpy(float))
-                    hi = np.where(np.isfinite(spread), spread, s["ci_high"].to_numpy(float) - y)
-                    yerr = np.nan_to_num(np.vstack([lo, hi]), nan=0.0).clip(min=0)
-                    ax.errorbar(x, y, yerr=yerr, fmt="o", ms=6, capsize=4, color=colours[cond],
-                                label=cond if (r == 0 and c == 0) else None)
-                if metric in ("auc", "acc"):
-                    ax.axhline(0.5, color="0.5", ls="--", lw=1)
-                ax.set_xticks(range(len(variants)), variants, rotation=20 if len(variants) > 3 else 0, ha="right"
-                              if len(variants) > 3 else "center")
-                ax.set_xlim(-0.6, len(variants) - 0.4)
-                ax.set_ylim(min(0.0, float(sub["mean"].min()) - 0.05) if len(sub) else 0, 1.05)
-                ax.set_title(f"{header[group]}: {metric_label(metric)}", fontsize=10)
-                if c == 0:
-                    ax.set_ylabel(metric_label(metric))
-        fig.legend(loc="upper center", ncol=max(1, len(conds)), fontsize=9, frameon=False)
-        fig.tight_layout(rect=(0, 0, 1, 0.93 if len(metrics) > 1 else 0.88))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
-
-
-def quality_plot(agg: pd.DataFrame, groups: pd.DataFrame, path: Path) -> bool:
-    """Bars per dataset group and condition, one panel per quality metric (its own scale); error
-    bars ± 1 std over seeds."""
-    import seaborn as sns
-
-    q = agg[agg["detector"] == ""]
-    if q.empty:
-        return False
-    plt = _pyplot()
-    names = ordered_metrics(q["metric"])
-    conds = _conditions(q)
-    colours = _colours(conds)
-    glabels = list(groups["group"])
-    header = _group_header(groups)
-    with sns.axes_style("whitegrid"):
-        fig, axes = plt.subplots(1, len(names), figsize=(max(4.0, 1.2 + 1.3 * len(glabels)) * len(names), 3.8),
-                                 squeeze=False)
-        bw = 0.8 / max(1, len(conds))
-        for ax, metric in zip(axes[0], names):
-            sub = q[(q["metric"] == metric) & (q["perturbation"] == DEFAULT_PERTURBATION)]
-            for k, cond in enumerate(conds):
-                s = sub[sub["condition_label"] == cond].set_index("group").reindex(glabels)
-                x = np.arange(len(glabels)) - 0.4 + bw * (k + 0.5)
-                err = np.where(s["n"].fillna(0) > 1, s["std"], 0.0)
-                ax.bar(x, s["mean"], width=bw, yerr=np.nan_to_num(err), capsize=3, color=colours[cond],
-                       label=cond if metric == names[0] else None)
-            ax.set_xticks(range(len(glabels)), [header[g] for g in glabels], rotation=15 if len(glabels) > 2 else 0)
-            ax.set_title(f"{metric_label(metric)} (lower = closer to the reals)", fontsize=10)
-        fig.legend(loc="upper center", ncol=max(1, len(conds)), fontsize=9, frameon=False)
-        fig.tight_layout(rect=(0, 0, 1, 0.88))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
 
 
 # -- the comparison ------------------------------------------------------------------------------
@@ -604,10 +317,10 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     runs = sorted((load_run(p) for p in paths), key=lambda r: (r.dataset, str(r.seed), str(r.path)))
     labels, groups, warnings = group_runs(runs)
     agg = aggregate(runs, labels)
-    detection, detection_css = detection_table(agg, groups, detection_metrics)
-    quality = quality_table(agg, groups)
+    detection, detection_css = comparison_detection_table(agg, groups, detection_metrics)
+    quality = comparison_quality_table(agg, groups)
     moves = move_summary(runs, labels)
-    moves_shown = move_table(moves)
+    moves_shown = comparison_move_table(moves)
     runs_df = _runs_frame(runs, labels)
 
     if out_dir is None:
@@ -695,22 +408,19 @@ def _comparison_html(runs_df: pd.DataFrame, groups: pd.DataFrame, detection: pd.
         parts.append(H.figure(out / "quality.png", "quality metrics",
                               f"Error bars: ± 1 standard deviation over seeds. {SEED_NOTE}"))
     parts.append('<h2 id="groups">Groups</h2><p class="note">Runs of a dataset with identical settings (all but the '
-                 f"seed and paths: ignored keys {', '.join(sorted(IGNORED_SETTINGS))}) form one group.</p>")
+                 f"seed and paths: ignored keys {', '.join(sorted(NON_RESULT_SETTINGS | REPLICATE_SETTINGS))}) form one group.</p>")
     parts.append(H.table(groups, numeric=["n_runs"], nowrap=["group", "settings_hash"]))
     parts.append('<h2 id="runs">Runs</h2>')
     parts.append(H.table(runs_df, numeric=["seed", "seconds"], nowrap=["group", "date"]))
     used = ordered_metrics(agg["metric"])
     parts.append("<h3>Metrics</h3>")
-    parts.append(H.table(pd.DataFrame({"metric": [metric_label(n) for n in used],
-                                       "better": ["higher" if METRICS.get(n) and METRICS[n].higher_is_better
-                                                  else "lower" for n in used],
-                                       "meaning": [metric_description(n) for n in used]})))
+    parts.append(H.table(metrics_glossary(used)))
     n_runs = int(groups["n_runs"].sum()) if len(groups) else 0
     return H.page(f"stigbench comparison: {n_runs} run(s), {len(groups)} group(s)", "\n".join(parts),
                   subtitle=f"{out.name} — files: aggregate.csv (all numbers), detection/quality .csv/.tex, comparison.md")
 
 
 __all__ = [
-    "ComparisonResult", "RunInfo", "aggregate", "compare_runs", "detection_table", "expand_run_dirs", "find_runs",
-    "format_cell", "group_runs", "latex_table", "load_run", "quality_table", "run_settings", "settings_hash",
+    "ComparisonResult", "RunInfo", "aggregate", "compare_runs", "expand_run_dirs", "find_runs", "group_runs",
+    "load_run", "move_summary", "run_settings", "settings_hash",
 ]

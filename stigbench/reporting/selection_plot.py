@@ -18,6 +18,8 @@ from typing import Any
 import pandas as pd
 
 from stigbench.attacks.stig.selection import COLUMNS as SELECT_COLUMNS
+from stigbench.reporting.plots import pyplot, save
+
 LABELS = {"select_lfd": "LFD of refined selection fakes to selection reals",
           "select_profile": "radial-profile RMS difference to selection reals"}
 
@@ -94,12 +96,7 @@ def selection_plot(curves: list[SelectionCurve], path: str | Path) -> bool:
     False when there is nothing to plot."""
     if not curves:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(curves), len(SELECT_COLUMNS), figsize=(5.2 * len(SELECT_COLUMNS), 3.2 * len(curves)),
+    fig, axes = pyplot().subplots(len(curves), len(SELECT_COLUMNS), figsize=(5.2 * len(SELECT_COLUMNS), 3.2 * len(curves)),
                              squeeze=False)
     for row, c in zip(axes, curves):
         kept = c.kept_iteration
@@ -117,8 +114,7 @@ def selection_plot(curves: list[SelectionCurve], path: str | Path) -> bool:
             ax.title.set_fontsize(9)
             ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(fig, Path(path))
     return True
 
 

@@ -1,0 +1,573 @@
+"""The tables of the reports, built from what a run wrote: one layer shared by the run report
+(:mod:`stigbench.reporting.run_report`) and the comparison across runs (:mod:`stigbench.reporting.compare`).
+
+* per run, from a ``metrics.csv`` frame: the detection table (:func:`summarize`), the quality table
+  (:func:`quality_table`), the attack table and the ROC points; :func:`display_summary` /
+  :func:`display_quality` format them for reading;
+* across runs, from the comparison's aggregate: :func:`comparison_detection_table`,
+  :func:`comparison_quality_table`, :func:`comparison_move_table`;
+* metric names, order and number formats, and the Markdown and LaTeX renderers.
+
+Everything here is pure: frames in, frames or text out.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stigbench.evaluation.evidence import (
+    AWAY,
+    DETECTOR_AT_CHANCE,
+    EVIDENCE,
+    MOVES,
+    PAST,
+    TOWARD,
+    move_columns,
+)
+from stigbench.measures.metrics import METRICS, roc_curve
+
+OVER_CORRECTION = "over-correction"
+#: Marks an over-corrected cell in the comparison tables.
+OVER_MARK = "†"
+#: Values of the grouping columns that mean "the standard setting" (not shown when nothing else occurs).
+DEFAULT_TRAINED_ON = "fake"
+DEFAULT_PERTURBATION = "none"
+STRING_COLUMNS = ("dataset", "refiner", "detector", "trained_on", "condition", "perturbation", "metric")
+
+LABELS = {
+    "auc": "AUC", "ap": "AP", "acc": "Acc", "acc_real": "Acc real", "acc_fake": "Acc fake", "eer": "EER",
+    "tpr_at_fpr05": "TPR@5%FPR", "lfd": "LFD", "fid": "FID", "kid": "KID", "fid_spectrum": "FID spectrum",
+    "kid_spectrum": "KID spectrum", "fd_random": "FD random", "kid_random": "KID random",
+    "fd_random_spectrum": "FD random spectrum", "kid_random_spectrum": "KID random spectrum",
+    "delta_auc": "ΔAUC", "delta_acc": "ΔAcc", "psnr": "PSNR vs fake (dB)", "ssim": "SSIM vs fake",
+}
+
+
+def metric_label(name: str) -> str:
+    """Display name of a metric (``tpr_at_fpr05`` -> ``TPR@5%FPR``); unknown names pass through."""
+    return LABELS.get(name, name)
+
+
+def metric_description(name: str) -> str:
+    """One sentence on what a metric measures (the tooltip of its column)."""
+    if name in METRICS:
+        return METRICS[name].description
+    if name.startswith("delta_"):
+        return f"{metric_label(name[6:])} minus its value on the unrefined fakes"
+    return "quality metric: distance of this set to the real images (lower = closer)"
+
+
+def metrics_glossary(names: Iterable[str]) -> pd.DataFrame:
+    """``metric``, ``better`` (higher/lower) and ``meaning`` of each metric in ``names``, in order."""
+    names = list(names)
+    return pd.DataFrame({"metric": [metric_label(n) for n in names],
+                         "better": ["higher" if METRICS.get(n) and METRICS[n].higher_is_better else "lower"
+                                    for n in names],
+                         "meaning": [metric_description(n) for n in names]})
+
+
+def condition_label(condition: str, refiner: str) -> str:
+    """``fake`` or ``refined:<refiner>``: one label per scored set."""
+    return condition if not refiner else f"{condition}:{refiner}"
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def format_value(value: Any, digits: int = 3) -> str:
+    """A float with ``digits`` decimals, anything else as text; missing -> ``""``."""
+    if _is_missing(value):
+        return ""
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return f"{v:.{digits}f}"
+    return str(value)
+
+
+def quality_decimals(value: float) -> int:
+    """Decimals for about four significant digits (LFD near 1, FID in the tens, KID in the thousandths)."""
+    if value is None or not np.isfinite(value) or value == 0:
+        return 4
+    return int(np.clip(3 - math.floor(math.log10(abs(value))), 0, 6))
+
+
+def format_ci(value: Any, low: Any = None, high: Any = None, digits: int = 3) -> str:
+    """``0.934 [0.881, 0.972]``; just the value when the interval is missing."""
+    text = format_value(value, digits)
+    if text and not _is_missing(low) and not _is_missing(high):
+        text += f" [{format_value(low, digits)}, {format_value(high, digits)}]"
+    return text
+
+
+def format_delta(value: Any, digits: int = 3) -> str:
+    """A signed difference with a true minus sign (``+0.012``, ``−0.300``); missing -> ``""``."""
+    if _is_missing(value):
+        return ""
+    v = float(value)
+    if abs(v) < 0.5 * 10 ** -digits:
+        v = 0.0  # no "-0.000"
+    return f"{v:+.{digits}f}".replace("-", "−")
+
+
+def format_cell(mean: float, std: float, n: int, ci_low: float, ci_high: float, n_group: int,
+                quality: bool = False) -> str:
+    """``mean ± std`` over seeds (``(n=k)`` added when fewer runs than the group has); a single run:
+    ``value [ci_low, ci_high]``. Detection metrics get 3 decimals, quality metrics about 4
+    significant digits, the same decimals for the mean, its spread and its interval."""
+    if _is_missing(mean):
+        return ""
+    d = quality_decimals(mean) if quality else 3
+    if n > 1:
+        text = f"{mean:.{d}f} ± {std:.{d}f}"
+    else:
+        text = format_ci(mean, ci_low, ci_high, d)
+    if n < n_group:
+        text += f" (n={n})"
+    return text
+
+
+def clean_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
+    """A copy with the text columns as plain strings (missing -> ``""``; a missing perturbation or
+    training set -> the default), as it comes back from ``pd.read_csv`` or straight from the runner."""
+    m = metrics.copy()
+    for col in STRING_COLUMNS:
+        if col not in m:
+            m[col] = ""
+        m[col] = m[col].astype(object).where(m[col].notna(), "").astype(str)
+    m.loc[m["perturbation"] == "", "perturbation"] = DEFAULT_PERTURBATION
+    has_det = m["detector"] != ""
+    m.loc[has_det & (m["trained_on"] == ""), "trained_on"] = DEFAULT_TRAINED_ON
+    for col in ("value", "ci_low", "ci_high"):
+        if col not in m:
+            m[col] = np.nan
+        m[col] = pd.to_numeric(m[col], errors="coerce").astype(float)
+    return m
+
+
+def ordered_metrics(names: Iterable[str], family: str | None = None) -> list[str]:
+    """Known metrics in :data:`METRICS` order, then the others in order of appearance."""
+    names = list(dict.fromkeys(names))
+    known = [n for n in METRICS if n in names and (family is None or METRICS[n].family == family)]
+    return known + [n for n in names if n not in METRICS]
+
+
+def read_metrics(path: Path) -> pd.DataFrame:
+    """A ``metrics.csv`` with empty text cells as ``""`` and numbers as floats."""
+    return clean_metrics(pd.read_csv(path, keep_default_na=False))  # numbers are coerced there
+
+
+def variant_columns(frame: pd.DataFrame) -> list[str]:
+    """``detector``, then ``trained_on`` and ``perturbation`` where something other than the default
+    occurs: the columns that name a detector variant in a table."""
+    return ["detector"] + [c for c, default in (("trained_on", DEFAULT_TRAINED_ON), ("perturbation", DEFAULT_PERTURBATION))
+                           if (frame[c] != default).any()]
+
+
+def perturbed(frame: pd.DataFrame) -> bool:
+    """Whether ``frame`` holds results under a test-time perturbation (then tables show the column)."""
+    return bool((frame["perturbation"] != DEFAULT_PERTURBATION).any())
+
+
+def group_header(groups: pd.DataFrame) -> dict[str, str]:
+    """Group label -> column header (``toy (n=2)`` for a group of several runs)."""
+    return {g: f"{g} (n={n})" if n > 1 else g for g, n in zip(groups["group"], groups["n_runs"])}
+
+
+def condition_order(frame: pd.DataFrame) -> list[str]:
+    """The ``condition_label`` values of ``frame``: the unrefined fakes first, then in order of appearance."""
+    labels = list(dict.fromkeys(frame["condition_label"]))
+    return [c for c in labels if c == "fake"] + [c for c in labels if c != "fake"]
+
+
+def _wide(rows: pd.DataFrame, keys: list[str], metric_names: list[str]) -> pd.DataFrame:
+    """One row per ``keys`` (order of first appearance), columns ``<metric>`` then
+    ``<metric>_ci_low``/``_ci_high`` at the end."""
+    agg = rows.groupby(keys + ["metric"], sort=False)[["value", "ci_low", "ci_high"]].mean()
+    order = rows[keys].drop_duplicates()
+    out = order.reset_index(drop=True)
+    idx = pd.MultiIndex.from_frame(order) if len(keys) > 1 else pd.Index(order[keys[0]])
+    for part, suffix in (("value", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high")):
+        table = agg[part].unstack("metric")
+        for name in metric_names:
+            col = table[name] if name in table else pd.Series(np.nan, index=table.index)
+            out[name + suffix] = col.reindex(idx).to_numpy(dtype=float)
+    return out
+
+
+def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per (detector, trained_on, perturbation, condition): the detection metrics side by side,
+    ΔAUC and ΔAcc against the unrefined fakes of the same detector/training/perturbation, and a note
+    where refinement drove the AUC below 0.5. Confidence bounds follow as ``<metric>_ci_low/high``.
+
+    An attack succeeds by bringing AUC to 0.5 (chance); below 0.5 a detector with its sign flipped
+    would catch the refined images, so that is flagged as over-correction, not counted as success.
+    ``move`` says, from the AUC intervals, whether refinement moved the detector toward, away from or
+    past chance; ``note`` adds ``attack adds evidence`` and ``detector at chance`` (a detector whose
+    fake-AUC interval contains 0.5 gets no over-correction or evidence flag); see
+    :mod:`stigbench.evaluation.evidence`.
+    """
+    m = clean_metrics(metrics)
+    det = m[m["detector"] != ""].copy()
+    keys = ["detector", "trained_on", "perturbation", "condition"]
+    if det.empty:
+        return pd.DataFrame(columns=[*keys, "auc", "delta_auc", "delta_acc", "move", "note"])
+    det["condition"] = [condition_label(c, r) for c, r in zip(det["condition"], det["refiner"])]
+    names = ordered_metrics(det["metric"])
+    table = _wide(det, keys, names)
+    group = ["detector", "trained_on", "perturbation"]
+    for name in ("auc", "acc"):
+        if name not in table:
+            table[name] = np.nan
+        base = table[table["condition"] == "fake"].set_index(group)[name]
+        ref = pd.MultiIndex.from_frame(table[group])
+        table[f"delta_{name}"] = table[name].to_numpy() - base.reindex(ref).to_numpy()
+    table["move"], table["note"] = _flags(table, group)
+    # Keep each detector's rows together (variants may be appended later in metrics.csv), the
+    # standard training set and no perturbation first, the unrefined fakes first within each.
+    def first(values: list[Any]) -> np.ndarray:  # rank by first appearance
+        rank = {v: i for i, v in enumerate(dict.fromkeys(values))}
+        return np.array([rank[v] for v in values])
+
+    variant = list(zip(table["trained_on"], table["perturbation"]))
+    v_rank = np.where([v == (DEFAULT_TRAINED_ON, DEFAULT_PERTURBATION) for v in variant], -1, first(variant))
+    c_rank = (table["condition"] != "fake").to_numpy(int)
+    table = table.iloc[np.lexsort((c_rank, v_rank, first(list(table["detector"]))))].reset_index(drop=True)
+    ci_cols = [c for c in table.columns if c.endswith(("_ci_low", "_ci_high"))]
+    names = [n for n in names if n in table] + (["auc"] if "auc" not in names else [])
+    return table[[*keys, *names, "delta_auc", "delta_acc", "move", "note", *ci_cols]]
+
+
+def _flags(table: pd.DataFrame, group: list[str]) -> tuple[list[str], list[str]]:
+    """Per row of the wide table: the move against chance (refined rows with a fake baseline) and the
+    notes (``; ``-joined): evidence, over-correction, detector at chance (see :mod:`stigbench.evaluation.evidence`)."""
+    def col(name: str) -> np.ndarray:
+        return table[name].to_numpy(float) if name in table else np.full(len(table), np.nan)
+
+    base = table[table["condition"] == "fake"].set_index(group)
+    ref = pd.MultiIndex.from_frame(table[group])
+    frame = pd.DataFrame({"auc": col("auc"), "auc_ci_low": col("auc_ci_low"), "auc_ci_high": col("auc_ci_high")})
+    for name, source in (("fake_auc", "auc"), ("fake_ci_low", "auc_ci_low"), ("fake_ci_high", "auc_ci_high")):
+        frame[name] = base[source].reindex(ref).to_numpy(float) if source in base else np.nan
+    flags = move_columns(frame)
+    move, notes = [], []
+    for i, condition in enumerate(table["condition"]):
+        refined, chance = condition != "fake", bool(flags["fake_at_chance"].iat[i])
+        note = [EVIDENCE] if refined and flags["evidence"].iat[i] else []
+        if refined and not chance and frame["auc"].iat[i] < 0.5:
+            note.append(OVER_CORRECTION)
+        if chance:
+            note.append(DETECTOR_AT_CHANCE)
+        notes.append("; ".join(note))
+        move.append(flags["move"].iat[i] if refined and np.isfinite(frame["fake_auc"].iat[i]) else "")
+    return move, notes
+
+
+def quality_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Every metric without a detector (LFD, FID, KID, ...): one row per (perturbation, condition),
+    one column per metric (lower = closer to the reals), bounds as ``<metric>_ci_low/high``."""
+    m = clean_metrics(metrics)
+    q = m[m["detector"] == ""].copy()
+    if q.empty:
+        return pd.DataFrame(columns=["perturbation", "condition"])
+    q["condition"] = [condition_label(c, r) for c, r in zip(q["condition"], q["refiner"])]
+    names = ordered_metrics(q["metric"])
+    return _wide(q, ["perturbation", "condition"], names)
+
+
+def _value_columns(table: pd.DataFrame, skip: Sequence[str]) -> list[str]:
+    return [c for c in table.columns if c not in skip and not c.endswith(("_ci_low", "_ci_high"))]
+
+
+def display_summary(summary: pd.DataFrame, digits: int = 3) -> tuple[pd.DataFrame, list[str]]:
+    """The detection table for reading: values as ``v [lo, hi]``, Δs signed, the training-set and
+    perturbation columns only where something other than the default occurs; plus a CSS class per
+    row (``base`` for the unrefined fakes, ``over`` for over-correction, ``evidence`` where the attack
+    added evidence)."""
+    keys = ["detector", "trained_on", "perturbation", "condition"]
+    out = summary[[*variant_columns(summary), "condition"]].copy()
+    for name in _value_columns(summary, [*keys, "move", "note"]):
+        if name.startswith("delta_"):
+            out[metric_label(name)] = [format_delta(v, digits) for v in summary[name]]
+        else:
+            lo = summary.get(f"{name}_ci_low", pd.Series(np.nan, index=summary.index))
+            hi = summary.get(f"{name}_ci_high", pd.Series(np.nan, index=summary.index))
+            out[metric_label(name)] = [format_ci(v, a, b, digits) for v, a, b in zip(summary[name], lo, hi)]
+    if "move" in summary:
+        out["move"] = summary["move"].to_numpy()
+    out["note"] = summary["note"].to_numpy()
+    classes = ["over" if OVER_CORRECTION in n else "evidence" if EVIDENCE in n else ("base" if c == "fake" else "")
+               for n, c in zip(summary["note"], summary["condition"])]
+    return out.reset_index(drop=True), classes
+
+
+def display_quality(quality: pd.DataFrame) -> pd.DataFrame:
+    """The quality table for reading: values as ``v [lo, hi]`` with about four significant digits,
+    the perturbation column only where one occurs."""
+    shown = ["perturbation", "condition"] if perturbed(quality) else ["condition"]
+    out = quality[shown].copy()
+    for name in _value_columns(quality, ["perturbation", "condition"]):
+        lo = quality.get(f"{name}_ci_low", pd.Series(np.nan, index=quality.index))
+        hi = quality.get(f"{name}_ci_high", pd.Series(np.nan, index=quality.index))
+        out[metric_label(name)] = [format_ci(v, a, b, quality_decimals(v)) for v, a, b in zip(quality[name], lo, hi)]
+    return out.reset_index(drop=True)
+
+
+ATTACK_COSTS = (("lfd", "LFD to the reals (lower = closer)"), ("fid", "FID to the reals"),
+                ("fd_random", "FD (random features) to the reals"), ("psnr", "PSNR to the original fake (dB)"))
+
+
+def attack_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per attack (refiner) on clean test images: how far each detector's AUC stays from 0.5,
+    next to the attack's quality cost.
+
+    ``evasion`` = mean over detectors of ``|AUC - 0.5|`` on real vs refined (0 = every detector at
+    chance; an AUC driven *below* 0.5 counts against the attack as much as one left above it), with
+    the unrefined fakes as the reference row. ``over_corrected`` counts detectors pushed below 0.5.
+    """
+    m = clean_metrics(metrics)
+    m = m[(m["perturbation"] == DEFAULT_PERTURBATION)]
+    det = m[(m["detector"] != "") & (m["trained_on"] == DEFAULT_TRAINED_ON) & (m["metric"] == "auc")]
+    rows = []
+    for (condition, refiner), g in det.groupby(["condition", "refiner"], sort=False):
+        row = {"attack": refiner or "none (unrefined fakes)", "evasion": float((g["value"] - 0.5).abs().mean()),
+               "mean_auc": float(g["value"].mean()), "over_corrected": int((g["value"] < 0.5).sum()),
+               "detectors": int(len(g))}
+        q = m[(m["detector"] == "") & (m["condition"] == condition) & (m["refiner"] == refiner)]
+        for name, _ in ATTACK_COSTS:
+            v = q.loc[q["metric"] == name, "value"]
+            row[name] = float(v.iloc[0]) if len(v) else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# -- ROC data ------------------------------------------------------------------------------------
+def panel_keys(frame: pd.DataFrame) -> list[str]:
+    """The columns that split a detector's results into separate panels (present ones only)."""
+    return ["detector"] + [c for c in ("trained_on", "perturbation") if c in frame]
+
+
+def panel_title(key: tuple[Any, ...], cols: list[str]) -> str:
+    """``durall (trained on refined), jpeg:75``: the title of one detector variant's panel."""
+    parts = dict(zip(cols, key))
+    title = str(parts["detector"])
+    if parts.get("trained_on", DEFAULT_TRAINED_ON) not in ("", DEFAULT_TRAINED_ON):
+        title += f" (trained on {parts['trained_on']})"
+    if parts.get("perturbation", DEFAULT_PERTURBATION) not in ("", DEFAULT_PERTURBATION):
+        title += f", {parts['perturbation']}"
+    return title
+
+
+def clean_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a ``scores.csv`` frame with its text columns as plain strings (missing -> ``""``)."""
+    s = scores.copy()
+    for col in ("detector", "condition", "refiner", "trained_on", "perturbation"):
+        if col in s:
+            s[col] = s[col].astype(object).where(s[col].notna(), "").astype(str)
+    return s
+
+
+def roc_data(scores: pd.DataFrame) -> pd.DataFrame:
+    """ROC points of every (detector[, trained_on, perturbation], condition, refiner) in ``scores.csv``
+    form, from :func:`stigbench.measures.metrics.roc_curve`: columns ``detector, [trained_on, perturbation,]
+    condition, refiner, fpr, tpr, threshold`` (the first point has threshold ``inf``)."""
+    s = clean_scores(scores)
+    keys = panel_keys(s) + ["condition", "refiner"]
+    parts = []
+    for key, g in s.groupby(keys, sort=False):
+        fpr, tpr, thr = roc_curve(g["label"].to_numpy(), g["score"].to_numpy())
+        part = pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": thr})
+        for col, value in zip(keys, key):
+            part.insert(len(part.columns) - 3, col, value)
+        parts.append(part)
+    if not parts:
+        return pd.DataFrame(columns=[*keys, "fpr", "tpr", "threshold"])
+    return pd.concat(parts, ignore_index=True)
+
+
+# -- across runs: from the comparison's aggregate (one row per group x ... x metric) ------------
+def comparison_move_table(moves: pd.DataFrame) -> pd.DataFrame:
+    """One row per group × refiner, one column per class: ``mean ± std`` detectors over the group's
+    runs (a single run: its count); classes that never occur are left out (``toward``, ``away``,
+    ``past`` always shown)."""
+    if moves.empty:
+        return pd.DataFrame()
+    shown = [m for m in [*MOVES, "evidence"] if m in (TOWARD, AWAY, PAST) or (moves.loc[moves["move"] == m, "mean"] > 0).any()]
+    rows = []
+    for (group, refiner), g in moves.groupby(["group", "refiner"], sort=False):
+        g = g.set_index("move")
+        row = {"group": group, "refiner": refiner, "runs": int(g["n"].max())}
+        for m in shown:
+            mean, std, n = g.loc[m, "mean"], g.loc[m, "std"], int(g.loc[m, "n"])
+            row[m] = f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.0f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _group_cell(lookup: pd.DataFrame, key: tuple[Any, ...], n_group: int, quality: bool = False) -> tuple[str, float]:
+    """The formatted cell of ``key`` in the indexed aggregate and its mean; ``("", nan)`` when absent."""
+    if key not in lookup.index:
+        return "", float("nan")
+    rec = lookup.loc[key]
+    rec = rec.iloc[0] if isinstance(rec, pd.DataFrame) else rec
+    return format_cell(rec["mean"], rec["std"], int(rec["n"]), rec["ci_low"], rec["ci_high"], n_group, quality), rec["mean"]
+
+
+def comparison_detection_table(agg: pd.DataFrame, groups: pd.DataFrame,
+                               metrics: Sequence[str] = ("auc", "acc")) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows = detectors (and training set / perturbation where those vary); columns = (group,
+    metric, condition). Returns the formatted table and a same-shape frame of CSS classes
+    (``over`` where a refined set's mean AUC is below 0.5)."""
+    det = agg[(agg["detector"] != "") & agg["metric"].isin(metrics)]
+    if det.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    keys = variant_columns(det)
+    header = group_header(groups)
+    n_runs = dict(zip(groups["group"], groups["n_runs"]))
+    rows = det[keys].drop_duplicates().reset_index(drop=True)
+    columns: list[tuple[str, str, str]] = [(k, "", "") for k in keys]
+    cells: dict[tuple[str, str, str], list[str]] = {}
+    classes: dict[tuple[str, str, str], list[str]] = {}
+    lookup = det.set_index([*keys, "group", "metric", "condition_label"])
+    for group in groups["group"]:
+        gdet = det[det["group"] == group]
+        for metric in [m for m in metrics if m in set(gdet["metric"])]:
+            for cond in condition_order(gdet[gdet["metric"] == metric]):
+                col = (header[group], metric_label(metric), cond)
+                columns.append(col)
+                cells[col], classes[col] = [], []
+                for row in rows.itertuples(index=False):
+                    text, mean = _group_cell(lookup, (*row, group, metric, cond), n_runs[group])
+                    over = metric == "auc" and cond != "fake" and mean < 0.5
+                    cells[col].append(text + (f" {OVER_MARK}" if over else ""))
+                    classes[col].append("over" if over else "")
+    table = pd.DataFrame({(k, "", ""): rows[k] for k in keys} | cells)
+    table.columns = pd.MultiIndex.from_tuples(columns)
+    css = pd.DataFrame({(k, "", ""): [""] * len(rows) for k in keys} | classes)
+    css.columns = pd.MultiIndex.from_tuples(columns)
+    return table, css
+
+
+def comparison_quality_table(agg: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
+    """Rows = the unrefined fakes and each refined set (per perturbation where those vary); columns
+    = (group, metric) for every detector-less metric (lower = closer to the reals)."""
+    q = agg[agg["detector"] == ""]
+    if q.empty:
+        return pd.DataFrame()
+    keys = ["perturbation", "condition_label"] if perturbed(q) else ["condition_label"]
+    header = group_header(groups)
+    n_runs = dict(zip(groups["group"], groups["n_runs"]))
+    order = condition_order(q)
+    rows = q[keys].drop_duplicates()
+    rows = rows.iloc[np.argsort([order.index(c) for c in rows["condition_label"]], kind="stable")].reset_index(drop=True)
+    names = {"perturbation": "perturbation", "condition_label": "condition"}
+    columns: list[tuple[str, str]] = [(names[k], "") for k in keys]
+    cells: dict[tuple[str, str], list[str]] = {}
+    lookup = q.set_index([*keys, "group", "metric"])
+    for group in groups["group"]:
+        for metric in ordered_metrics(q.loc[q["group"] == group, "metric"]):
+            col = (header[group], metric_label(metric))
+            columns.append(col)
+            cells[col] = [_group_cell(lookup, (*row, group, metric), n_runs[group], quality=True)[0]
+                          for row in rows.itertuples(index=False)]
+    table = pd.DataFrame({(names[k], ""): rows[k] for k in keys} | cells)
+    table.columns = pd.MultiIndex.from_tuples(columns)
+    return table
+
+
+# -- renderers --------------------------------------------------------------------------------
+_NUMBER = re.compile(r"^[+−-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?( .*)?$")
+
+
+def looks_numeric(text: str) -> bool:
+    """A number, optionally followed by an interval or note (``0.93 [0.88, 0.97]``, ``1.2 ± 0.1``)."""
+    return bool(_NUMBER.match(text))
+
+
+def numeric_text(col: pd.Series) -> bool:
+    """Whether every non-empty cell of ``col`` reads as a number (such columns are right-aligned)."""
+    texts = [str(v) for v in col if str(v)]
+    return bool(texts) and all(looks_numeric(t) for t in texts)
+
+
+def to_markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
+    """A GitHub-flavoured Markdown table (no optional ``tabulate`` dependency)."""
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "" if np.isnan(v) else format(v, floatfmt)
+        return str(v).replace("|", "\\|")
+
+    header = "| " + " | ".join(map(str, df.columns)) + " |"
+    # Numbers and formatted numbers ("0.93 [0.88, 0.97]", "+0.01") are right-aligned.
+    rule = "| " + " | ".join("---:" if pd.api.types.is_numeric_dtype(df.iloc[:, j]) or numeric_text(df.iloc[:, j])
+                             else "---" for j in range(df.shape[1])) + " |"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def flatten_columns(df: pd.DataFrame, sep: str = " · ") -> pd.DataFrame:
+    """MultiIndex columns -> ``"demo · AUC · fake"`` (for Markdown and CSV)."""
+    out = df.copy()
+    if isinstance(out.columns, pd.MultiIndex):
+        out.columns = [sep.join(str(p) for p in col if str(p)) for col in out.columns]
+    return out
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "†": r"$^\dagger$",
+        "Δ": r"$\Delta$", "−": "$-$", "…": r"\ldots{}", "<": r"\textless{}", ">": r"\textgreater{}"}
+
+
+def tex_escape(text: Any) -> str:
+    """``text`` with LaTeX's special characters (and ±, †, Δ, −, …) escaped."""
+    return "".join(_TEX.get(ch, ch) for ch in str(text))
+
+
+def latex_table(df: pd.DataFrame, caption: str = "", label: str = "", note: str = "") -> str:
+    """A booktabs ``tabular`` (needs ``\\usepackage{booktabs}``); upper MultiIndex levels become
+    ``\\multicolumn`` headers with ``\\cmidrule``s. No pandas Styler/jinja2 needed."""
+    tuples = [c if isinstance(c, tuple) else (c,) for c in df.columns]
+    levels = len(tuples[0]) if tuples else 1
+    is_key = [all(str(p) == "" for p in t[1:]) and not numeric_text(df.iloc[:, j]) for j, t in enumerate(tuples)]
+    align = "".join("l" if k else "r" for k in is_key)
+    lines = ["% generated by stigbench; needs \\usepackage{booktabs}", r"\begin{table}[t]", r"\centering",
+             r"\small", rf"\begin{{tabular}}{{{align}}}", r"\toprule"]
+    for level in range(levels):
+        cells, rules, j = [], [], 0
+        while j < len(tuples):
+            if is_key[j]:
+                cells.append(tex_escape(tuples[j][0]) if level == levels - 1 else "")
+                j += 1
+                continue
+            k = j
+            while (k + 1 < len(tuples) and not is_key[k + 1]
+                   and tuples[k + 1][: level + 1] == tuples[j][: level + 1]):
+                k += 1
+            text = tex_escape(tuples[j][level])
+            if k > j:
+                cells.append(rf"\multicolumn{{{k - j + 1}}}{{c}}{{{text}}}")
+                if level < levels - 1:
+                    rules.append(rf"\cmidrule(lr){{{j + 1}-{k + 1}}}")
+            else:
+                cells.append(text)
+            j = k + 1
+        lines.append(" & ".join(cells) + r" \\")
+        if rules:
+            lines.append(" ".join(rules))
+    lines.append(r"\midrule")
+    for row in df.itertuples(index=False):
+        lines.append(" & ".join(tex_escape("" if pd.isna(v) else v) for v in row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if caption:
+        lines.append(rf"\caption{{{tex_escape(caption)}{(' ' + tex_escape(note)) if note else ''}}}")
+    if label:
+        lines.append(rf"\label{{{label}}}")
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
