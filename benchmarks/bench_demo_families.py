@@ -42,7 +42,7 @@ from stigbench.core.imageset import ImageSet, labelled, set_progress  # noqa: E4
 from stigbench.detection.registry import detectors  # noqa: E402
 from stigbench.evaluation.quality import get_extractor  # noqa: E402
 from stigbench.evaluation.quality_rows import quality_metrics  # noqa: E402
-from stigbench.pipeline.runner import construct  # noqa: E402
+from stigbench.pipeline.plan import construct  # noqa: E402
 from stigbench.measures.spectrum import lfd, mean_log_spectrum  # noqa: E402
 from stigbench.data.split import Split, make_split  # noqa: E402
 

@@ -28,7 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # timm backbones: never download
 from stigbench.detection.cnn import CNNDetector  # noqa: E402
 from stigbench.core.imageset import ArrayImageSet, labelled, set_progress  # noqa: E402
 from stigbench.detection.registry import detectors  # noqa: E402
-from stigbench.pipeline.runner import construct  # noqa: E402
+from stigbench.pipeline.plan import construct  # noqa: E402
 
 def synthetic(n: int, size: int, seed: int = 0) -> tuple[ArrayImageSet, np.ndarray]:
     """``n`` 1/f² noise images then ``n`` nearest-up-sampled ones, as 8-bit image sets with labels."""

@@ -43,7 +43,8 @@ from stigbench.evaluation.evidence import adds_evidence, classify_move  # noqa: 
 from stigbench.core.imageset import ArrayImageSet  # noqa: E402
 from stigbench.core.io import read_json  # noqa: E402
 from stigbench.detection.registry import detectors as detector_registry  # noqa: E402
-from stigbench.pipeline.runner import RunConfig, resolve_spec, run_benchmark  # noqa: E402
+from stigbench.pipeline.plan import RunConfig, resolve_spec  # noqa: E402
+from stigbench.pipeline.runner import run_benchmark  # noqa: E402
 from stigbench.data.split import make_split  # noqa: E402
 
 WORKING = 0.65  # a detector "works" on the fakes from this AUC on

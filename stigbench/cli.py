@@ -70,7 +70,7 @@ def _build_config(config_path: str | None, overrides: tuple[str, ...], spec_dir:
     from stigbench.detection.registry import detectors
     from stigbench.attacks.registry import refiners
     from stigbench.core.plugins import load_plugin_file
-    from stigbench.pipeline.runner import RunConfig
+    from stigbench.pipeline.plan import RunConfig
 
     data = load_config_file(config_path) if config_path else {}
     data.update({k: v for k, v in options.items() if v is not None})

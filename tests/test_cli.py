@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from stigbench.cli import main
-from stigbench.pipeline.runner import METRIC_COLUMNS
+from stigbench.evaluation.rows import METRIC_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def cli_run(tiny_dataset, tmp_path_factory):
 
 def test_run_folder_contents(cli_run):
     result, run_dir, _, _ = cli_run
-    for name in ("config.json", "run.json", "split.csv", "metrics.csv", "metrics.json", "summary.csv",
+    for name in ("config.json", "run.json", "split.csv", "metrics.csv", "thresholds.csv", "spectra.npz", "summary.csv",
                  "summary.md", "scores.csv", "spectra.png", "radial_profiles.png", "radial_profiles.csv", "run.log"):
         assert (run_dir / name).is_file(), name
     assert (run_dir / "detectors" / "durall" / "params.json").is_file()

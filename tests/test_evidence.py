@@ -11,7 +11,7 @@ from stigbench.evaluation.evidence import (
     classify_move, counts_line, move_counts, moves,
 )
 from stigbench.reporting.run_report import OVER_CORRECTION, clean_metrics, display_summary, summarize
-from stigbench.pipeline.runner import METRIC_COLUMNS
+from stigbench.evaluation.rows import METRIC_COLUMNS
 
 FAKE = (0.80, 0.72, 0.88)  # a detector that sees the fakes: its interval excludes 0.5
 
@@ -109,7 +109,7 @@ def test_older_runs_without_intervals_are_not_flagged():
 def write_run(folder, seed: int, metrics: pd.DataFrame) -> None:
     import json
 
-    from stigbench.pipeline.runner import RunConfig
+    from stigbench.pipeline.plan import RunConfig
 
     folder.mkdir(parents=True)
     metrics.assign(seed=seed).to_csv(folder / "metrics.csv", index=False)

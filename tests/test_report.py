@@ -23,7 +23,9 @@ from stigbench.reporting.run_report import SPECTRA_FILE, load_spectra, write_run
 from stigbench.reporting.tables import (
     OVER_CORRECTION, attack_table, format_ci, latex_table, quality_table, read_metrics, roc_data, summarize,
 )
-from stigbench.pipeline.runner import METRIC_COLUMNS, RunConfig, run_benchmark
+from stigbench.evaluation.rows import METRIC_COLUMNS
+from stigbench.pipeline.plan import RunConfig
+from stigbench.pipeline.runner import run_benchmark
 
 
 # -- hand-made metrics and run folders -----------------------------------------------------------

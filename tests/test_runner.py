@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from stigbench.pipeline.grid import run_grid
-from stigbench.pipeline.runner import RunConfig, run_benchmark
+from stigbench.pipeline.plan import RunConfig
+from stigbench.pipeline.runner import run_benchmark
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from stigbench.core.io import read_json, write_json
-from stigbench.pipeline.runner import RunConfig, RunResult, run_benchmark
+from stigbench.pipeline.plan import RunConfig
+from stigbench.pipeline.runner import RunResult, run_benchmark
 
 MANIFEST = "grid.json"
 # Fields that vary per cell or do not change results; everything else must match to resume a grid.

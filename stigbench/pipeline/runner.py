@@ -28,11 +28,13 @@ import dataclasses
 import datetime as dt
 import inspect
 import logging
+import os
+import socket
 import shutil
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,94 +42,26 @@ import numpy as np
 import pandas as pd
 import torch
 
-from stigbench.measures import metrics as M
-from stigbench.data.specs import Dataset, DatasetSpec, adhoc_spec, cache_dir, datasets, load_dataset
-from stigbench.core.device import resolve_device, resolve_precision, seed_everything
-from stigbench.measures.fidelity import mean_fidelity
+from stigbench.attacks.perturbations import Perturbation
+from stigbench.core.device import seed_everything
 from stigbench.core.imageset import ArrayImageSet, ImageSet, labelled, set_progress
 from stigbench.core.io import fresh_dir, read_json, write_json
-from stigbench.attacks.perturbations import Perturbation, parse_perturbations
-from stigbench.detection.registry import detectors as detector_registry
-from stigbench.core.plugins import load_plugin_file
-from stigbench.attacks.registry import refiners as refiner_registry
 from stigbench.core.provenance import provenance
-from stigbench.attacks.postprocess import RefinerSpec, resolve_refiner_specs
-from stigbench.measures.spectrum import lfd, mean_log_spectrum
+from stigbench.data.specs import Dataset, cache_dir, load_dataset
 from stigbench.data.split import Split, make_split, split_frame
-from stigbench.pipeline.stages import StageStore, code_fingerprint, digest, files_fingerprint
+from stigbench.evaluation.detection import THRESHOLD_COLUMNS, detection_rows, read_scores, read_thresholds
+from stigbench.evaluation.rows import CLEAN, METRIC_COLUMNS, base_row
+from stigbench.measures import metrics as M
+from stigbench.measures.fidelity import mean_fidelity
+from stigbench.measures.spectrum import lfd, mean_log_spectrum
+from stigbench.pipeline.plan import Component, Plan, RunConfig, resolve
+from stigbench.pipeline.stages import StageStore, code_fingerprint, digest, files_fingerprint, owner_is_gone
 
 log = logging.getLogger("stigbench")
 
-METRIC_COLUMNS = ["dataset", "seed", "refiner", "detector", "trained_on", "condition", "perturbation",
-                  "metric", "value", "ci_low", "ci_high"]
-CLEAN = "none"
-#: Where refiners take their fakes from: the training split (default) or the test split (transductive).
-FIT_REFINERS_ON = ("train", "test")
-
-
-@dataclass
-class RunConfig:
-    """Everything that defines a run; saved as ``config.json`` and accepted back by ``--config``.
-
-    ``refiners`` is a comma-separated list of names, fnmatch patterns or ``name:value`` short forms
-    (``blur:2``); ``detectors`` names or patterns, or ``default`` (the detectors registered with
-    ``default=True``). ``refiner_params``/``detector_params`` map a registry name to constructor
-    keyword arguments. ``perturb`` lists test-time perturbations (``jpeg:*,blur:2+jpeg:50``).
-    ``fit_refiners_on`` is ``train`` or ``test`` (the STIG paper's transductive setting; see the
-    module docstring).
-    """
-
-    dataset: str = "demo-gan"
-    real: str | None = None
-    fake: str | None = None
-    size: int | None = None
-    resize: bool = False
-    refiners: str = "stig"
-    detectors: str = "default"
-    seed: int = 0
-    out: str = "reports"
-    device: str = "auto"
-    precision: str = "auto"
-    batch_size: int = 64
-    n_boot: int = 500
-    max_per_class: int | None = None
-    save_refined: bool = False
-    quality: bool = True
-    quality_max_images: int = 200
-    fid_weights: str | None = None
-    perturb: str = CLEAN
-    perturb_quality: bool = False
-    adaptive: bool = False
-    cache: bool = True
-    cache_dir: str | None = None
-    refiner_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    detector_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    spec_dirs: list[str] = field(default_factory=list)
-    plugins: list[str] = field(default_factory=list)
-    progress: bool = True
-    fit_refiners_on: str = "train"
-
-    def __post_init__(self) -> None:
-        if self.fit_refiners_on not in FIT_REFINERS_ON:
-            raise ValueError(f"fit_refiners_on must be one of {', '.join(FIT_REFINERS_ON)}, "
-                             f"got {self.fit_refiners_on!r}")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown config key(s) {sorted(unknown)}; allowed: {sorted(names)}")
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def non_defaults(self) -> list[str]:
-        """Names of the fields that differ from the defaults (marked in the saved config)."""
-        default = RunConfig()
-        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(default, f.name)]
-
+#: ``run.json`` status: written as running when the run folder is made, complete or failed at the end;
+#: a later run marks a running folder whose process is gone as interrupted.
+RUNNING, COMPLETE, FAILED, INTERRUPTED = "running", "complete", "failed", "interrupted"
 
 @dataclass
 class RunResult:
@@ -138,65 +72,6 @@ class RunResult:
     skipped: int
     stage_hits: int = 0
     stage_misses: int = 0
-
-
-# -- resolving the configuration -------------------------------------------------------------------
-def resolve_spec(config: RunConfig) -> DatasetSpec:
-    if config.real or config.fake:
-        if not (config.real and config.fake):
-            raise ValueError("--real and --fake go together")
-        return adhoc_spec(config.real, config.fake, size=config.size, resize=config.resize)
-    spec = datasets(config.spec_dirs).get(config.dataset)
-    if config.resize and not spec.resize:
-        spec = dataclasses.replace(spec, resize=True)
-    if config.max_per_class is not None:
-        spec = dataclasses.replace(spec, max_per_class=config.max_per_class)
-    return spec
-
-
-def resolve_detectors(spec: str) -> list[str]:
-    reg = detector_registry()
-    if spec.strip() == "default":
-        return [n for n in reg.list() if reg.meta(n).default]
-    return reg.resolve(spec)
-
-
-def check_params(cls: type, params: dict[str, Any], name: str) -> None:
-    """Raise ``TypeError`` naming the accepted parameters when ``params`` has one ``cls`` lacks."""
-    accepted = inspect.signature(cls.__init__).parameters
-    if any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
-        return
-    unknown = set(params) - set(accepted)
-    if unknown:
-        raise TypeError(f"{name} has no parameter(s) {sorted(unknown)}; it takes {sorted(set(accepted) - {'self'})}")
-
-
-def construct(cls: type, params: dict[str, Any], **context: Any) -> Any:
-    """Instantiate ``cls(**params)``, adding ``seed``/``device``/``precision`` from the run where the
-    constructor takes them and the user did not set them."""
-    kwargs = dict(params)
-    accepted = inspect.signature(cls.__init__).parameters
-    for key, value in context.items():
-        if key in accepted and key not in kwargs:
-            kwargs[key] = value
-    check_params(cls, kwargs, cls.__name__)
-    return cls(**kwargs)
-
-
-def _check_selected_params(kind: str, params: dict[str, dict[str, Any]], selected: set[str], registry: Any) -> None:
-    """Fail before any work when parameters target an unselected component or do not exist."""
-    for name, p in params.items():
-        if name not in selected:
-            raise ValueError(f"parameters given for {kind} {name!r}, which is not selected ({', '.join(sorted(selected)) or 'none'})")
-        check_params(registry.get(name), p, f"{kind} {name!r}")
-
-
-def _refiner_params(config: RunConfig, spec: RefinerSpec) -> dict[str, Any]:
-    base = dict(config.refiner_params.get(spec.name, {}))
-    clash = set(base) & set(spec.params)
-    if clash:
-        raise ValueError(f"refiner {spec.display!r}: {sorted(clash)} set both by --set and by the short form")
-    return {**base, **spec.params}
 
 
 def _accepts(fn: Any, name: str) -> bool:
@@ -256,66 +131,78 @@ def _load_array(folder: Path, ids: list[str]) -> ArrayImageSet:
 # -- the run ---------------------------------------------------------------------------------------
 def run_benchmark(config: RunConfig) -> RunResult:
     """Run the benchmark described by ``config`` and write a new run folder (see module docstring)."""
-    for plugin in config.plugins:
-        load_plugin_file(plugin)
-    spec = resolve_spec(config)
-    refiner_specs = resolve_refiner_specs(config.refiners)
-    detector_names = resolve_detectors(config.detectors)
-    if not detector_names:
-        raise ValueError("no detectors selected")
-    perturbations = parse_perturbations(config.perturb) or parse_perturbations(CLEAN)
-    if CLEAN not in [p.name for p in perturbations]:
-        perturbations = parse_perturbations(CLEAN) + perturbations  # the clean condition is always scored
-    _check_selected_params("refiner", config.refiner_params, {s.name for s in refiner_specs}, refiner_registry())
-    _check_selected_params("detector", config.detector_params, set(detector_names), detector_registry())
-    for s in refiner_specs:
-        check_params(refiner_registry().get(s.name), _refiner_params(config, s), f"refiner {s.display!r}")
-    if config.adaptive and not refiner_specs:
-        raise ValueError("--adaptive needs at least one refiner")
-    set_progress(config.progress)
-    device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device)
-    seed_everything(config.seed)
+    return execute(resolve(config))
 
-    dataset = load_dataset(spec, size=config.size, progress=config.progress)
-    split = make_split(dataset, seed=config.seed)
 
+def execute(plan: Plan) -> RunResult:
+    """Execute a resolved plan: load the data, run every stage, write the run folder."""
+    config, ctx = plan.config, plan.context
+    set_progress(ctx.progress)
+    seed_everything(ctx.seed)
+    dataset = load_dataset(plan.spec, size=config.size, progress=ctx.progress)
+    plan.check_image_size(dataset.size)
+    split = make_split(dataset, seed=ctx.seed)
+
+    parent = Path(config.out) / plan.spec.name
+    _name_interrupted_runs(parent)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = fresh_dir(Path(config.out) / spec.name, f"{stamp}-seed{config.seed}")
+    run_dir = fresh_dir(parent, f"{stamp}-seed{ctx.seed}")
+    write_json(run_dir / "run.json", {"status": RUNNING, "owner": {"pid": os.getpid(), "host": socket.gethostname()},
+                                      "started": dt.datetime.now().isoformat(timespec="seconds")})
     handler = _setup_log(run_dir)
-    store = StageStore((Path(config.cache_dir) if config.cache_dir else cache_dir() / "stages") if config.cache else None)
+    store = StageStore((ctx.cache_dir or cache_dir() / "stages") if ctx.cache else None)
     try:
-        run = _Run(config, spec, dataset, split, refiner_specs, detector_names, perturbations, device, precision,
-                   run_dir, store)
-        return run.execute()
+        return _Run(plan, dataset, split, run_dir, store).execute()
+    except BaseException as exc:
+        record = read_json(run_dir / "run.json")
+        write_json(run_dir / "run.json", {**record, "status": FAILED, "error": f"{type(exc).__name__}: {exc}"})
+        raise
     finally:
         log.removeHandler(handler)
         handler.close()
         store.close()
 
 
+def _name_interrupted_runs(parent: Path) -> None:
+    """Mark run folders whose process died mid-run (``kill -9``, power loss) as interrupted, and say so."""
+    for record_file in sorted(parent.glob("*/run.json")):
+        try:
+            record = read_json(record_file)
+        except (OSError, ValueError):
+            continue
+        if record.get("status") == RUNNING and owner_is_gone(record.get("owner", {})):
+            write_json(record_file, {**record, "status": INTERRUPTED})
+            log.warning("run folder %s did not finish (its process is gone); marked interrupted. This run "
+                        "reuses its completed stages and continues its unfinished refiner training.",
+                        record_file.parent)
+
+
 class _Run:
     """The state of one benchmark run; methods are its stages, in the order :meth:`execute` calls."""
 
-    def __init__(self, config: RunConfig, spec: DatasetSpec, dataset: Dataset, split: Split,
-                 refiner_specs: list[RefinerSpec], detector_names: list[str], perturbations: list[Perturbation],
-                 device: torch.device, precision: str, run_dir: Path, store: StageStore) -> None:
-        self.config, self.spec, self.dataset, self.split = config, spec, dataset, split
-        self.refiner_specs, self.detector_names, self.perturbations = refiner_specs, detector_names, perturbations
-        self.device, self.precision, self.run_dir, self.store = device, precision, run_dir, store
+    def __init__(self, plan: Plan, dataset: Dataset, split: Split, run_dir: Path, store: StageStore) -> None:
+        self.plan, self.config, self.ctx, self.spec = plan, plan.config, plan.context, plan.spec
+        self.dataset, self.split = dataset, split
+        self.detector_names, self.perturbations = plan.detector_names, plan.perturbations
+        self.detector_components = {c.name: c for c in plan.detectors}
+        self.device, self.precision = plan.context.torch_device, plan.context.resolved_precision
+        self.run_dir, self.store = run_dir, store
         self.errors: dict[str, str] = {}
         self.rows: list[dict[str, Any]] = []
         self.score_frames: list[pd.DataFrame] = []
+        self.thresholds: list[dict[str, Any]] = []
         self.refiner_info: dict[str, Any] = {}
         self.detector_info: dict[str, Any] = {}
+        self.notes: list[str] = list(plan.notes)
         # (perturbation, set key) -> what determines that set's pixels, for the keys of later stages
         self.identity: dict[tuple[str, str], str] = {(CLEAN, "real"): "real-test", (CLEAN, "fake"): "fake-test"}
         frame = split_frame(dataset, split)
         # What every stage depends on: the exact files, their split, the image size and the seed.
         self.data_payload = {
-            "dataset": spec.name, "size": dataset.size, "resize": spec.resize, "grayscale": spec.grayscale,
-            "files": files_fingerprint(frame["path"]), "split": digest(frame.to_csv(index=False)),
-            "seed": config.seed, "device": device.type, "precision": precision,
+            "dataset": self.spec.name, "size": dataset.size, "resize": self.spec.resize,
+            "grayscale": self.spec.grayscale, "files": files_fingerprint(frame["path"]),
+            "split": digest(frame.to_csv(index=False)), "seed": self.ctx.seed, "device": self.device.type,
+            "precision": self.precision,
         }
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -324,21 +211,19 @@ class _Run:
         return base.subset(self.split.indices(label, name))
 
     def base_row(self, **kw: Any) -> dict[str, Any]:
-        row = {"dataset": self.spec.name, "seed": self.config.seed, "refiner": "", "detector": "",
-               "trained_on": "", "condition": "", "perturbation": CLEAN}
-        row.update(kw)
-        return row
+        return base_row(self.spec.name, self.ctx.seed, **kw)
 
-    def stage(self, kind: str, label: str, payload: dict[str, Any], make: Callable[[Path], Any]) -> Path:
+    def stage(self, kind: str, label: str, payload: dict[str, Any], make: Callable[[Path], Any],
+              resumable: bool = False) -> Path:
         full = {**self.data_payload, **payload}
-        return self.store.get_or_make(self.store.key(kind, label, full), make, full)
+        return self.store.get_or_make(self.store.key(kind, label, full), make, full, resumable=resumable)
 
     # -- stages ------------------------------------------------------------------------------------
     def execute(self) -> RunResult:
         t_start = time.perf_counter()
         cfg = self.config
         resolved = cfg.to_dict()
-        resolved.update(refiners=",".join(s.display for s in self.refiner_specs), detectors=",".join(self.detector_names))
+        resolved.update(refiners=",".join(c.display for c in self.plan.refiners), detectors=",".join(self.detector_names))
         write_json(self.run_dir / "config.json", {"config": resolved, "non_defaults": cfg.non_defaults(),
                                                   "dataset_spec": self.spec.to_dict(), "image_size": self.dataset.size})
         prov = provenance(self.device, self.precision)
@@ -380,17 +265,15 @@ class _Run:
         ``fit_refiners_on`` (training fakes by default); returns stage folders."""
         fit_on = self.config.fit_refiners_on
         fake_fit, real_train = self.part("fake", fit_on), self.part("real", "train")
-        if fit_on == "test" and self.refiner_specs:
+        if fit_on == "test" and self.plan.refiners:
             log.warning("refiners are fitted on the test fakes they refine (transductive, as in the STIG paper)")
         out: dict[str, Path] = {}
-        for rs in self.refiner_specs:
-            cls = refiner_registry().get(rs.name)
-            params = _refiner_params(self.config, rs)
+        for rs in self.plan.refiners:
+            cls, params = rs.cls, rs.params
             payload = {"refiner": rs.name, "params": params, "code": code_fingerprint(cls), "fit_fakes": fit_on}
 
-            def make(folder: Path, cls: type = cls, params: dict[str, Any] = params) -> None:
-                refiner = construct(cls, params, seed=self.config.seed, device=self.config.device,
-                                    precision=self.config.precision)
+            def make(folder: Path, rs: Component = rs, params: dict[str, Any] = params) -> None:
+                refiner = rs.build()
                 t0 = time.perf_counter()
                 if _accepts(refiner.fit, "log_dir"):
                     refiner.fit(fake_fit, real_train, log_dir=folder / "training")
@@ -405,14 +288,15 @@ class _Run:
             try:
                 t0 = time.perf_counter()
                 n_computed = len(self.store.misses)
-                folder = self.stage("refiner", rs.display, payload, make)
+                # A refiner that checkpoints into log_dir continues an interrupted fit from its work folder.
+                folder = self.stage("refiner", rs.display, payload, make, resumable=_accepts(cls.fit, "log_dir"))
                 out[rs.display] = folder
                 info = read_json(folder / "info.json")
                 info["cached"] = len(self.store.misses) == n_computed
                 info["fit_fakes"] = fit_on
                 self.refiner_info[rs.display] = info
                 shutil.copytree(folder, self.run_dir / "refiners" / _folder_name(rs.display), dirs_exist_ok=False,
-                                ignore=shutil.ignore_patterns(".complete", "stage.json"))
+                                ignore=shutil.ignore_patterns(".complete", "stage.json", "manifest.json"))
                 log.info("refiner %s ready in %.1fs%s", rs.display, time.perf_counter() - t0,
                          " (cached)" if info["cached"] else "")
             except Exception as exc:  # a failing refiner must not take the other results down
@@ -470,12 +354,12 @@ class _Run:
     def fit_detector(self, name: str, train: tuple[ImageSet, np.ndarray], val: tuple[ImageSet, np.ndarray],
                      trained_on: str, extra: dict[str, Any]) -> tuple[Any, Path]:
         """Fit (or reuse) detector ``name``; the stage holds its state and its validation threshold."""
-        cls = detector_registry().get(name)
-        params = self.config.detector_params.get(name, {})
+        component = self.detector_components[name]
+        cls, params = component.cls, component.params
         payload = {"detector": name, "params": params, "trained_on": trained_on, "code": code_fingerprint(cls), **extra}
 
         def make(folder: Path) -> None:
-            det = construct(cls, params, seed=self.config.seed, device=self.config.device)
+            det = component.build()
             t0 = time.perf_counter()
             det.fit(train[0], train[1], val[0], val[1])
             threshold = M.best_threshold(val[1], _checked_scores(det.score(val[0]), len(val[0]), name))
@@ -495,20 +379,16 @@ class _Run:
                                                                 "set": self.identity[(pert, key)]}, make)
         return np.load(folder / "scores.npy", allow_pickle=False)
 
-    def score_conditions(self, det: Any, folder: Path, name: str, threshold: float, trained_on: str,
+    def score_conditions(self, det: Any, folder: Path, name: str, trained_on: str,
                          sets: dict[str, ImageSet], pert: str, conditions: list[str]) -> None:
-        """Rows for real vs each condition in ``conditions`` (keys of ``sets``)."""
+        """Scores of the test reals and of each condition in ``conditions`` (keys of ``sets``); the
+        metrics stage turns them into rows."""
         s_real = self.scores(det, folder, name, "real", sets["real"], pert)
         for key in conditions:
             s_fake = self.scores(det, folder, name, key, sets[key], pert)
             labels = np.r_[np.zeros(len(s_real), np.int64), np.ones(len(s_fake), np.int64)]
             scores = np.r_[s_real, s_fake]
             condition, _, refiner = key.partition(":")
-            base = self.base_row(refiner=refiner, detector=name, trained_on=trained_on, condition=condition,
-                                 perturbation=pert)
-            values = M.detection_metrics_with_ci(labels, scores, threshold, n_boot=self.config.n_boot,
-                                                 seed=self.config.seed)
-            self.rows += [{**base, "metric": m, "value": v, "ci_low": lo, "ci_high": hi} for m, (v, lo, hi) in values.items()]
             self.score_frames.append(pd.DataFrame({
                 "detector": name, "trained_on": trained_on, "condition": condition, "refiner": refiner,
                 "perturbation": pert, "path": sets["real"].ids + sets[key].ids, "label": labels, "score": scores}))
@@ -516,22 +396,23 @@ class _Run:
     def evaluate_detector(self, name: str, perturbed: dict[str, dict[str, ImageSet]]) -> None:
         """Train on real vs original training fakes, then score every condition and perturbation."""
         t0 = time.perf_counter()
-        n_rows, n_frames = len(self.rows), len(self.score_frames)
+        n_frames, n_thresholds = len(self.score_frames), len(self.thresholds)
         try:
             det, folder = self.fit_detector(
                 name, labelled(self.part("real", "train"), self.part("fake", "train")),
                 labelled(self.part("real", "val"), self.part("fake", "val")), "fake", {})
             info = read_json(folder / "info.json")
+            self.thresholds.append({"detector": name, "trained_on": "fake", "refiner": "", "threshold": info["threshold"]})
             for pert, sets in perturbed.items():
                 conditions = [k for k in sets if k != "real"]
-                self.score_conditions(det, folder, name, info["threshold"], "fake", sets, pert, conditions)
+                self.score_conditions(det, folder, name, "fake", sets, pert, conditions)
             shutil.copytree(folder / "detector", self.run_dir / "detectors" / name)
             self.detector_info[name] = {**info, "seconds": round(time.perf_counter() - t0, 2)}
             log.info("detector %s done in %.1fs", name, time.perf_counter() - t0)
         except Exception as exc:
             self.errors[f"detector:{name}"] = f"{type(exc).__name__}: {exc}"
             log.error("detector %s failed:\n%s", name, traceback.format_exc())
-            del self.rows[n_rows:], self.score_frames[n_frames:]
+            del self.score_frames[n_frames:], self.thresholds[n_thresholds:]
 
     def adaptive_defender(self, display: str, refiner_folder: Path, refined_test: ImageSet) -> None:
         """Retrain each detector on real vs refined fakes and score the refined test fakes again.
@@ -551,19 +432,20 @@ class _Run:
             real_train = real_train.subset(keep)
         sets = {"real": self.part("real", "test"), f"refined:{display}": refined_test}
         for name in self.detector_names:
-            n_rows, n_frames = len(self.rows), len(self.score_frames)
+            n_frames, n_thresholds = len(self.score_frames), len(self.thresholds)
             try:
                 det, folder = self.fit_detector(name, labelled(real_train, refined_val), labelled(real_val, refined_val),
                                                 "refined", {"refiner_stage": refiner_folder.name})
                 info = read_json(folder / "info.json")
-                self.score_conditions(det, folder, name, info["threshold"], "refined", sets, CLEAN,
-                                      [f"refined:{display}"])
+                self.thresholds.append({"detector": name, "trained_on": "refined", "refiner": display,
+                                        "threshold": info["threshold"]})
+                self.score_conditions(det, folder, name, "refined", sets, CLEAN, [f"refined:{display}"])
                 self.detector_info[f"{name}@adaptive:{display}"] = info
                 log.info("adaptive %s against %s done", name, display)
             except Exception as exc:
                 self.errors[f"detector:{name}@adaptive:{display}"] = f"{type(exc).__name__}: {exc}"
                 log.error("adaptive %s vs %s failed:\n%s", name, display, traceback.format_exc())
-                del self.rows[n_rows:], self.score_frames[n_frames:]
+                del self.score_frames[n_frames:], self.thresholds[n_thresholds:]
 
     def distance_rows(self, perturbed: dict[str, dict[str, ImageSet]]) -> dict[str, torch.Tensor]:
         """LFD of every set to the reals under the same perturbation; returns the clean mean spectra."""
@@ -619,12 +501,21 @@ class _Run:
               t_start: float) -> RunResult:
         from stigbench.reporting.run_report import save_spectra, write_run_report
 
-        metrics = pd.DataFrame(self.rows, columns=METRIC_COLUMNS)
-        metrics.to_csv(self.run_dir / "metrics.csv", index=False)
+        # The metrics stage reads back what the run wrote: scores.csv and thresholds.csv -> detection rows.
+        detection: list[dict[str, Any]] = []
         if self.score_frames:
             pd.concat(self.score_frames, ignore_index=True).to_csv(self.run_dir / "scores.csv", index=False)
+            pd.DataFrame(self.thresholds, columns=THRESHOLD_COLUMNS).to_csv(self.run_dir / "thresholds.csv", index=False)
+            detection = detection_rows(read_scores(self.run_dir / "scores.csv"),
+                                       read_thresholds(self.run_dir / "thresholds.csv"), dataset=self.spec.name,
+                                       seed=self.ctx.seed, n_boot=self.config.n_boot)
+        metrics = pd.DataFrame(detection + self.rows, columns=METRIC_COLUMNS)
+        metrics.to_csv(self.run_dir / "metrics.csv", index=False)
         record = {
+            "status": COMPLETE,
+            "owner": read_json(self.run_dir / "run.json").get("owner"),
             "provenance": prov,
+            "plan": self.plan.to_dict(),
             "dataset": {"name": self.spec.name, "synthetic": self.spec.synthetic, "size": self.dataset.size,
                         "real": len(self.dataset.real), "fake": len(self.dataset.fake),
                         "skipped": len(self.dataset.skipped), "split": self.split.counts()},
@@ -633,8 +524,10 @@ class _Run:
             "perturbations": [p.name for p in self.perturbations],
             "quality": quality_info,
             "stages": {"root": str(self.store.root) if self.store.persistent else None,
-                       "reused": len(self.store.hits), "computed": len(self.store.misses)},
+                       "reused": len(self.store.hits), "computed": len(self.store.misses),
+                       "resumed": len(self.store.resumed)},
             "errors": self.errors,
+            "notes": self.notes,
             "seconds": round(time.perf_counter() - t_start, 1),
         }
         write_json(self.run_dir / "run.json", record)

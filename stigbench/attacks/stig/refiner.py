@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from stigbench.core.contracts import ImageSetLike
-from stigbench.core.device import autocast, resolve_device, resolve_precision
+from stigbench.core.device import PRECISIONS, autocast, resolve_device, resolve_precision
 from stigbench.core.estimator import PARAMS_FILE, Estimator
 from stigbench.core.imageset import ArrayImageSet, map_batches
 from stigbench.core.io import read_json, write_json
@@ -119,6 +119,20 @@ class StigRefiner(Estimator):
         values = {n: getattr(self, n) for n in names}
         values["nce_layers"] = tuple(values["nce_layers"])
         return StigPreset(**values, description=f"preset {self.preset!r} with overrides")
+
+    def check_params(self) -> None:
+        """Validate every hyper-parameter now: a run's plan calls this before any image is read."""
+        self.config()
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+    def check_image_size(self, size: int) -> None:
+        """Fail before training when the networks cannot take ``size`` px images."""
+        if size < 32:  # the spectrum PatchGAN's fourth stride-2 stage would reach 1x1
+            raise ValueError(f"STIG needs images of at least 32x32, got {size}x{size}")
+        multiple = 2 ** (self.levels - 1)
+        if size % multiple:
+            raise ValueError(f"levels={self.levels} needs an image size that is a multiple of {multiple}, got {size}")
 
     # -- training ----------------------------------------------------------------------------------
     def fit(self, fake_set: ImageSetLike, real_set: ImageSetLike, log_dir: str | Path | None = None) -> StigRefiner:

@@ -1,0 +1,266 @@
+"""``resolve(RunConfig) -> Plan``: every component of a run built and checked before any image is read.
+
+The plan loads plug-in files, finds the dataset spec (without decoding images), parses the refiner,
+detector and perturbation lists, and constructs each refiner and detector once with its final keyword
+arguments, so a bad name or value fails in seconds with a message naming the component and the
+parameter (``refiner 'stig': norm must be one of ...``). Parameters that depend on the image size are
+checked by :meth:`Plan.check_image_size` as soon as the size is known: from the spec, else from the
+first file read.
+
+Run-wide settings reach components in one explicit :class:`~stigbench.pipeline.context.RunContext`.
+A component receives a context setting (``seed``, ``device``, ``precision``, ``progress``) as a plain
+keyword argument when its constructor declares a parameter of that name and the user did not set it
+(``--set stig.seed=3`` wins over ``--seed``); the plan records which values came from where.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+from stigbench.attacks.perturbations import Perturbation, parse_perturbations
+from stigbench.attacks.postprocess import RefinerSpec, resolve_refiner_specs
+from stigbench.attacks.registry import refiners as refiner_registry
+from stigbench.core.plugins import load_plugin_file
+from stigbench.data.specs import DatasetSpec, adhoc_spec, datasets
+from stigbench.detection.registry import detectors as detector_registry
+from stigbench.evaluation.rows import CLEAN
+from stigbench.pipeline.context import CONTEXT_PARAMS, RunContext
+
+
+class PlanError(ValueError):
+    """A run that cannot start: a bad name, parameter or value, found before any image is read."""
+
+
+#: Where refiners take their fakes from: the training split (default) or the test split (transductive).
+FIT_REFINERS_ON = ("train", "test")
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; saved as ``config.json`` and accepted back by ``--config``.
+
+    ``refiners`` is a comma-separated list of names, fnmatch patterns or ``name:value`` short forms
+    (``blur:2``); ``detectors`` names or patterns, or ``default`` (the detectors registered with
+    ``default=True``). ``refiner_params``/``detector_params`` map a registry name to constructor
+    keyword arguments. ``perturb`` lists test-time perturbations (``jpeg:*,blur:2+jpeg:50``).
+    ``fit_refiners_on`` is ``train`` or ``test`` (the STIG paper's transductive setting; see the
+    module docstring).
+    """
+
+    dataset: str = "demo-gan"
+    real: str | None = None
+    fake: str | None = None
+    size: int | None = None
+    resize: bool = False
+    refiners: str = "stig"
+    detectors: str = "default"
+    seed: int = 0
+    out: str = "reports"
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int = 64
+    n_boot: int = 500
+    max_per_class: int | None = None
+    save_refined: bool = False
+    quality: bool = True
+    quality_max_images: int = 200
+    fid_weights: str | None = None
+    perturb: str = CLEAN
+    perturb_quality: bool = False
+    adaptive: bool = False
+    cache: bool = True
+    cache_dir: str | None = None
+    refiner_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    detector_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    spec_dirs: list[str] = field(default_factory=list)
+    plugins: list[str] = field(default_factory=list)
+    progress: bool = True
+    fit_refiners_on: str = "train"
+
+    def __post_init__(self) -> None:
+        if self.fit_refiners_on not in FIT_REFINERS_ON:
+            raise ValueError(f"fit_refiners_on must be one of {', '.join(FIT_REFINERS_ON)}, "
+                             f"got {self.fit_refiners_on!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown config key(s) {sorted(unknown)}; allowed: {sorted(names)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def non_defaults(self) -> list[str]:
+        """Names of the fields that differ from the defaults (marked in the saved config)."""
+        default = RunConfig()
+        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(default, f.name)]
+
+
+
+@dataclass
+class Component:
+    """One refiner or detector of the plan: its registry entry and its final constructor call."""
+
+    kind: str  # "refiner" | "detector"
+    display: str  # as shown in tables ("blur:2"); the registry name for detectors
+    name: str  # registry name
+    cls: type
+    params: dict[str, Any]  # what the user set (``--set``, short forms): part of the stage keys
+    kwargs: dict[str, Any]  # params plus the context settings the constructor declares
+    from_context: tuple[str, ...] = ()
+
+    def build(self) -> Any:
+        """A fresh, unfitted instance."""
+        return self.cls(**self.kwargs)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "params": self.params,
+                "from_run": {k: self.kwargs[k] for k in self.from_context}}
+
+
+@dataclass
+class Plan:
+    """A validated run: what ``run_benchmark`` executes."""
+
+    config: RunConfig
+    spec: DatasetSpec
+    context: RunContext
+    refiners: list[Component]
+    detectors: list[Component]
+    perturbations: list[Perturbation]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def detector_names(self) -> list[str]:
+        return [d.name for d in self.detectors]
+
+    def check_image_size(self, size: int) -> None:
+        """Fail before any training when a component cannot work at ``size`` px."""
+        for c in self.refiners + self.detectors:
+            check = getattr(c.cls, "check_image_size", None)
+            if check is None:
+                continue
+            try:
+                c.build().check_image_size(size)
+            except (ValueError, TypeError) as exc:
+                raise PlanError(f"{c.kind} {c.display!r} at {size}x{size} px: {exc}") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"refiners": {c.display: c.describe() for c in self.refiners},
+                "detectors": {c.display: c.describe() for c in self.detectors},
+                "perturbations": [p.name for p in self.perturbations], "notes": self.notes}
+
+
+def resolve_spec(config: RunConfig) -> DatasetSpec:
+    """The dataset spec of ``config`` (``--real``/``--fake`` make an ad-hoc one); reads no image."""
+    if config.real or config.fake:
+        if not (config.real and config.fake):
+            raise PlanError("--real and --fake go together")
+        return adhoc_spec(config.real, config.fake, size=config.size, resize=config.resize)
+    spec = datasets(config.spec_dirs).get(config.dataset)
+    if config.resize and not spec.resize:
+        spec = dataclasses.replace(spec, resize=True)
+    if config.max_per_class is not None:
+        spec = dataclasses.replace(spec, max_per_class=config.max_per_class)
+    return spec
+
+
+def resolve_detectors(spec: str) -> list[str]:
+    """Detector names from ``--detectors`` (names, patterns or ``default``)."""
+    reg = detector_registry()
+    if spec.strip() == "default":
+        return [n for n in reg.list() if reg.meta(n).default]
+    return reg.resolve(spec)
+
+
+def _signature(cls: type) -> dict[str, inspect.Parameter]:
+    return dict(inspect.signature(cls.__init__).parameters)
+
+
+def check_params(cls: type, params: dict[str, Any], name: str) -> None:
+    """Raise ``PlanError`` naming the accepted parameters when ``params`` has one ``cls`` lacks."""
+    accepted = _signature(cls)
+    if any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
+        return
+    unknown = set(params) - set(accepted)
+    if unknown:
+        raise PlanError(f"{name} has no parameter(s) {sorted(unknown)}; it takes {sorted(set(accepted) - {'self'})}")
+
+
+def construct(cls: type, params: dict[str, Any], **context: Any) -> Any:
+    """``cls(**params)`` plus the ``context`` settings its constructor declares and ``params`` lacks
+    (for benchmarks and tests that build one component outside a run)."""
+    accepted = _signature(cls)
+    kwargs = {**{k: v for k, v in context.items() if k in accepted}, **params}
+    check_params(cls, kwargs, cls.__name__)
+    return cls(**kwargs)
+
+
+def _component(kind: str, display: str, name: str, cls: type, params: dict[str, Any],
+               context: RunContext) -> Component:
+    label = f"{kind} {display!r}"
+    check_params(cls, params, label)
+    accepted = _signature(cls)
+    given = context.component_settings()
+    from_context = tuple(k for k in CONTEXT_PARAMS if k in accepted and k not in params)
+    component = Component(kind, display, name, cls, dict(params),
+                          {**params, **{k: given[k] for k in from_context}}, from_context)
+    try:
+        instance = component.build()
+        validate = getattr(instance, "check_params", None)
+        if callable(validate):
+            validate()
+    except (ValueError, TypeError) as exc:
+        raise PlanError(f"{label}: {exc}") from exc
+    return component
+
+
+def _refiner_params(config: RunConfig, spec: RefinerSpec) -> dict[str, Any]:
+    base = dict(config.refiner_params.get(spec.name, {}))
+    clash = set(base) & set(spec.params)
+    if clash:
+        raise PlanError(f"refiner {spec.display!r}: {sorted(clash)} set both by --set and by the short form")
+    return {**base, **spec.params}
+
+
+def _check_targets(kind: str, params: dict[str, dict[str, Any]], selected: set[str]) -> None:
+    for name in params:
+        if name not in selected:
+            raise PlanError(f"parameters given for {kind} {name!r}, which is not selected "
+                            f"({', '.join(sorted(selected)) or 'none'})")
+
+
+def resolve(config: RunConfig) -> Plan:
+    """Build and check every component of ``config``; reads no image (see the module docstring)."""
+    for plugin in config.plugins:
+        load_plugin_file(plugin)
+    spec = resolve_spec(config)
+    context = RunContext.from_config(config)
+    refiner_specs = resolve_refiner_specs(config.refiners)
+    detector_names = resolve_detectors(config.detectors)
+    if not detector_names:
+        raise PlanError("no detectors selected")
+    if config.adaptive and not refiner_specs:
+        raise PlanError("--adaptive needs at least one refiner")
+    _check_targets("refiner", config.refiner_params, {s.name for s in refiner_specs})
+    _check_targets("detector", config.detector_params, set(detector_names))
+    perturbations = parse_perturbations(config.perturb) or parse_perturbations(CLEAN)
+    if CLEAN not in [p.name for p in perturbations]:
+        perturbations = parse_perturbations(CLEAN) + perturbations  # the clean condition is always scored
+    refs = [_component("refiner", s.display, s.name, refiner_registry().get(s.name), _refiner_params(config, s),
+                       context) for s in refiner_specs]
+    dets = [_component("detector", n, n, detector_registry().get(n), config.detector_params.get(n, {}), context)
+            for n in detector_names]
+    plan = Plan(config, spec, context, refs, dets, perturbations)
+    for c in refs + dets:
+        if "seed" in _signature(c.cls) and "seed" in c.params and c.params["seed"] != config.seed:
+            plan.notes.append(f"{c.kind} {c.display!r} uses seed {c.params['seed']} (set explicitly), not the run's {config.seed}")
+    if spec.size is not None or config.size is not None:
+        plan.check_image_size(config.size or spec.size)
+    return plan
