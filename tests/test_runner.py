@@ -193,3 +193,71 @@ def test_fit_refiners_on_is_validated(base):
         dataclasses.replace(base, fit_refiners_on="val")
     with pytest.raises(ValueError, match="fit_refiners_on"):
         RunConfig.from_dict({"fit_refiners_on": "all"})
+
+
+def test_bad_component_values_fail_in_the_plan_naming_component_and_parameter(base):
+    from stigbench.pipeline.plan import PlanError, resolve
+
+    with pytest.raises(PlanError, match=r"refiner 'stig'.*norm"):
+        resolve(dataclasses.replace(base, refiners="stig", refiner_params={"stig": {"norm": "foo"}}))
+    with pytest.raises(PlanError, match=r"detector 'durall'.*no parameter\(s\) \['nope'\]"):
+        resolve(dataclasses.replace(base, detector_params={"durall": {"nope": 1}}))
+    with pytest.raises(PlanError, match=r"refiner 'stig' at 16x16 px.*at least 32"):
+        resolve(dataclasses.replace(base, refiners="stig", size=16))
+    with pytest.raises(ValueError, match="precision"):
+        resolve(dataclasses.replace(base, precision="fp8"))
+
+
+def test_the_plan_passes_run_settings_to_the_constructors_that_declare_them(base):
+    from stigbench.pipeline.plan import resolve
+
+    plan = resolve(dataclasses.replace(base, refiners="stig,blur:1", detectors="durall,spectrum-cnn", seed=7,
+                                       precision="bf16", refiner_params={"stig": {"seed": 3}}))
+    stig, blur = plan.refiners
+    assert stig.kwargs["seed"] == 3 and "seed" not in stig.from_context  # --set wins over --seed
+    assert stig.kwargs["precision"] == "bf16" and "seed" not in blur.kwargs
+    cnn = next(d for d in plan.detectors if d.name == "spectrum-cnn")
+    assert cnn.kwargs["precision"] == "bf16" and cnn.build().precision == "bf16"  # --precision reaches CNNs
+    assert any("seed 3" in n for n in plan.notes)
+
+
+def test_a_detector_without_save_and_load_runs_uncached_with_a_note(base):
+    from stigbench.detection.registry import DETECTORS, register_detector, detectors
+
+    class FitScoreOnly:
+        """Scores by mean brightness (a test double)."""
+
+        def fit(self, train_set, labels, val_set=None, val_labels=None):
+            return self
+
+        def score(self, image_set):
+            import numpy as np
+
+            return np.array([float(x.mean()) for x in image_set.batches(8) for x in x])
+
+    register_detector("fit-score-only-run", family="other", domain="other", paper="none (test)")(FitScoreOnly)
+    try:
+        detectors()
+        cfg = dataclasses.replace(base, detectors="durall,fit-score-only-run")
+        first, again = run_benchmark(cfg), run_benchmark(cfg)
+    finally:
+        DETECTORS.remove("fit-score-only-run")
+    assert not first.errors and set(first.metrics.detector) >= {"durall", "fit-score-only-run"}
+    record = json.loads((again.run_dir / "run.json").read_text())
+    assert any("fit-score-only-run" in n and "never cached" in n for n in record["notes"])
+    assert not (again.run_dir / "detectors" / "fit-score-only-run").exists()
+    assert not list(Path(base.cache_dir).rglob("fit-score-only-run*"))  # nothing of it in the shared cache
+    pd.testing.assert_frame_equal(first.metrics, again.metrics)
+
+
+def test_the_metrics_stage_reproduces_a_runs_detection_rows_from_its_files(base):
+    from stigbench.evaluation.detection import detection_rows, read_scores, read_thresholds
+    from stigbench.evaluation.rows import METRIC_COLUMNS
+
+    res = run_benchmark(dataclasses.replace(base, n_boot=30, adaptive=True, perturb="jpeg:75"))
+    rows = detection_rows(read_scores(res.run_dir / "scores.csv"), read_thresholds(res.run_dir / "thresholds.csv"),
+                          dataset=res.metrics.dataset.iloc[0], seed=base.seed, n_boot=30)
+    written = pd.read_csv(res.run_dir / "metrics.csv", keep_default_na=False)
+    written = written[written.detector != ""].reset_index(drop=True)
+    again = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    pd.testing.assert_frame_equal(again.astype(written.dtypes.to_dict()), written)

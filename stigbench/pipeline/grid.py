@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from stigbench.core.io import read_json, write_json
+from stigbench.core.settings import result_settings
 from stigbench.pipeline.plan import RunConfig
 from stigbench.pipeline.runner import RunResult, run_benchmark
 
 MANIFEST = "grid.json"
-# Fields that vary per cell or do not change results; everything else must match to resume a grid.
-_CELL_FIELDS = ("dataset", "seed", "out", "progress")
+#: Fields that name a cell; with the replicate fields (seed) and those that never change results
+#: (:mod:`stigbench.core.settings`) they may differ when a grid is resumed; everything else must match.
+_CELL_FIELDS = frozenset({"dataset"})
 
 
 @dataclass
@@ -35,11 +37,9 @@ def cell_name(dataset: str, seed: int) -> str:
     return f"{dataset}/seed{seed}"
 
 
-def _grid_settings(config: RunConfig) -> dict[str, Any]:
-    data = config.to_dict()
-    for key in _CELL_FIELDS:
-        data.pop(key)
-    return data
+def _grid_settings(config: RunConfig | dict[str, Any]) -> dict[str, Any]:
+    data = config.to_dict() if isinstance(config, RunConfig) else config
+    return {k: v for k, v in result_settings(data, replicates=False).items() if k not in _CELL_FIELDS}
 
 
 def run_grid(datasets: Sequence[str], seeds: Sequence[int], out: str | Path, base: RunConfig,
@@ -55,7 +55,7 @@ def run_grid(datasets: Sequence[str], seeds: Sequence[int], out: str | Path, bas
     if manifest_path.is_file():
         manifest = read_json(manifest_path)
         # A key missing from an older manifest is a setting added since, which that grid ran at its default.
-        old = {**_grid_settings(RunConfig()), **manifest.get("settings", {})}
+        old = {**_grid_settings(RunConfig()), **_grid_settings(manifest.get("settings", {}))}
         if old != settings:
             differ = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
             raise ValueError(f"{out} holds a grid with other settings (differ: {', '.join(differ)}); "

@@ -49,6 +49,7 @@ from stigbench.core.io import fresh_dir, read_json, write_json
 from stigbench.core.provenance import provenance
 from stigbench.data.specs import Dataset, cache_dir, load_dataset
 from stigbench.data.split import Split, make_split, split_frame
+from stigbench.detection.registry import is_persistent
 from stigbench.evaluation.detection import THRESHOLD_COLUMNS, detection_rows, read_scores, read_thresholds
 from stigbench.evaluation.rows import CLEAN, METRIC_COLUMNS, base_row
 from stigbench.measures import metrics as M
@@ -151,8 +152,9 @@ def execute(plan: Plan) -> RunResult:
                                       "started": dt.datetime.now().isoformat(timespec="seconds")})
     handler = _setup_log(run_dir)
     store = StageStore((ctx.cache_dir or cache_dir() / "stages") if ctx.cache else None)
+    volatile = StageStore(None)  # stages of components that cannot be cached (no save/load)
     try:
-        return _Run(plan, dataset, split, run_dir, store).execute()
+        return _Run(plan, dataset, split, run_dir, store, volatile).execute()
     except BaseException as exc:
         record = read_json(run_dir / "run.json")
         write_json(run_dir / "run.json", {**record, "status": FAILED, "error": f"{type(exc).__name__}: {exc}"})
@@ -161,6 +163,7 @@ def execute(plan: Plan) -> RunResult:
         log.removeHandler(handler)
         handler.close()
         store.close()
+        volatile.close()
 
 
 def _name_interrupted_runs(parent: Path) -> None:
@@ -180,13 +183,14 @@ def _name_interrupted_runs(parent: Path) -> None:
 class _Run:
     """The state of one benchmark run; methods are its stages, in the order :meth:`execute` calls."""
 
-    def __init__(self, plan: Plan, dataset: Dataset, split: Split, run_dir: Path, store: StageStore) -> None:
+    def __init__(self, plan: Plan, dataset: Dataset, split: Split, run_dir: Path, store: StageStore,
+                 volatile: StageStore) -> None:
         self.plan, self.config, self.ctx, self.spec = plan, plan.config, plan.context, plan.spec
         self.dataset, self.split = dataset, split
         self.detector_names, self.perturbations = plan.detector_names, plan.perturbations
         self.detector_components = {c.name: c for c in plan.detectors}
         self.device, self.precision = plan.context.torch_device, plan.context.resolved_precision
-        self.run_dir, self.store = run_dir, store
+        self.run_dir, self.store, self.volatile = run_dir, store, volatile
         self.errors: dict[str, str] = {}
         self.rows: list[dict[str, Any]] = []
         self.score_frames: list[pd.DataFrame] = []
@@ -214,9 +218,11 @@ class _Run:
         return base_row(self.spec.name, self.ctx.seed, **kw)
 
     def stage(self, kind: str, label: str, payload: dict[str, Any], make: Callable[[Path], Any],
-              resumable: bool = False) -> Path:
+              resumable: bool = False, cached: bool = True) -> Path:
+        """Stage folder of ``make``; ``cached=False`` keeps it in this run's temporary store only."""
         full = {**self.data_payload, **payload}
-        return self.store.get_or_make(self.store.key(kind, label, full), make, full, resumable=resumable)
+        store = self.store if cached else self.volatile
+        return store.get_or_make(store.key(kind, label, full), make, full, resumable=resumable)
 
     # -- stages ------------------------------------------------------------------------------------
     def execute(self) -> RunResult:
@@ -356,27 +362,37 @@ class _Run:
         """Fit (or reuse) detector ``name``; the stage holds its state and its validation threshold."""
         component = self.detector_components[name]
         cls, params = component.cls, component.params
+        persistent = is_persistent(cls)
         payload = {"detector": name, "params": params, "trained_on": trained_on, "code": code_fingerprint(cls), **extra}
+        fitted: dict[str, Any] = {}
 
         def make(folder: Path) -> None:
             det = component.build()
             t0 = time.perf_counter()
             det.fit(train[0], train[1], val[0], val[1])
             threshold = M.best_threshold(val[1], _checked_scores(det.score(val[0]), len(val[0]), name))
-            det.save(folder / "detector")
+            if persistent:
+                det.save(folder / "detector")
+            fitted["detector"] = det
             write_json(folder / "info.json", {
                 "params": det.get_params() if hasattr(det, "get_params") else params, "threshold": threshold,
                 "fit_seconds": round(time.perf_counter() - t0, 2), "fit_info": getattr(det, "fit_info_", {})})
 
-        folder = self.stage("detector", f"{name}-{trained_on}", payload, make)
-        return cls.load(folder / "detector"), folder
+        if not persistent:
+            note = f"detector {name!r} has no save/load: fitted and scored afresh in this run, never cached"
+            if note not in self.notes:
+                self.notes.append(note)
+                log.info("%s", note)
+        folder = self.stage("detector", f"{name}-{trained_on}", payload, make, cached=persistent)
+        return (cls.load(folder / "detector") if persistent else fitted["detector"]), folder
 
     def scores(self, det: Any, det_folder: Path, name: str, key: str, images: ImageSet, pert: str) -> np.ndarray:
         def make(folder: Path) -> None:
             np.save(folder / "scores.npy", _checked_scores(det.score(images), len(images), name), allow_pickle=False)
 
         folder = self.stage("scores", f"{name}-{key}-{pert}", {"detector_stage": det_folder.name,
-                                                                "set": self.identity[(pert, key)]}, make)
+                                                                "set": self.identity[(pert, key)]}, make,
+                            cached=is_persistent(self.detector_components[name].cls))
         return np.load(folder / "scores.npy", allow_pickle=False)
 
     def score_conditions(self, det: Any, folder: Path, name: str, trained_on: str,
@@ -406,7 +422,8 @@ class _Run:
             for pert, sets in perturbed.items():
                 conditions = [k for k in sets if k != "real"]
                 self.score_conditions(det, folder, name, "fake", sets, pert, conditions)
-            shutil.copytree(folder / "detector", self.run_dir / "detectors" / name)
+            if (folder / "detector").is_dir():
+                shutil.copytree(folder / "detector", self.run_dir / "detectors" / name)
             self.detector_info[name] = {**info, "seconds": round(time.perf_counter() - t0, 2)}
             log.info("detector %s done in %.1fs", name, time.perf_counter() - t0)
         except Exception as exc:
@@ -485,7 +502,7 @@ class _Run:
                 log.warning("%s", extractor.notice)
             others = {k: s for k, s in sets.items() if k != "real"}
             result = quality_metrics(sets["real"], others, extractor, max_images=self.config.quality_max_images,
-                                     seed=self.config.seed, progress=self.config.progress)
+                                     seed=self.ctx.seed, progress=self.ctx.progress, cache=self.ctx.cache)
         except Exception as exc:
             self.errors[f"quality:{pert}"] = f"{type(exc).__name__}: {exc}"
             log.error("quality metrics (%s) failed:\n%s", pert, traceback.format_exc())
