@@ -6,7 +6,6 @@ has an explicit ``--no-`` form, so ``--no-resize`` can turn off a ``resize: true
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
 from pathlib import Path
@@ -67,9 +66,8 @@ def main() -> None:
 def _build_config(config_path: str | None, overrides: tuple[str, ...], spec_dir: tuple[str, ...],
                   detector_plugin: tuple[str, ...], quiet: bool, options: dict[str, Any]) -> Any:
     """A :class:`RunConfig` from a saved config (if any) plus the options the user actually set."""
-    from stigbench.detection.registry import detectors
-    from stigbench.attacks.registry import refiners
     from stigbench.core.plugins import load_plugin_file
+    from stigbench.pipeline.components import params_field
     from stigbench.pipeline.plan import RunConfig
 
     data = load_config_file(config_path) if config_path else {}
@@ -80,15 +78,11 @@ def _build_config(config_path: str | None, overrides: tuple[str, ...], spec_dir:
         data["plugins"] = [*data.get("plugins", []), *map(str, detector_plugin)]
     for plugin in data.get("plugins", []):
         load_plugin_file(plugin)
-    refiner_params = data.setdefault("refiner_params", {})
-    detector_params = data.setdefault("detector_params", {})
     for name, params in parse_overrides(overrides).items():
-        if name in refiners():
-            refiner_params.setdefault(name, {}).update(params)
-        elif name in detectors():
-            detector_params.setdefault(name, {}).update(params)
-        else:
+        field = params_field(name)
+        if field is None:
             raise click.BadParameter(f"{name!r} is neither a refiner nor a detector", param_hint="--set")
+        data.setdefault(field, {}).setdefault(name, {}).update(params)
     if quiet:
         data["progress"] = False
     try:
@@ -215,40 +209,17 @@ def refine(checkpoint: str, input_dir: str, output_dir: str, size: int | None, r
 
 
 @main.command("list")
-@click.argument("kind", type=click.Choice(["detectors", "refiners", "datasets", "perturbations"]))
+@click.argument("kind", type=click.Choice(["detectors", "refiners", "datasets", "perturbations"]))  # tests: = KINDS
 @click.argument("pattern", required=False)
 @click.option("--spec-dir", multiple=True, type=click.Path(exists=True, file_okay=False))
 def list_(kind: str, pattern: str | None, spec_dir: tuple[str, ...]) -> None:
     """List registered detectors, refiners, datasets or perturbations (optionally filtered by an fnmatch PATTERN)."""
-    from stigbench.data.specs import datasets
-    from stigbench.detection.registry import detectors
-    from stigbench.attacks.registry import refiners
-    from stigbench.reporting.run_report import to_markdown
-
     import pandas as pd
 
-    rows: list[dict[str, Any]] = []
-    if kind == "detectors":
-        reg = detectors()
-        for n in reg.list(pattern):
-            m = reg.meta(n)
-            rows.append({"name": n, "family": m.family, "domain": m.domain, "default": "yes" if m.default else "",
-                         "paper": m.paper})
-    elif kind == "refiners":
-        reg = refiners()
-        for n in reg.list(pattern):
-            m = reg.meta(n)
-            rows.append({"name": n, "kind": m.kind, "paper": m.paper})
-    elif kind == "perturbations":
-        from stigbench.attacks.perturbations import describe_perturbations
+    from stigbench.pipeline.components import list_components
+    from stigbench.reporting.tables import to_markdown
 
-        rows = [r for r in describe_perturbations() if pattern is None or fnmatch.fnmatchcase(r["name"], pattern)]
-    else:
-        reg = datasets(spec_dir)
-        for n in reg.list(pattern):
-            s = reg.get(n)
-            rows.append({"name": n, "size": s.size or "auto", "synthetic": "yes" if s.synthetic else "",
-                         "spec": s.spec_path})
+    rows = list_components(kind, pattern, spec_dir)
     if not rows:
         click.echo(f"no {kind} match {pattern!r}")
         return

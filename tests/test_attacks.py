@@ -9,12 +9,9 @@ import torch
 from stigbench.core.imageset import ArrayImageSet
 from stigbench.attacks.perturbations import Blur, Jpeg, Resize
 from stigbench.attacks.registry import refiners
-from stigbench.attacks.postprocess import (
-    BlurAttack,
-    JpegAttack,
-    PerturbationAttack,
+from stigbench.attacks.postprocess import BlurAttack, JpegAttack, PerturbationAttack, ResampleAttack
+from stigbench.pipeline.refiner_specs import (
     RefinerSpec,
-    ResampleAttack,
     refiner_display_name,
     resolve_refiner_spec,
     resolve_refiner_specs,

@@ -129,3 +129,14 @@ def test_refine_command(cli_run, tiny_dataset, tmp_path):
     bad = CliRunner().invoke(main, ["refine", "--checkpoint", str(tmp_path), "--input", str(tiny_dataset / "fake"),
                                     "--output", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "not a saved refiner" in bad.output
+
+
+def test_the_list_command_offers_every_kind_of_the_table():
+    from stigbench.pipeline.components import KINDS, list_components
+
+    choices = next(p for p in main.commands["list"].params if p.name == "kind").type.choices
+    assert sorted(choices) == sorted(KINDS)
+    for kind in KINDS:
+        result = CliRunner().invoke(main, ["list", kind], catch_exceptions=False)
+        assert result.exit_code == 0 and all(r["name"] in result.output for r in list_components(kind))
+    assert {r["name"] for r in list_components("refiners", "s*")} == {"spectral-match", "stig"}

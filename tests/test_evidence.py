@@ -10,7 +10,7 @@ from stigbench.evaluation.evidence import (
     AT_CHANCE, AWAY, DETECTOR_AT_CHANCE, EVIDENCE, NO_INTERVAL, PAST, TOWARD, UNCHANGED, adds_evidence, at_chance,
     classify_move, counts_line, move_counts, moves,
 )
-from stigbench.reporting.run_report import OVER_CORRECTION, clean_metrics, display_summary, summarize
+from stigbench.reporting.tables import OVER_CORRECTION, clean_metrics, display_summary, summarize
 from stigbench.evaluation.rows import METRIC_COLUMNS
 
 FAKE = (0.80, 0.72, 0.88)  # a detector that sees the fakes: its interval excludes 0.5

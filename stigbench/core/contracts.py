@@ -47,6 +47,15 @@ class Refiner(Protocol):
     ``fit(fake_set, real_set)`` learns from unpaired training fakes and reals and returns ``self``;
     ``refine(image_set)`` returns a new image set of the same length and size; ``save(dir)`` writes
     the fitted state into a folder; the class method ``load(dir)`` rebuilds a fitted refiner.
+
+    Two optional keyword arguments, used when a refiner declares them:
+
+    * ``fit(..., log_dir=folder)``: a folder that survives an interrupted run (the stage's work folder).
+      A refiner that takes it keeps its training log and checkpoints there and, called again with a
+      folder that holds a checkpoint, continues from it (STIG does); the runner then keeps the work
+      folder of a killed attempt instead of starting it afresh.
+    * ``refine(..., store=path)``: write the refined images into a memory-mapped ``.npy`` at ``path``
+      instead of holding them in memory.
     """
 
     def fit(self, fake_set: ImageSetLike, real_set: ImageSetLike) -> Refiner: ...

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stigbench.attacks.perturbations import Perturbation, parse_perturbations
-from stigbench.attacks.postprocess import RefinerSpec, resolve_refiner_specs
+from stigbench.pipeline.refiner_specs import RefinerSpec, resolve_refiner_specs
 from stigbench.attacks.registry import refiners as refiner_registry
 from stigbench.core.plugins import load_plugin_file
 from stigbench.data.specs import DatasetSpec, adhoc_spec, datasets

@@ -50,11 +50,10 @@ from stigbench.core.provenance import provenance
 from stigbench.data.specs import Dataset, cache_dir, load_dataset
 from stigbench.data.split import Split, make_split, split_frame
 from stigbench.detection.registry import is_persistent
+from stigbench.evaluation.distances import distribution_rows, fidelity_rows, lfd_rows, mean_spectra
 from stigbench.evaluation.detection import THRESHOLD_COLUMNS, detection_rows, read_scores, read_thresholds
-from stigbench.evaluation.rows import CLEAN, METRIC_COLUMNS, base_row
+from stigbench.evaluation.rows import CLEAN, METRIC_COLUMNS
 from stigbench.measures import metrics as M
-from stigbench.measures.fidelity import mean_fidelity
-from stigbench.measures.spectrum import lfd, mean_log_spectrum
 from stigbench.pipeline.plan import Component, Plan, RunConfig, resolve
 from stigbench.pipeline.stages import StageStore, code_fingerprint, digest, files_fingerprint, owner_is_gone
 
@@ -214,9 +213,6 @@ class _Run:
         base = self.dataset.real if label == "real" else self.dataset.fake
         return base.subset(self.split.indices(label, name))
 
-    def base_row(self, **kw: Any) -> dict[str, Any]:
-        return base_row(self.spec.name, self.ctx.seed, **kw)
-
     def stage(self, kind: str, label: str, payload: dict[str, Any], make: Callable[[Path], Any],
               resumable: bool = False, cached: bool = True) -> Path:
         """Stage folder of ``make``; ``cached=False`` keeps it in this run's temporary store only."""
@@ -258,7 +254,8 @@ class _Run:
                     self.adaptive_defender(display, folder, refined[display])
 
         spectra = self.distance_rows(perturbed)
-        self.fidelity_rows(fake_test, refined)
+        self.rows += fidelity_rows(fake_test, refined, dataset=self.spec.name, seed=self.ctx.seed,
+                                   batch_size=self.ctx.batch_size)
         quality_info: dict[str, Any] = {}
         if cfg.quality:
             for p in self.perturbations:
@@ -466,29 +463,13 @@ class _Run:
 
     def distance_rows(self, perturbed: dict[str, dict[str, ImageSet]]) -> dict[str, torch.Tensor]:
         """LFD of every set to the reals under the same perturbation; returns the clean mean spectra."""
-        bs = self.config.batch_size
         clean: dict[str, torch.Tensor] = {}
         for pert, sets in perturbed.items():
-            spectra = {k: mean_log_spectrum(s.batches(bs)) for k, s in sets.items()}
-            for key, m in spectra.items():
-                if key == "real":
-                    continue
-                condition, _, refiner = key.partition(":")
-                self.rows.append({**self.base_row(refiner=refiner, condition=condition, perturbation=pert),
-                                  "metric": "lfd", "value": lfd(spectra["real"], m), "ci_low": np.nan, "ci_high": np.nan})
+            spectra = mean_spectra(sets, self.ctx.batch_size)
+            self.rows += lfd_rows(spectra, dataset=self.spec.name, seed=self.ctx.seed, perturbation=pert)
             if pert == CLEAN:
                 clean = spectra
         return clean
-
-    def fidelity_rows(self, fake_test: ImageSet, refined: dict[str, ImageSet]) -> None:
-        """PSNR and SSIM of each refined test fake to its original: the attack's cost in image quality."""
-        bs = self.config.batch_size
-        for display, images in refined.items():
-            values = mean_fidelity(zip(fake_test.batches(bs), images.batches(bs)))
-            _, _, refiner = f"refined:{display}".partition(":")
-            for metric, value in values.items():
-                self.rows.append({**self.base_row(refiner=refiner, condition="refined"), "metric": metric,
-                                  "value": value, "ci_low": np.nan, "ci_high": np.nan})
 
     def quality_rows(self, sets: dict[str, ImageSet], pert: str) -> dict[str, Any]:
         """FID/KID (or their random-network substitutes) of the fakes and each refined set to the
@@ -507,11 +488,7 @@ class _Run:
             self.errors[f"quality:{pert}"] = f"{type(exc).__name__}: {exc}"
             log.error("quality metrics (%s) failed:\n%s", pert, traceback.format_exc())
             return {}
-        for row in result.rows:
-            condition, _, refiner = row["condition_key"].partition(":")
-            self.rows.append({**self.base_row(refiner=refiner, condition=condition, perturbation=pert),
-                              "metric": row["metric"], "value": row["value"], "ci_low": row["ci_low"],
-                              "ci_high": row["ci_high"]})
+        self.rows += distribution_rows(result, dataset=self.spec.name, seed=self.ctx.seed, perturbation=pert)
         return {**result.to_dict(), "rows": None}
 
     def write(self, spectra: dict[str, torch.Tensor], prov: dict[str, Any], quality_info: dict[str, Any],

@@ -46,9 +46,7 @@ from stigbench.reporting.selection_plot import (
     selection_plot,
 )
 from stigbench.reporting.tables import (
-    OVER_CORRECTION,
     attack_table,
-    clean_metrics,
     display_quality,
     display_summary,
     format_value,
@@ -359,8 +357,7 @@ def write_run_report(run_dir: Path) -> pd.DataFrame:
 
 
 
-# The table names are re-exported because ``stigbench.cli`` and tests/test_evidence.py import them from here.
 __all__ = [
-    "OVER_CORRECTION", "SPECTRA_FILE", "clean_metrics", "display_summary", "load_spectra", "provenance_pairs",
-    "refiner_fit_text", "render_run_html", "run_plots", "save_spectra", "summarize", "to_markdown", "write_run_report",
+    "SPECTRA_FILE", "load_spectra", "provenance_pairs", "refiner_fit_text", "render_run_html", "run_plots",
+    "save_spectra", "write_run_report",
 ]
