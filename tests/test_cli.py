@@ -140,3 +140,22 @@ def test_the_list_command_offers_every_kind_of_the_table():
         result = CliRunner().invoke(main, ["list", kind], catch_exceptions=False)
         assert result.exit_code == 0 and all(r["name"] in result.output for r in list_components(kind))
     assert {r["name"] for r in list_components("refiners", "s*")} == {"spectral-match", "stig"}
+
+
+def test_a_bad_component_value_fails_before_any_image_is_read(tmp_path):
+    """``--set stig.norm=foo`` on the built-in demo dataset: exit non-zero, naming stig and norm, before
+    the dataset (built on first use) is touched, so a fresh cache stays empty."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "STIGBENCH_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, str(root / "bench.py"), "run", "--dataset", "demo", "--set",
+                             "stig.norm=foo", "--out", str(tmp_path / "runs"), "--quiet"],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "refiner 'stig'" in result.stderr and "norm" in result.stderr
+    assert not (tmp_path / "runs").exists()
+    assert not list((tmp_path / "cache").rglob("*.png"))  # no demo image was built or read

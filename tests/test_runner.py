@@ -219,6 +219,9 @@ def test_the_plan_passes_run_settings_to_the_constructors_that_declare_them(base
     cnn = next(d for d in plan.detectors if d.name == "spectrum-cnn")
     assert cnn.kwargs["precision"] == "bf16" and cnn.build().precision == "bf16"  # --precision reaches CNNs
     assert any("seed 3" in n for n in plan.notes)
+    preset_seed = resolve(dataclasses.replace(base, refiners="stig", refiner_params={"stig": {"preset": "paper"}}))
+    assert preset_seed.refiners[0].kwargs["seed"] == base.seed  # the run's seed drives every component...
+    assert any("replaces the seed 42 of preset 'paper'" in n for n in preset_seed.notes)  # ...and says so
 
 
 def test_a_detector_without_save_and_load_runs_uncached_with_a_note(base):
@@ -261,3 +264,16 @@ def test_the_metrics_stage_reproduces_a_runs_detection_rows_from_its_files(base)
     written = written[written.detector != ""].reset_index(drop=True)
     again = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     pd.testing.assert_frame_equal(again.astype(written.dtypes.to_dict()), written)
+
+
+def test_settings_declared_result_free_do_not_change_stage_keys(base, tmp_path):
+    """core.settings.NON_RESULT_SETTINGS and the stage keys agree: a rerun that changes only such
+    settings (the cache's own location aside) reuses every stage and writes the same metrics."""
+    from stigbench.core.settings import NON_RESULT_SETTINGS
+
+    first = run_benchmark(base)
+    changed = {"out": str(tmp_path / "elsewhere"), "progress": True, "spec_dirs": [str(tmp_path)], "plugins": []}
+    assert set(changed) | {"cache", "cache_dir"} == NON_RESULT_SETTINGS
+    again = run_benchmark(dataclasses.replace(base, **changed))
+    assert again.stage_misses == 0 and again.stage_hits == first.stage_misses
+    pd.testing.assert_frame_equal(first.metrics, again.metrics)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from stigbench.core.contracts import DETECTOR_METHODS, DETECTOR_PERSISTENCE_METHODS
+from stigbench.core.contracts import DETECTOR_METHODS, DETECTOR_PERSISTENCE_METHODS, Detector
 from stigbench.core.plugins import builtin_loader, package_modules
 from stigbench.core.registry import Registry
 
@@ -42,7 +42,7 @@ class DetectorInfo:
             raise ValueError("every detector names its paper")
 
 
-DETECTORS: Registry[Any] = Registry("detector", required_methods=DETECTOR_METHODS)
+DETECTORS: Registry[type[Detector]] = Registry("detector", required_methods=DETECTOR_METHODS)
 _load_builtin = builtin_loader(lambda: package_modules("stigbench.detectors"), "stigbench.detectors")
 
 
@@ -50,10 +50,10 @@ def register_detector(
     name: str, *, family: str, domain: str, paper: str, default: bool = True, description: str = ""
 ) -> Callable[[T], T]:
     """Class decorator: register a detector under ``name`` (see :class:`DetectorInfo`)."""
-    return DETECTORS.register(name, DetectorInfo(family, domain, paper, default, description))
+    return DETECTORS.register(name, DetectorInfo(family, domain, paper, default, description))  # type: ignore[return-value]
 
 
-def detectors() -> Registry[Any]:
+def detectors() -> Registry[type[Detector]]:
     """The detector registry with built-ins and entry-point plug-ins loaded."""
     _load_builtin()
     return DETECTORS

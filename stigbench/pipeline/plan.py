@@ -259,8 +259,17 @@ def resolve(config: RunConfig) -> Plan:
             for n in detector_names]
     plan = Plan(config, spec, context, refs, dets, perturbations)
     for c in refs + dets:
-        if "seed" in _signature(c.cls) and "seed" in c.params and c.params["seed"] != config.seed:
+        if "seed" not in _signature(c.cls):
+            continue
+        if "seed" in c.params and c.params["seed"] != config.seed:
             plan.notes.append(f"{c.kind} {c.display!r} uses seed {c.params['seed']} (set explicitly), not the run's {config.seed}")
+        elif "seed" in c.from_context:
+            # A preset may carry a seed of its own (STIG's paper preset: the official code's 42); the run's
+            # seed replaces it so that seeds vary every component, and the run says so.
+            own = c.cls(**c.params)
+            if getattr(own, "preset", None) is not None and getattr(own, "seed", config.seed) != config.seed:
+                plan.notes.append(f"{c.kind} {c.display!r}: the run's seed {config.seed} replaces the seed "
+                                  f"{own.seed} of preset {own.preset!r} (--set {c.name}.seed={own.seed} keeps it)")
     if spec.size is not None or config.size is not None:
         plan.check_image_size(config.size or spec.size)
     return plan

@@ -150,6 +150,8 @@ def execute(plan: Plan) -> RunResult:
     write_json(run_dir / "run.json", {"status": RUNNING, "owner": {"pid": os.getpid(), "host": socket.gethostname()},
                                       "started": dt.datetime.now().isoformat(timespec="seconds")})
     handler = _setup_log(run_dir)
+    for note in plan.notes:
+        log.info("%s", note)
     store = StageStore((ctx.cache_dir or cache_dir() / "stages") if ctx.cache else None)
     volatile = StageStore(None)  # stages of components that cannot be cached (no save/load)
     try:
