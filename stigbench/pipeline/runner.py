@@ -190,6 +190,7 @@ class _Run:
         self.dataset, self.split = dataset, split
         self.detector_names, self.perturbations = plan.detector_names, plan.perturbations
         self.detector_components = {c.name: c for c in plan.detectors}
+        self.refiner_components = {c.display: c for c in plan.refiners}
         self.device, self.precision = plan.context.torch_device, plan.context.resolved_precision
         self.run_dir, self.store, self.volatile = run_dir, store, volatile
         self.errors: dict[str, str] = {}
@@ -311,12 +312,10 @@ class _Run:
 
     def refined_set(self, display: str, refiner_folder: Path, part: str) -> ArrayImageSet | None:
         """The ``part`` fakes refined by a fitted refiner (cached as an 8-bit array)."""
-        from stigbench.attacks.registry import load_refiner
-
         fakes = self.part("fake", part)
 
         def make(folder: Path) -> None:
-            refiner = load_refiner(refiner_folder)
+            refiner = self.refiner_components[display].cls.load(refiner_folder)  # by registry entry, not class path
             t0 = time.perf_counter()
             if _accepts(refiner.refine, "store"):
                 out = refiner.refine(fakes, store=folder / "images.npy")
