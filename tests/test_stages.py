@@ -107,3 +107,12 @@ def test_a_killed_no_cache_runs_temporary_store_is_removed_by_the_next(tmp_path,
     assert not orphan.exists() and store.root.parent == tmp_path
     store.close()
     assert not store.root.exists()
+
+
+def test_a_reused_pid_does_not_keep_a_lock_alive(tmp_path):
+    from stigbench.pipeline.stages import owner_is_gone, process_owner
+
+    me = process_owner()
+    assert not owner_is_gone(me)
+    assert owner_is_gone({**me, "started": 0.0})  # this pid's process started after that lock was taken
+    assert not owner_is_gone({**me, "host": "elsewhere", "started": 0.0})

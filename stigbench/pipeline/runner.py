@@ -28,8 +28,6 @@ import dataclasses
 import datetime as dt
 import inspect
 import logging
-import os
-import socket
 import shutil
 import time
 import traceback
@@ -55,7 +53,14 @@ from stigbench.evaluation.detection import THRESHOLD_COLUMNS, detection_rows, re
 from stigbench.evaluation.rows import CLEAN, METRIC_COLUMNS
 from stigbench.measures import metrics as M
 from stigbench.pipeline.plan import Component, Plan, RunConfig, resolve
-from stigbench.pipeline.stages import StageStore, code_fingerprint, digest, files_fingerprint, owner_is_gone
+from stigbench.pipeline.stages import (
+    StageStore,
+    code_fingerprint,
+    digest,
+    files_fingerprint,
+    owner_is_gone,
+    process_owner,
+)
 
 log = logging.getLogger("stigbench")
 
@@ -147,7 +152,7 @@ def execute(plan: Plan) -> RunResult:
     _name_interrupted_runs(parent)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = fresh_dir(parent, f"{stamp}-seed{ctx.seed}")
-    write_json(run_dir / "run.json", {"status": RUNNING, "owner": {"pid": os.getpid(), "host": socket.gethostname()},
+    write_json(run_dir / "run.json", {"status": RUNNING, "owner": process_owner(),
                                       "started": dt.datetime.now().isoformat(timespec="seconds")})
     handler = _setup_log(run_dir)
     for note in plan.notes:

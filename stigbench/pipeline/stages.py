@@ -101,13 +101,33 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _owner() -> dict[str, Any]:
+def process_owner() -> dict[str, Any]:
+    """This process, as recorded in lock files and ``run.json``: pid, host and start time."""
     return {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
 
 
 def owner_is_gone(owner: dict[str, Any]) -> bool:
     """True when ``owner`` (as written by this module) is a process of this host that no longer runs."""
-    return owner.get("host") == socket.gethostname() and not _pid_alive(int(owner.get("pid", -1)))
+    if owner.get("host") != socket.gethostname():
+        return False
+    pid = int(owner.get("pid", -1))
+    if not _pid_alive(pid):
+        return True
+    # The pid may have been reused by a process started after the owner wrote its record.
+    started = _process_start(pid)
+    return started is not None and started > float(owner.get("started", float("inf"))) + 1
+
+
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (Unix time), from Linux's /proc; ``None`` elsewhere."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        ticks = float(stat.rsplit(")", 1)[1].split()[19])  # field 22, counted after the command name
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 def _read_owner(path: Path) -> dict[str, Any] | None:
@@ -148,7 +168,7 @@ class StageLock:
                 time.sleep(self.poll)
                 continue
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(_owner(), f)
+                json.dump(process_owner(), f)
             return self
 
     def _mtime(self) -> float:
@@ -211,7 +231,7 @@ class StageStore:
         if root is None:
             _clean_orphaned_temp_roots()
             self.root = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
-            (self.root / OWNER).write_text(json.dumps(_owner()), encoding="utf-8")
+            (self.root / OWNER).write_text(json.dumps(process_owner()), encoding="utf-8")
         else:
             self.root = Path(root)
             self.root.mkdir(parents=True, exist_ok=True)
