@@ -1,0 +1,114 @@
+"""The attack stages of a run: fit every refiner, refine a split part's fakes, perturb the test sets."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stigbench.attacks.perturbations import Perturbation
+from stigbench.core.imageset import ArrayImageSet, ImageSet
+from stigbench.core.io import read_json, write_json
+from stigbench.evaluation.rows import CLEAN
+from stigbench.pipeline.plan import Component
+from stigbench.pipeline.run_state import RunState, accepts, folder_name, load_array, save_pngs
+from stigbench.pipeline.stages import code_fingerprint
+
+log = logging.getLogger("stigbench")
+
+
+def fit_refiners(state: RunState) -> dict[str, Path]:
+    """Fit (or reuse) every refiner on the training reals and the fakes of the split part named by
+    ``fit_refiners_on`` (training fakes by default); returns stage folders."""
+    fit_on = state.config.fit_refiners_on
+    fake_fit, real_train = state.part("fake", fit_on), state.part("real", "train")
+    if fit_on == "test" and state.plan.refiners:
+        log.warning("refiners are fitted on the test fakes they refine (transductive, as in the STIG paper)")
+    out: dict[str, Path] = {}
+    for rs in state.plan.refiners:
+        cls, params = rs.cls, rs.params
+        payload = {"refiner": rs.name, "params": params, "code": code_fingerprint(cls), "fit_fakes": fit_on}
+
+        def make(folder: Path, rs: Component = rs, params: dict[str, Any] = params) -> None:
+            refiner = rs.build()
+            t0 = time.perf_counter()
+            if accepts(refiner.fit, "log_dir"):
+                refiner.fit(fake_fit, real_train, log_dir=folder / "training")
+            else:
+                refiner.fit(fake_fit, real_train)
+            refiner.save(folder)
+            write_json(folder / "info.json", {
+                "params": refiner.get_params() if hasattr(refiner, "get_params") else params,
+                "fit_seconds": round(time.perf_counter() - t0, 2),
+                "fit_info": getattr(refiner, "fit_info_", {})})
+
+        try:
+            t0 = time.perf_counter()
+            n_computed = len(state.store.misses)
+            # A refiner that checkpoints into log_dir continues an interrupted fit from its work folder.
+            folder = state.stage("refiner", rs.display, payload, make, resumable=accepts(cls.fit, "log_dir"))
+            out[rs.display] = folder
+            info = read_json(folder / "info.json")
+            info["cached"] = len(state.store.misses) == n_computed
+            info["fit_fakes"] = fit_on
+            state.refiner_info[rs.display] = info
+            shutil.copytree(folder, state.run_dir / "refiners" / folder_name(rs.display), dirs_exist_ok=False,
+                            ignore=shutil.ignore_patterns(".complete", "stage.json", "manifest.json"))
+            log.info("refiner %s ready in %.1fs%s", rs.display, time.perf_counter() - t0,
+                     " (cached)" if info["cached"] else "")
+        except Exception as exc:  # a failing refiner must not take the other results down
+            state.errors[f"refiner:{rs.display}"] = f"{type(exc).__name__}: {exc}"
+            log.error("refiner %s failed:\n%s", rs.display, traceback.format_exc())
+    return out
+
+
+def refined_set(state: RunState, display: str, refiner_folder: Path, part: str) -> ArrayImageSet | None:
+    """The ``part`` fakes refined by a fitted refiner (cached as an 8-bit array)."""
+    fakes = state.part("fake", part)
+
+    def make(folder: Path) -> None:
+        refiner = state.refiner_components[display].cls.load(refiner_folder)  # by registry entry, not class path
+        t0 = time.perf_counter()
+        if accepts(refiner.refine, "store"):
+            out = refiner.refine(fakes, store=folder / "images.npy")
+        else:
+            out = refiner.refine(fakes)
+            np.save(folder / "images.npy", out.to_array(), allow_pickle=False)
+        if len(out) != len(fakes) or out.size != fakes.size:
+            raise ValueError(f"refiner {display} returned {len(out)} images of size {out.size}; "
+                             f"expected {len(fakes)} of size {fakes.size}")
+        write_json(folder / "info.json", {"refine_seconds": round(time.perf_counter() - t0, 2)})
+
+    try:
+        folder = state.stage("refined", f"{display}-{part}", {"refiner_stage": refiner_folder.name, "part": part}, make)
+    except Exception as exc:
+        state.errors[f"refiner:{display}"] = f"{type(exc).__name__}: {exc}"
+        log.error("refining with %s failed:\n%s", display, traceback.format_exc())
+        return None
+    images = load_array(folder, fakes.ids)
+    if part == "test":
+        state.identity[(CLEAN, f"refined:{display}")] = folder.name
+        state.refiner_info.setdefault(display, {})["refine_seconds"] = read_json(folder / "info.json")["refine_seconds"]
+        if state.config.save_refined:
+            save_pngs(images, state.run_dir / "refined" / folder_name(display), fakes.ids)
+    return images
+
+
+def perturbed_sets(state: RunState, p: Perturbation, sets: dict[str, ImageSet]) -> dict[str, ImageSet]:
+    if p.name == CLEAN:
+        return dict(sets)
+    out: dict[str, ImageSet] = {}
+    for key, images in sets.items():
+        def make(folder: Path, images: ImageSet = images) -> None:
+            p.apply(images, state.config.batch_size, store=folder / "images.npy", seed=state.config.seed)
+
+        folder = state.stage("perturbed", f"{key}-{p.name}", {"source": state.identity[(CLEAN, key)],
+                                                             "perturbation": p.name}, make)
+        state.identity[(p.name, key)] = folder.name
+        out[key] = load_array(folder, images.ids)
+    return out

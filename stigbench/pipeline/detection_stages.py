@@ -1,0 +1,137 @@
+"""The detection stages of a run: fit each detector (or reuse it), score every test set, and the
+adaptive defender that retrains each detector on refined fakes."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stigbench.core.imageset import ImageSet, labelled
+from stigbench.core.io import read_json, write_json
+from stigbench.detection.registry import is_persistent
+from stigbench.evaluation.rows import CLEAN
+from stigbench.measures import metrics as M
+from stigbench.pipeline.attack_stages import refined_set
+from stigbench.pipeline.run_state import RunState, checked_scores
+from stigbench.pipeline.stages import code_fingerprint
+
+log = logging.getLogger("stigbench")
+
+
+def fit_detector(state: RunState, name: str, train: tuple[ImageSet, np.ndarray], val: tuple[ImageSet, np.ndarray],
+                 trained_on: str, extra: dict[str, Any]) -> tuple[Any, Path]:
+    """Fit (or reuse) detector ``name``; the stage holds its state and its validation threshold."""
+    component = state.detector_components[name]
+    cls, params = component.cls, component.params
+    persistent = is_persistent(cls)
+    payload = {"detector": name, "params": params, "trained_on": trained_on, "code": code_fingerprint(cls), **extra}
+    fitted: dict[str, Any] = {}
+
+    def make(folder: Path) -> None:
+        det = component.build()
+        t0 = time.perf_counter()
+        det.fit(train[0], train[1], val[0], val[1])
+        threshold = M.best_threshold(val[1], checked_scores(det.score(val[0]), len(val[0]), name))
+        if persistent:
+            det.save(folder / "detector")
+        fitted["detector"] = det
+        write_json(folder / "info.json", {
+            "params": det.get_params() if hasattr(det, "get_params") else params, "threshold": threshold,
+            "fit_seconds": round(time.perf_counter() - t0, 2), "fit_info": getattr(det, "fit_info_", {})})
+
+    if not persistent:
+        note = f"detector {name!r} has no save/load: fitted and scored afresh in this run, never cached"
+        if note not in state.notes:
+            state.notes.append(note)
+            log.info("%s", note)
+    folder = state.stage("detector", f"{name}-{trained_on}", payload, make, cached=persistent)
+    return (cls.load(folder / "detector") if persistent else fitted["detector"]), folder
+
+
+def score_set(state: RunState, det: Any, det_folder: Path, name: str, key: str, images: ImageSet, pert: str) -> np.ndarray:
+    def make(folder: Path) -> None:
+        np.save(folder / "scores.npy", checked_scores(det.score(images), len(images), name), allow_pickle=False)
+
+    folder = state.stage("scores", f"{name}-{key}-{pert}", {"detector_stage": det_folder.name,
+                                                            "set": state.identity[(pert, key)]}, make,
+                        cached=is_persistent(state.detector_components[name].cls))
+    return np.load(folder / "scores.npy", allow_pickle=False)
+
+
+def score_conditions(state: RunState, det: Any, folder: Path, name: str, trained_on: str,
+                     sets: dict[str, ImageSet], pert: str, conditions: list[str]) -> None:
+    """Scores of the test reals and of each condition in ``conditions`` (keys of ``sets``); the
+    metrics stage turns them into rows."""
+    s_real = score_set(state, det, folder, name, "real", sets["real"], pert)
+    for key in conditions:
+        s_fake = score_set(state, det, folder, name, key, sets[key], pert)
+        labels = np.r_[np.zeros(len(s_real), np.int64), np.ones(len(s_fake), np.int64)]
+        scores = np.r_[s_real, s_fake]
+        condition, _, refiner = key.partition(":")
+        state.score_frames.append(pd.DataFrame({
+            "detector": name, "trained_on": trained_on, "condition": condition, "refiner": refiner,
+            "perturbation": pert, "path": sets["real"].ids + sets[key].ids, "label": labels, "score": scores}))
+
+
+def evaluate_detector(state: RunState, name: str, perturbed: dict[str, dict[str, ImageSet]]) -> None:
+    """Train on real vs original training fakes, then score every condition and perturbation."""
+    t0 = time.perf_counter()
+    n_frames, n_thresholds = len(state.score_frames), len(state.thresholds)
+    try:
+        det, folder = fit_detector(state, 
+            name, labelled(state.part("real", "train"), state.part("fake", "train")),
+            labelled(state.part("real", "val"), state.part("fake", "val")), "fake", {})
+        info = read_json(folder / "info.json")
+        state.thresholds.append({"detector": name, "trained_on": "fake", "refiner": "", "threshold": info["threshold"]})
+        for pert, sets in perturbed.items():
+            conditions = [k for k in sets if k != "real"]
+            score_conditions(state, det, folder, name, "fake", sets, pert, conditions)
+        if (folder / "detector").is_dir():
+            shutil.copytree(folder / "detector", state.run_dir / "detectors" / name)
+        state.detector_info[name] = {**info, "seconds": round(time.perf_counter() - t0, 2)}
+        log.info("detector %s done in %.1fs", name, time.perf_counter() - t0)
+    except Exception as exc:
+        state.errors[f"detector:{name}"] = f"{type(exc).__name__}: {exc}"
+        log.error("detector %s failed:\n%s", name, traceback.format_exc())
+        del state.score_frames[n_frames:], state.thresholds[n_thresholds:]
+
+
+def adaptive_defender(state: RunState, display: str, refiner_folder: Path, refined_test: ImageSet) -> None:
+    """Retrain each detector on real vs refined fakes and score the refined test fakes again.
+
+    The refined training fakes are the *validation* fakes refined by the refiner, which never saw
+    them: the defender meets refinement as it would in the wild. They serve for training and for
+    the threshold (no other refined images are free of leakage), with as many training reals,
+    evenly spaced over the training split.
+    """
+    refined_val = refined_set(state, display, refiner_folder, "val")
+    if refined_val is None:
+        return
+    real_train, real_val = state.part("real", "train"), state.part("real", "val")
+    if len(real_train) > len(refined_val):
+        # Balanced classes: against 3x more reals, a CNN defender settled on "real" and never learned.
+        keep = np.linspace(0, len(real_train) - 1, len(refined_val)).round().astype(np.int64)
+        real_train = real_train.subset(keep)
+    sets = {"real": state.part("real", "test"), f"refined:{display}": refined_test}
+    for name in state.detector_names:
+        n_frames, n_thresholds = len(state.score_frames), len(state.thresholds)
+        try:
+            det, folder = fit_detector(state, name, labelled(real_train, refined_val), labelled(real_val, refined_val),
+                                            "refined", {"refiner_stage": refiner_folder.name})
+            info = read_json(folder / "info.json")
+            state.thresholds.append({"detector": name, "trained_on": "refined", "refiner": display,
+                                    "threshold": info["threshold"]})
+            score_conditions(state, det, folder, name, "refined", sets, CLEAN, [f"refined:{display}"])
+            state.detector_info[f"{name}@adaptive:{display}"] = info
+            log.info("adaptive %s against %s done", name, display)
+        except Exception as exc:
+            state.errors[f"detector:{name}@adaptive:{display}"] = f"{type(exc).__name__}: {exc}"
+            log.error("adaptive %s vs %s failed:\n%s", name, display, traceback.format_exc())
+            del state.score_frames[n_frames:], state.thresholds[n_thresholds:]
