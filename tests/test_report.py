@@ -468,3 +468,16 @@ def test_selection_figure_only_for_refiners_that_log_it(real_run, tmp_path):
     assert page.count("<img ") == 7 and '<h2 id="selection">' in page
     assert "carved from the training split" in page and "never a reported detector" in page
     assert "`selection.png`" in (new / "summary.md").read_text(encoding="utf-8")
+
+
+def test_the_comparison_names_run_folders_that_did_not_finish(tmp_path):
+    from stigbench.reporting.compare import compare_runs
+
+    fixture = Path(__file__).parent / "fixtures" / "run-v0.1"
+    shutil.copytree(fixture, tmp_path / "runs" / "d" / "a-seed0")
+    killed = tmp_path / "runs" / "d" / "b-seed0"
+    killed.mkdir(parents=True)
+    (killed / "run.json").write_text(json.dumps({"status": "interrupted"}))
+    result = compare_runs([tmp_path / "runs"], tmp_path / "cmp")
+    assert any("b-seed0" in w and "interrupted" in w for w in result.warnings)
+    assert not any("a-seed0" in w and "not compared" in w for w in result.warnings)

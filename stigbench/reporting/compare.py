@@ -78,6 +78,21 @@ def find_runs(folder: str | Path) -> list[Path]:
     return sorted(p.parent for p in folder.rglob("metrics.csv") if is_run_dir(p.parent))
 
 
+def unfinished_runs(folders: Sequence[str | Path]) -> list[str]:
+    """A warning for each run folder under ``folders`` whose ``run.json`` says it did not complete
+    (interrupted, failed or still running): such folders have no ``metrics.csv`` and are left out."""
+    out = []
+    for folder in folders:
+        for record in sorted(Path(folder).rglob("run.json")):
+            try:
+                status = json.loads(record.read_text(encoding="utf-8")).get("status")
+            except (OSError, ValueError):
+                continue
+            if status not in (None, "complete"):  # None: a 0.1 run folder, which has no status
+                out.append(f"{record.parent} is not compared: its run is {status}")
+    return out
+
+
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
@@ -316,6 +331,7 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     paths = expand_run_dirs(run_dirs)
     runs = sorted((load_run(p) for p in paths), key=lambda r: (r.dataset, str(r.seed), str(r.path)))
     labels, groups, warnings = group_runs(runs)
+    warnings += unfinished_runs(run_dirs)
     agg = aggregate(runs, labels)
     detection, detection_css = comparison_detection_table(agg, groups, detection_metrics)
     quality = comparison_quality_table(agg, groups)
