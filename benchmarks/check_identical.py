@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-KEYS = ["dataset", "seed", "refiner", "detector", "trained_on", "condition", "perturbation", "metric"]
+KEYS = ["dataset", "test_dataset", "seed", "refiner", "detector", "trained_on", "condition", "perturbation", "metric"]
 VALUES = ["value", "ci_low", "ci_high"]
 
 # Small enough to run twice in a session, wide enough to touch every stage: learned and training-free
@@ -94,6 +94,9 @@ def compare(a: Path, b: Path) -> tuple[list[str], int]:
     """Lines describing every difference between two metrics tables, and the number of rows compared."""
     ta = pd.read_csv(a, keep_default_na=False, na_values=[""])
     tb = pd.read_csv(b, keep_default_na=False, na_values=[""])
+    for t in (ta, tb):  # metrics.csv before cross-dataset scoring: every row is on its own dataset
+        if "test_dataset" not in t:
+            t.insert(1, "test_dataset", t["dataset"])
     ta[KEYS] = ta[KEYS].astype(str)
     tb[KEYS] = tb[KEYS].astype(str)
     merged = ta.merge(tb, on=KEYS, how="outer", suffixes=("_base", "_head"), indicator=True)

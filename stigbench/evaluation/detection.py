@@ -18,10 +18,11 @@ import pandas as pd
 from stigbench.evaluation.rows import base_row
 from stigbench.measures import metrics as M
 
-SCORE_COLUMNS = ["detector", "trained_on", "condition", "refiner", "perturbation", "path", "label", "score"]
+SCORE_COLUMNS = ["test_dataset", "detector", "trained_on", "condition", "refiner", "perturbation", "path", "label",
+                 "score"]
 THRESHOLD_COLUMNS = ["detector", "trained_on", "refiner", "threshold"]
-GROUP = ["detector", "trained_on", "condition", "refiner", "perturbation"]
-_TEXT = {c: str for c in ("detector", "trained_on", "condition", "refiner", "perturbation", "path")}
+GROUP = ["test_dataset", "detector", "trained_on", "condition", "refiner", "perturbation"]
+_TEXT = {c: str for c in ("test_dataset", "detector", "trained_on", "condition", "refiner", "perturbation", "path")}
 
 
 def read_scores(path: str | Path) -> pd.DataFrame:
@@ -47,16 +48,20 @@ def threshold_of(thresholds: pd.DataFrame, detector: str, trained_on: str, refin
 
 def detection_rows(scores: pd.DataFrame, thresholds: pd.DataFrame, *, dataset: str, seed: int,
                    n_boot: int) -> list[dict[str, Any]]:
-    """Metric rows (``metrics.csv`` columns) for every scored group, in the order the groups appear."""
+    """Metric rows (``metrics.csv`` columns) for every scored group, in the order the groups appear.
+    Scores without a ``test_dataset`` column (runs before cross-dataset scoring) are on ``dataset``."""
     rows: list[dict[str, Any]] = []
-    for (det, trained_on, condition, refiner, pert), g in scores.groupby(GROUP, sort=False):
+    if "test_dataset" not in scores:
+        scores = scores.assign(test_dataset=dataset)
+    for (test_dataset, det, trained_on, condition, refiner, pert), g in scores.groupby(GROUP, sort=False):
         labels = g["label"].to_numpy(np.int64)
         if set(np.unique(labels)) != {0, 1}:
-            raise ValueError(f"scores of {det}/{condition}/{refiner}/{pert} need both real (0) and fake (1) labels")
+            raise ValueError(f"scores of {det}/{condition}/{refiner}/{pert} on {test_dataset} need both real (0) and "
+                             "fake (1) labels")
         threshold = threshold_of(thresholds, det, trained_on, refiner)
         values = M.detection_metrics_with_ci(labels, g["score"].to_numpy(np.float64), threshold, n_boot=n_boot,
                                              seed=seed)
-        base = base_row(dataset, seed, refiner=refiner, detector=det, trained_on=trained_on, condition=condition,
-                        perturbation=pert)
+        base = base_row(dataset, seed, test_dataset, refiner=refiner, detector=det, trained_on=trained_on,
+                        condition=condition, perturbation=pert)
         rows += [{**base, "metric": m, "value": v, "ci_low": lo, "ci_high": hi} for m, (v, lo, hi) in values.items()]
     return rows

@@ -26,9 +26,9 @@ from stigbench.measures.spectrum import lfd, mean_log_spectrum
 
 
 def _row(dataset: str, seed: int, key: str, metric: str, value: float, perturbation: str,
-         ci: tuple[float, float] = (np.nan, np.nan)) -> dict[str, Any]:
+         ci: tuple[float, float] = (np.nan, np.nan), test_dataset: str | None = None) -> dict[str, Any]:
     condition, _, refiner = key.partition(":")
-    return {**base_row(dataset, seed, refiner=refiner, condition=condition, perturbation=perturbation),
+    return {**base_row(dataset, seed, test_dataset, refiner=refiner, condition=condition, perturbation=perturbation),
             "metric": metric, "value": value, "ci_low": ci[0], "ci_high": ci[1]}
 
 
@@ -37,23 +37,26 @@ def mean_spectra(sets: Mapping[str, ImageSet], batch_size: int) -> dict[str, tor
     return {k: mean_log_spectrum(s.batches(batch_size)) for k, s in sets.items()}
 
 
-def lfd_rows(spectra: Mapping[str, torch.Tensor], *, dataset: str, seed: int, perturbation: str) -> list[dict[str, Any]]:
-    """LFD of every set's mean spectrum to the reals' (``spectra["real"]``)."""
-    return [_row(dataset, seed, key, "lfd", lfd(spectra["real"], m), perturbation)
+def lfd_rows(spectra: Mapping[str, torch.Tensor], *, dataset: str, seed: int, perturbation: str,
+             test_dataset: str | None = None) -> list[dict[str, Any]]:
+    """LFD of every set's mean spectrum to the reals' (``spectra["real"]``, of ``test_dataset``)."""
+    return [_row(dataset, seed, key, "lfd", lfd(spectra["real"], m), perturbation, test_dataset=test_dataset)
             for key, m in spectra.items() if key != "real"]
 
 
 def fidelity_rows(fakes: ImageSet, refined: Mapping[str, ImageSet], *, dataset: str, seed: int,
-                  batch_size: int) -> list[dict[str, Any]]:
+                  batch_size: int, test_dataset: str | None = None) -> list[dict[str, Any]]:
     """PSNR and SSIM of each refined set to the fakes it was made from (same order)."""
     rows = []
     for display, images in refined.items():
         values = mean_fidelity(zip(fakes.batches(batch_size), images.batches(batch_size)))
-        rows += [_row(dataset, seed, f"refined:{display}", metric, value, "none") for metric, value in values.items()]
+        rows += [_row(dataset, seed, f"refined:{display}", metric, value, "none", test_dataset=test_dataset)
+                 for metric, value in values.items()]
     return rows
 
 
-def distribution_rows(result: QualityResult, *, dataset: str, seed: int, perturbation: str) -> list[dict[str, Any]]:
+def distribution_rows(result: QualityResult, *, dataset: str, seed: int, perturbation: str,
+                      test_dataset: str | None = None) -> list[dict[str, Any]]:
     """FID/KID rows of a :class:`~stigbench.evaluation.quality_rows.QualityResult`."""
-    return [_row(dataset, seed, r["condition_key"], r["metric"], r["value"], perturbation, (r["ci_low"], r["ci_high"]))
-            for r in result.rows]
+    return [_row(dataset, seed, r["condition_key"], r["metric"], r["value"], perturbation, (r["ci_low"], r["ci_high"]),
+                 test_dataset) for r in result.rows]

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-METRIC_COLUMNS = ["dataset", "seed", "refiner", "detector", "trained_on", "condition", "perturbation",
+#: ``dataset`` is what the detectors (and refiners) were trained on; ``test_dataset`` what the row's
+#: images come from: the same dataset, or another one's test split in a cross-dataset run.
+METRIC_COLUMNS = ["dataset", "test_dataset", "seed", "refiner", "detector", "trained_on", "condition", "perturbation",
                   "metric", "value", "ci_low", "ci_high"]
 #: The perturbation name of the unperturbed test sets.
 CLEAN = "none"
 
 
-def base_row(dataset: str, seed: int, **kw: Any) -> dict[str, Any]:
+def base_row(dataset: str, seed: int, test_dataset: str | None = None, **kw: Any) -> dict[str, Any]:
     """The key columns of one row, empty where they do not apply."""
-    row = {"dataset": dataset, "seed": seed, "refiner": "", "detector": "", "trained_on": "", "condition": "",
-           "perturbation": CLEAN}
+    row = {"dataset": dataset, "test_dataset": test_dataset or dataset, "seed": seed, "refiner": "", "detector": "",
+           "trained_on": "", "condition": "", "perturbation": CLEAN}
     row.update(kw)
     return row

@@ -76,8 +76,8 @@ def score_conditions(state: RunState, det: Any, folder: Path, name: str, trained
         scores = np.r_[s_real, s_fake]
         condition, _, refiner = key.partition(":")
         state.score_frames.append(pd.DataFrame({
-            "detector": name, "trained_on": trained_on, "condition": condition, "refiner": refiner,
-            "perturbation": pert, "path": sets["real"].ids + sets[key].ids, "label": labels, "score": scores}))
+            "test_dataset": state.spec.name, "detector": name, "trained_on": trained_on, "condition": condition,
+            "refiner": refiner, "perturbation": pert, "path": sets["real"].ids + sets[key].ids, "label": labels, "score": scores}))
 
 
 def evaluate_detector(state: RunState, name: str, perturbed: dict[str, dict[str, ImageSet]]) -> None:

@@ -39,7 +39,7 @@ OVER_MARK = "†"
 #: Values of the grouping columns that mean "the standard setting" (not shown when nothing else occurs).
 DEFAULT_TRAINED_ON = "fake"
 DEFAULT_PERTURBATION = "none"
-STRING_COLUMNS = ("dataset", "refiner", "detector", "trained_on", "condition", "perturbation", "metric")
+STRING_COLUMNS = ("dataset", "test_dataset", "refiner", "detector", "trained_on", "condition", "perturbation", "metric")
 
 LABELS = {
     "auc": "AUC", "ap": "AP", "acc": "Acc", "acc_real": "Acc real", "acc_fake": "Acc fake", "eer": "EER",
@@ -143,6 +143,8 @@ def clean_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
             m[col] = ""
         m[col] = m[col].astype(object).where(m[col].notna(), "").astype(str)
     m.loc[m["perturbation"] == "", "perturbation"] = DEFAULT_PERTURBATION
+    own = m["test_dataset"] == ""  # runs before cross-dataset scoring: every row is on its own dataset
+    m.loc[own, "test_dataset"] = m.loc[own, "dataset"]
     has_det = m["detector"] != ""
     m.loc[has_det & (m["trained_on"] == ""), "trained_on"] = DEFAULT_TRAINED_ON
     for col in ("value", "ci_low", "ci_high"):
