@@ -95,6 +95,10 @@ def evaluate_detector(state: RunState, name: str, perturbed: dict[str, dict[str,
             score_conditions(state, det, folder, name, "fake", sets, pert, conditions)
         if (folder / "detector").is_dir():
             shutil.copytree(folder / "detector", state.run_dir / "detectors" / name)
+            # The saved detector carries its threshold and image size: `bench.py detect` needs both.
+            write_json(state.run_dir / "detectors" / name / "threshold.json", {
+                "threshold": info["threshold"], "chosen_on": "val", "metric": "max-accuracy",
+                "image_size": state.dataset.size})
         state.detector_info[name] = {**info, "seconds": round(time.perf_counter() - t0, 2)}
         log.info("detector %s done in %.1fs", name, time.perf_counter() - t0)
     except Exception as exc:
