@@ -98,6 +98,12 @@ _USER_ERRORS = (RegistryError, ValueError, FileNotFoundError, TypeError)
 @click.option("--dataset", "-d", default=None, help="Dataset name (see `list datasets`). Default: demo-gan.")
 @click.option("--real", type=click.Path(exists=True, file_okay=False), default=None, help="Ad-hoc: folder of real images.")
 @click.option("--fake", type=click.Path(exists=True, file_okay=False), default=None, help="Ad-hoc: folder of fake images.")
+@click.option("--layout", default=None, help="A named dataset layout under --root: forensynths, genimage, ufd, "
+              "synthbuster, folders (README: Datasets).")
+@click.option("--root", type=click.Path(file_okay=False), default=None, help="Root folder of --layout.")
+@click.option("--subset", default=None, help="Comma-separated fnmatch patterns of the layout's generators; "
+              "`run` needs exactly one generator.")
+@click.option("--real-root", type=click.Path(file_okay=False), default=None, help="synthbuster: the folder of real (RAISE) images.")
 @click.option("--size", type=int, default=None, help="Image size (default: the spec's, or the largest power of two <= the smallest side, max 256).")
 @click.option("--resize/--no-resize", default=None, help="Resize instead of centre-cropping at native resolution.")
 @click.option("--refiner", "refiners", default=None, help="Comma-separated refiners or patterns ('' for none).")
@@ -148,7 +154,11 @@ def run(config_path: str | None, overrides: tuple[str, ...], spec_dir: tuple[str
 
 
 @main.command()
-@click.option("--datasets", required=True, help="Comma-separated dataset names or patterns.")
+@click.option("--datasets", default=None, help="Comma-separated dataset names or patterns.")
+@click.option("--layout", default=None, help="As for `run`: one dataset per generator, named <layout>-<generator>.")
+@click.option("--root", type=click.Path(file_okay=False), default=None, help="Root folder of --layout.")
+@click.option("--subset", default=None, help="Comma-separated fnmatch patterns of the layout's generators.")
+@click.option("--real-root", type=click.Path(file_okay=False), default=None, help="synthbuster: the folder of real (RAISE) images.")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
 @click.option("--refiner", "refiners", default=None, help="As for `run`.")
 @click.option("--detectors", default=None, help="As for `run`.")
@@ -165,21 +175,28 @@ def run(config_path: str | None, overrides: tuple[str, ...], spec_dir: tuple[str
 @click.option("--detector-plugin", multiple=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--quiet", is_flag=True)
-def grid(datasets: str, seeds: str, out: str, config_path: str | None, overrides: tuple[str, ...],
+def grid(datasets: str | None, seeds: str, out: str, config_path: str | None, overrides: tuple[str, ...],
          spec_dir: tuple[str, ...], detector_plugin: tuple[str, ...], quiet: bool, **options: Any) -> None:
     """Run every dataset x seed (resumable); then `bench.py report OUT` compares them."""
     from stigbench.data.specs import datasets as dataset_registry
-    from stigbench.pipeline.grid import run_grid
+    from stigbench.pipeline.grid import layout_cells, run_grid
 
     base = _build_config(config_path, overrides, spec_dir, detector_plugin, quiet, options)
     _console_log()
+    if not datasets and not base.layout:
+        raise _Abort("grid needs --datasets or --layout")
     try:
-        names = dataset_registry(base.spec_dirs).resolve(datasets)
+        names = dataset_registry(base.spec_dirs).resolve(datasets) if datasets else []
+        cells = layout_cells(base, names)
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-        result = run_grid(names, seed_list, out, base, echo=click.echo)
+        result = run_grid(list(cells), seed_list, out, base, echo=click.echo, cells=cells)
     except _USER_ERRORS as exc:
         raise _Abort(str(exc)) from exc
-    click.echo(f"grid {result.out}: {len(result.ran)} cell(s) run, {len(result.skipped)} reused")
+    click.echo(f"grid {result.out}: {len(result.ran)} cell(s) run, {len(result.skipped)} reused"
+               + (f", {len(result.failed)} failed" if result.failed else ""))
+    if result.failed:
+        raise click.ClickException("failed cell(s), recorded in grid.json (rerun to retry): "
+                                   + "; ".join(f"{k}: {v}" for k, v in result.failed.items()))
 
 
 @main.command()

@@ -68,6 +68,14 @@ class DatasetSpec:
     description: str = ""
     source: str = ""
     licence: str = ""
+    # A named folder layout (stigbench.data.layouts) instead of real/fake entries; a spec resolved to one
+    # of its generators lists that generator's folders as real/fake (+ test_real/test_fake) entries.
+    layout: str = ""
+    subset: tuple[str, ...] = ()
+    real_root: str = ""
+    generator: str = ""
+    test_real: tuple[str, ...] = ()
+    test_fake: tuple[str, ...] = ()
     spec_path: str = ""
 
     def __post_init__(self) -> None:
@@ -83,6 +91,12 @@ class DatasetSpec:
             raise DatasetError(f"dataset {self.name}: bad group_pattern: {exc}") from None
         if "group" not in pattern.groupindex:
             raise DatasetError(f"dataset {self.name}: group_pattern needs a named group (?P<group>...)")
+        if self.layout and not self.generator and (self.real or self.fake or self.test_real or self.test_fake):
+            raise DatasetError(f"dataset {self.name}: a layout spec finds its folders itself; drop real/fake")
+        if not self.layout and (self.subset or self.real_root or self.generator):
+            raise DatasetError(f"dataset {self.name}: subset/real_root/generator need a layout")
+        if (self.test_real or self.test_fake) and not (self.test_real and self.test_fake):
+            raise DatasetError(f"dataset {self.name}: give both 'test_real' and 'test_fake', or neither")
 
     def base_dir(self) -> Path:
         if self.builder and not self.root:
@@ -96,6 +110,8 @@ class DatasetSpec:
         out: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.name in _LAYOUT_KEYS and not v:
+                continue  # unset: a spec without a layout records exactly what it recorded before layouts
             out[f.name] = list(v) if isinstance(v, tuple) else (v.__dict__ if isinstance(v, SplitFractions) else v)
         return out
 
@@ -106,6 +122,7 @@ def cache_dir() -> Path:
 
 
 _SPEC_KEYS = {f.name for f in fields(DatasetSpec)} - {"spec_path"}
+_LAYOUT_KEYS = frozenset({"layout", "subset", "real_root", "generator", "test_real", "test_fake"})
 
 
 def parse_spec(data: dict[str, Any], spec_path: str = "") -> DatasetSpec:
@@ -117,7 +134,7 @@ def parse_spec(data: dict[str, Any], spec_path: str = "") -> DatasetSpec:
     if "name" not in data:
         raise DatasetError(f"dataset spec{where} has no 'name'")
     kw = dict(data)
-    for key in ("real", "fake"):
+    for key in ("real", "fake", "subset", "test_real", "test_fake"):
         if key in kw:
             v = kw[key]
             kw[key] = (v,) if isinstance(v, str) else tuple(v)
@@ -198,6 +215,10 @@ class Dataset:
     real_groups: np.ndarray
     fake_groups: np.ndarray
     skipped: list[Skipped]
+    # Per image "test" when it comes from the spec's test_real/test_fake (a source's own test split),
+    # else ""; None for a spec without them.
+    real_fixed: np.ndarray | None = None
+    fake_fixed: np.ndarray | None = None
 
 
 def _expand(entries: Iterable[str], base: Path) -> list[Path]:
@@ -265,12 +286,21 @@ def load_dataset(spec: DatasetSpec, size: int | None = None, progress: bool = Tr
     Bad files are skipped with a reason (see :func:`stigbench.core.imageset.scan_images`); an empty or
     missing folder is an error. ``size`` overrides the spec's size.
     """
+    if spec.layout and not spec.generator:
+        raise DatasetError(f"dataset {spec.name}: layout {spec.layout!r} holds several generators; resolve it to "
+                           "one first (stigbench.data.layouts.select_generator / generator_specs)")
     base = build_if_needed(spec, progress=progress)
     if not base.is_dir():
         raise DatasetError(f"dataset {spec.name}: data folder not found: {base}")
     real_entries, fake_entries = _entries(spec, base)
     size = size or spec.size
     found = {"real": _expand(real_entries, base), "fake": _expand(fake_entries, base)}
+    test_files: set[Path] = set()
+    if spec.test_real:
+        for label, entries in (("real", spec.test_real), ("fake", spec.test_fake)):
+            extra = _expand(entries, base)
+            test_files.update(extra)
+            found[label] = found[label] + extra
     for label, files in found.items():
         if spec.max_per_class is not None and len(files) > spec.max_per_class:
             # Deterministic cap: sorted order, evenly spaced, so the cap does not depend on a seed.
@@ -293,6 +323,8 @@ def load_dataset(spec: DatasetSpec, size: int | None = None, progress: bool = Tr
             raise DatasetError(f"dataset {spec.name}: none of the {len(files)} {label} files is usable ({'; '.join(reasons)})")
     if size is None:
         size = default_size(min_side)
+    if spec.layout:
+        return _layout_dataset(spec, size, checked, skipped, test_files, base)
     return Dataset(
         spec=spec,
         size=size,
@@ -301,6 +333,39 @@ def load_dataset(spec: DatasetSpec, size: int | None = None, progress: bool = Tr
         real_groups=groups_of(checked["real"], spec.group_pattern, "real"),
         fake_groups=groups_of(checked["fake"], spec.group_pattern, "fake"),
         skipped=skipped,
+    )
+
+
+def _layout_groups(paths: Iterable[Path], pattern: str, prefix: str, root: Path) -> np.ndarray:
+    """Groups of a layout dataset: the folder relative to ``root`` plus the stem's group, so equal file
+    names in two categories stay apart and a shared real's group does not depend on the generator."""
+    rx = re.compile(pattern)
+    out = []
+    for p in paths:
+        m = rx.match(p.stem)
+        try:
+            folder = p.parent.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            folder = p.parent.resolve().as_posix()
+        out.append(f"{prefix}:{folder}/{m.group('group') if m else p.stem}")
+    return np.asarray(out, dtype=object)
+
+
+def _layout_dataset(spec: DatasetSpec, size: int, checked: dict[str, list[Path]], skipped: list[Skipped],
+                    test_files: set[Path], base: Path) -> Dataset:
+    real_root = Path(spec.real_root) if spec.real_root else base
+    fixed = {label: (np.asarray(["test" if f in test_files else "" for f in files], dtype=object)
+                     if spec.test_real else None) for label, files in checked.items()}
+    return Dataset(
+        spec=spec,
+        size=size,
+        real=FileImageSet(checked["real"], size, spec.resize, spec.grayscale),
+        fake=FileImageSet(checked["fake"], size, spec.resize, spec.grayscale),
+        real_groups=_layout_groups(checked["real"], spec.group_pattern, "real", real_root),
+        fake_groups=_layout_groups(checked["fake"], spec.group_pattern, "fake", base),
+        skipped=skipped,
+        real_fixed=fixed["real"],
+        fake_fixed=fixed["fake"],
     )
 
 

@@ -6,6 +6,13 @@
   detector could be tested on crops of pictures it was trained on;
 * deterministic: a function of the seed and the sorted group names only, not of file order.
 
+A dataset of a named layout (:mod:`stigbench.data.layouts`) adds two rules: images of the source's own
+test split (its ``test_real``/``test_fake``: genimage's ``val``) all go to ``test`` and the rest is
+split into ``train``/``val`` by the fractions renormalised; reals shared with other generators (a spec
+with ``real_root``) are split per group by a seeded hash of its path relative to ``real_root``, so the
+part of a shared real never depends on which generator's dataset it is in. Other datasets split
+exactly as before layouts existed.
+
 The benchmark's leakage rule builds on it: refiners and detectors train on ``train``, thresholds and
 early stopping use ``val``, and only ``test`` images are refined and scored.
 """
@@ -37,6 +44,11 @@ def assign_groups(groups: np.ndarray, fractions: SplitFractions, seed: int, labe
     furthest below its target count. With one image per group this reproduces the fractions to
     within one image.
     """
+    return _assign(groups, (fractions.train, fractions.val, fractions.test), PARTS, seed, label)
+
+
+def _assign(groups: np.ndarray, weights: tuple[float, ...], parts: tuple[str, ...], seed: int,
+            label: str) -> np.ndarray:
     groups = np.asarray(groups)
     n = len(groups)
     names, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
@@ -44,14 +56,40 @@ def assign_groups(groups: np.ndarray, fractions: SplitFractions, seed: int, labe
     order = rng.permutation(len(names))
     # Big groups first (stable w.r.t. the shuffle), so they cannot overshoot a small part at the end.
     order = order[np.argsort(-counts[order], kind="stable")]
-    targets = np.array([fractions.train, fractions.val, fractions.test]) * n
-    filled = np.zeros(3)
+    targets = np.array(weights) * n
+    filled = np.zeros(len(parts))
     part_of_group = np.empty(len(names), dtype=np.int64)
     for g in order:
         k = int(np.argmax(targets - filled))
         part_of_group[g] = k
         filled[k] += counts[g]
-    return np.asarray(PARTS, dtype=object)[part_of_group[inverse]]
+    return np.asarray(parts, dtype=object)[part_of_group[inverse]]
+
+
+def hashed_parts(groups: np.ndarray, fractions: SplitFractions, seed: int, label: str) -> np.ndarray:
+    """Part per item from a seeded hash of its group alone: an item's part does not depend on which
+    other items are split with it (shared reals of several generators' datasets)."""
+    bounds = np.cumsum([fractions.train, fractions.val])
+    out = []
+    for g in np.asarray(groups):
+        u = _seed_for(seed, f"{label}:{g}") / 2.0**64
+        out.append(PARTS[int(np.searchsorted(bounds, u, side="right"))])
+    return np.asarray(out, dtype=object)
+
+
+def _layout_parts(groups: np.ndarray, fixed: np.ndarray | None, shared: bool, fractions: SplitFractions,
+                  seed: int, label: str) -> np.ndarray:
+    if shared:
+        return hashed_parts(groups, fractions, seed, label)
+    if fixed is None or not (fixed == "test").any():
+        return assign_groups(groups, fractions, seed, label)
+    parts = np.full(len(groups), "test", dtype=object)
+    own = fixed != "test"
+    if own.any():
+        trainval = fractions.train + fractions.val  # the source's train images: our train + val, renormalised
+        parts[own] = _assign(np.asarray(groups)[own], (fractions.train / trainval, fractions.val / trainval),
+                             PARTS[:2], seed, label)
+    return parts
 
 
 @dataclass(frozen=True)
@@ -75,11 +113,19 @@ class Split:
 def make_split(dataset: Dataset, fractions: SplitFractions | None = None, seed: int = 0) -> Split:
     """Split ``dataset``; raises :class:`DatasetError` when a part would get too few images."""
     fractions = fractions or dataset.spec.split
-    split = Split(
-        real_parts=assign_groups(dataset.real_groups, fractions, seed, "real"),
-        fake_parts=assign_groups(dataset.fake_groups, fractions, seed, "fake"),
-        seed=seed,
-    )
+    if dataset.spec.layout:
+        split = Split(
+            real_parts=_layout_parts(dataset.real_groups, dataset.real_fixed, bool(dataset.spec.real_root),
+                                     fractions, seed, "real"),
+            fake_parts=_layout_parts(dataset.fake_groups, dataset.fake_fixed, False, fractions, seed, "fake"),
+            seed=seed,
+        )
+    else:
+        split = Split(
+            real_parts=assign_groups(dataset.real_groups, fractions, seed, "real"),
+            fake_parts=assign_groups(dataset.fake_groups, fractions, seed, "fake"),
+            seed=seed,
+        )
     for label, per_part in split.counts().items():
         short = [p for p, c in per_part.items() if c < MIN_PER_PART]
         if short:

@@ -3,7 +3,11 @@
 Each cell is an ordinary run (:func:`~stigbench.pipeline.runner.run_benchmark`) written under the grid folder.
 ``grid.json`` records every finished cell and is rewritten atomically after each one, so an
 interrupted grid resumes with only the missing cells; inside a cell the stage cache reuses whatever
-an interrupted attempt had already computed.
+an interrupted attempt had already computed. A cell that fails (a dataset that cannot be loaded, a
+run that raises) is recorded in ``grid.json`` with its error and the other cells still run; the next
+run of the grid retries it.
+
+A dataset of a named layout gives one cell per generator (:func:`layout_cells`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from stigbench.pipeline.runner import RunResult, run_benchmark
 MANIFEST = "grid.json"
 #: Fields that name a cell; with the replicate fields (seed) and those that never change results
 #: (:mod:`stigbench.core.settings`) they may differ when a grid is resumed; everything else must match.
-_CELL_FIELDS = frozenset({"dataset"})
+_CELL_FIELDS = frozenset({"dataset", "subset"})
 
 
 @dataclass
@@ -31,6 +35,7 @@ class GridResult:
     run_dirs: dict[str, Path]
     ran: list[str]
     skipped: list[str]
+    failed: dict[str, str] = dataclasses.field(default_factory=dict)  # cell -> error
 
 
 def cell_name(dataset: str, seed: int) -> str:
@@ -42,10 +47,36 @@ def _grid_settings(config: RunConfig | dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result_settings(data, replicates=False).items() if k not in _CELL_FIELDS}
 
 
+def layout_cells(base: RunConfig, names: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """The grid's datasets: ``names`` (a layout spec among them expands into its generators) and, when
+    ``base`` has a ``layout``, one per generator of it; each maps to the config fields of its cells."""
+    from stigbench.data.layouts import escape, generator_specs, layout_spec
+    from stigbench.data.specs import datasets
+
+    subset = tuple(p.strip() for p in (base.subset or "").split(",") if p.strip())
+    cells: dict[str, dict[str, Any]] = {}
+    for name in names:
+        spec = datasets(base.spec_dirs).get(name)
+        plain = {"dataset": name, "layout": None, "root": None, "real_root": None}
+        if not spec.layout:
+            cells[name] = {**plain, "subset": None}
+            continue
+        spec = dataclasses.replace(spec, subset=subset or spec.subset)
+        for gen in generator_specs(spec, strict=False):
+            cells[gen.name] = {**plain, "subset": escape(gen.generator)}
+    if base.layout:
+        spec = layout_spec(base.layout, base.root or "", subset, base.real_root)
+        for gen in generator_specs(spec, strict=False):
+            cells[gen.name] = {"dataset": gen.name, "subset": escape(gen.generator)}
+    return cells
+
+
 def run_grid(datasets: Sequence[str], seeds: Sequence[int], out: str | Path, base: RunConfig,
              run: Callable[[RunConfig], RunResult] = run_benchmark,
-             echo: Callable[[str], None] = lambda _msg: None) -> GridResult:
-    """Run every (dataset, seed) cell not yet finished in ``out``; returns what ran and what was reused."""
+             echo: Callable[[str], None] = lambda _msg: None,
+             cells: dict[str, dict[str, Any]] | None = None) -> GridResult:
+    """Run every (dataset, seed) cell not yet finished in ``out``; returns what ran, what was reused and
+    what failed. ``cells`` maps a dataset of ``datasets`` to its config fields (default ``dataset=name``)."""
     if not datasets or not seeds:
         raise ValueError("a grid needs at least one dataset and one seed")
     out = Path(out)
@@ -63,22 +94,31 @@ def run_grid(datasets: Sequence[str], seeds: Sequence[int], out: str | Path, bas
     else:
         manifest = {"settings": settings, "cells": {}}
         write_json(manifest_path, manifest)
-    ran, skipped, run_dirs = [], [], {}
-    cells = [(d, s) for d in datasets for s in seeds]
-    for k, (dataset, seed) in enumerate(cells, 1):
+    ran, skipped, run_dirs, failed = [], [], {}, {}
+    cells_list = [(d, s) for d in datasets for s in seeds]
+    for k, (dataset, seed) in enumerate(cells_list, 1):
         name = cell_name(dataset, seed)
         done = manifest["cells"].get(name)
-        if done and (out / done["run_dir"] / "metrics.csv").is_file():
+        if done and done.get("run_dir") and (out / done["run_dir"] / "metrics.csv").is_file():
             skipped.append(name)
             run_dirs[name] = out / done["run_dir"]
-            echo(f"[{k}/{len(cells)}] {name}: done earlier")
+            echo(f"[{k}/{len(cells_list)}] {name}: done earlier")
             continue
-        echo(f"[{k}/{len(cells)}] {name}: running")
-        config = dataclasses.replace(base, dataset=dataset, seed=seed, out=str(out))
-        result = run(config)
+        echo(f"[{k}/{len(cells_list)}] {name}: running")
+        fields = (cells or {}).get(dataset, {"dataset": dataset})
+        config = dataclasses.replace(base, **fields, seed=seed, out=str(out))
+        try:
+            result = run(config)
+        except Exception as exc:  # one bad cell must not stop the others; KeyboardInterrupt still does
+            error = f"{type(exc).__name__}: {exc}"
+            manifest["cells"][name] = {"run_dir": None, "errors": {}, "error": error}
+            write_json(manifest_path, manifest)
+            failed[name] = error
+            echo(f"[{k}/{len(cells_list)}] {name}: FAILED: {error}")
+            continue
         rel = result.run_dir.resolve().relative_to(out.resolve())
         manifest["cells"][name] = {"run_dir": str(rel), "errors": result.errors}
         write_json(manifest_path, manifest)
         ran.append(name)
         run_dirs[name] = result.run_dir
-    return GridResult(out=out, run_dirs=run_dirs, ran=ran, skipped=skipped)
+    return GridResult(out=out, run_dirs=run_dirs, ran=ran, skipped=skipped, failed=failed)

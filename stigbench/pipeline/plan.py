@@ -24,6 +24,7 @@ from stigbench.attacks.perturbations import Perturbation, parse_perturbations
 from stigbench.pipeline.refiner_specs import RefinerSpec, resolve_refiner_specs
 from stigbench.attacks.registry import refiners as refiner_registry
 from stigbench.core.plugins import load_plugin_file
+from stigbench.data.layouts import layout_spec, select_generator
 from stigbench.data.specs import DatasetSpec, adhoc_spec, datasets
 from stigbench.detection.registry import detectors as detector_registry
 from stigbench.evaluation.rows import CLEAN
@@ -79,6 +80,12 @@ class RunConfig:
     plugins: list[str] = field(default_factory=list)
     progress: bool = True
     fit_refiners_on: str = "train"
+    # A named folder layout (stigbench.data.layouts) instead of --dataset: its root, a comma-separated
+    # fnmatch subset of its generators (a run needs exactly one) and, for synthbuster, the reals' folder.
+    layout: str | None = None
+    root: str | None = None
+    subset: str | None = None
+    real_root: str | None = None
 
     def __post_init__(self) -> None:
         if self.fit_refiners_on not in FIT_REFINERS_ON:
@@ -158,12 +165,29 @@ class Plan:
 
 
 def resolve_spec(config: RunConfig) -> DatasetSpec:
-    """The dataset spec of ``config`` (``--real``/``--fake`` make an ad-hoc one); reads no image."""
+    """The dataset spec of ``config`` (``--real``/``--fake`` make an ad-hoc one, ``--layout`` one
+    generator of a layout, as does a layout spec); reads no image."""
     if config.real or config.fake:
         if not (config.real and config.fake):
             raise PlanError("--real and --fake go together")
+        if config.layout:
+            raise PlanError("--layout and --real/--fake exclude each other")
         return adhoc_spec(config.real, config.fake, size=config.size, resize=config.resize)
-    spec = datasets(config.spec_dirs).get(config.dataset)
+    subset = tuple(p.strip() for p in (config.subset or "").split(",") if p.strip())
+    if config.layout:
+        if not config.root:
+            raise PlanError(f"--layout {config.layout} needs --root")
+        spec = layout_spec(config.layout, config.root, subset, config.real_root, size=config.size)
+    else:
+        if config.root or config.real_root:
+            raise PlanError("--root/--real-root go with --layout")
+        spec = datasets(config.spec_dirs).get(config.dataset)
+        if config.subset and not spec.layout:
+            raise PlanError(f"--subset picks generators of a layout; dataset {spec.name} has none")
+        if subset:
+            spec = dataclasses.replace(spec, subset=subset)
+    if spec.layout:
+        spec = select_generator(spec)
     if config.resize and not spec.resize:
         spec = dataclasses.replace(spec, resize=True)
     if config.max_per_class is not None:
