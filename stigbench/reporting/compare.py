@@ -41,7 +41,14 @@ from stigbench.core.settings import (
 from stigbench.evaluation.evidence import MOVES, move_counts
 from stigbench.evaluation.evidence import moves as detector_moves
 from stigbench.reporting import html as H
-from stigbench.reporting.plots import detection_plot, quality_plot
+from stigbench.reporting.cross import (
+    CROSS_NOTE,
+    cross_aggregate,
+    cross_errors,
+    cross_matrix_table,
+    has_cross_rows,
+)
+from stigbench.reporting.plots import cross_auc_plot, detection_plot, quality_plot
 from stigbench.reporting.tables import (
     OVER_MARK,
     comparison_detection_table,
@@ -54,6 +61,7 @@ from stigbench.reporting.tables import (
     metric_label,
     metrics_glossary,
     ordered_metrics,
+    own_rows,
     read_metrics,
     to_markdown,
 )
@@ -234,7 +242,7 @@ def aggregate(runs: Sequence[RunInfo], labels: dict[int, str]) -> pd.DataFrame:
     bootstrap ``ci_low``/``ci_high``; ``seeds`` lists the runs' seeds."""
     frames = []
     for i, r in enumerate(runs):
-        m = r.metrics.copy()
+        m = own_rows(r.metrics)  # cross-dataset rows: cross_auc.* only
         m["group"] = labels[i]
         m["dataset"] = r.dataset
         m["seed"] = str(r.seed)
@@ -261,7 +269,7 @@ def move_summary(runs: Sequence[RunInfo], labels: dict[int, str]) -> pd.DataFram
     one run) and ``n`` runs. Runs without intervals count under ``no interval``."""
     frames = []
     for i, r in enumerate(runs):
-        counts = move_counts(detector_moves(r.metrics))
+        counts = move_counts(detector_moves(own_rows(r.metrics)))
         counts.insert(0, "group", labels[i])
         frames.append(counts)
     cols = ["group", "refiner", "move", "mean", "std", "n"]
@@ -288,6 +296,7 @@ class ComparisonResult:
     warnings: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     moves: pd.DataFrame = field(default_factory=pd.DataFrame)
+    cross: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 #: The seed of a run draws its split too: what a spread over seeds measures.
@@ -326,7 +335,9 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     :func:`stigbench.core.io.fresh_dir`). Default: ``reports/comparisons/<date>-<time>``. Writes
     ``comparison.md``, ``comparison.html``, ``detection.{csv,tex}``, ``quality.{csv,tex}``,
     ``aggregate.csv`` (long-form means/stds, the numbers behind every table), ``runs.csv``,
-    ``groups.csv``, ``detection.png`` and ``quality.png``.
+    ``groups.csv``, ``detection.png`` and ``quality.png``; when some run scored other datasets' test
+    splits, also the train × test AUC matrix (:mod:`stigbench.reporting.cross`): ``cross_auc.csv`` (long
+    form), ``cross_auc.{md,tex}`` and the heat map ``cross_auc.png``.
     """
     paths = expand_run_dirs(run_dirs)
     runs = sorted((load_run(p) for p in paths), key=lambda r: (r.dataset, str(r.seed), str(r.path)))
@@ -338,6 +349,9 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     moves = move_summary(runs, labels)
     moves_shown = comparison_move_table(moves)
     runs_df = _runs_frame(runs, labels)
+    cross = cross_aggregate(runs, labels) if has_cross_rows(runs) else pd.DataFrame()
+    cross_table = cross_matrix_table(cross, groups) if len(cross) else pd.DataFrame()
+    cross_failed = cross_errors(runs) if len(cross) else []
 
     if out_dir is None:
         out_dir = Path("reports") / "comparisons" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -367,6 +381,19 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     has_det_plot = detection_plot(agg, groups, out / "detection.png", detection_metrics)
     has_q_plot = quality_plot(agg, groups, out / "quality.png")
     files += [p for p, ok in ((out / "detection.png", has_det_plot), (out / "quality.png", has_q_plot)) if ok]
+    has_cross_plot = False
+    cross_md: list[str] = []
+    if len(cross):
+        csv(cross, "cross_auc.csv")
+        cross_md = [to_markdown(flatten_columns(cross_table)), "", CROSS_NOTE, ""]
+        cross_md += [f"- {e}" for e in cross_failed] + ([""] if cross_failed else [])
+        text("\n".join(["# AUC, train × test", "", *cross_md]), "cross_auc.md")
+        text(latex_table(cross_table, "AUC of detectors trained on one dataset (rows) on the test split of another "
+                         "(columns), before (fake) and after refinement.", "tab:stigbench-cross-auc", CROSS_NOTE),
+             "cross_auc.tex")
+        has_cross_plot = cross_auc_plot(cross, groups, out / "cross_auc.png")
+        if has_cross_plot:
+            files.append(out / "cross_auc.png")
 
     md = [f"# stigbench comparison: {len(runs)} run(s), {len(groups)} group(s)", ""]
     if warnings:
@@ -378,18 +405,25 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
            to_markdown(moves_shown) if len(moves_shown) else "No refined AUCs.", "", MOVES_NOTE, ""]
     md += ["## Quality (lower = closer to the reals)", "",
            to_markdown(flatten_columns(quality)) if len(quality) else "No quality metrics.", "", CELL_NOTE, ""]
+    if cross_md:
+        md += ["## Cross-dataset AUC (train × test)", "", *cross_md]
+        if has_cross_plot:
+            md += ["Heat map: `cross_auc.png`.", ""]
     text("\n".join(md), "comparison.md")
 
     text(_comparison_html(runs_df, groups, detection, detection_css, quality, warnings, out,
-                          has_det_plot, has_q_plot, agg, moves_shown), "comparison.html")
-    return ComparisonResult(out, runs_df, groups, agg, detection, quality, warnings, files, moves)
+                          has_det_plot, has_q_plot, agg, moves_shown, (cross_table, cross_failed, has_cross_plot)),
+         "comparison.html")
+    return ComparisonResult(out, runs_df, groups, agg, detection, quality, warnings, files, moves, cross)
 
 
 def _comparison_html(runs_df: pd.DataFrame, groups: pd.DataFrame, detection: pd.DataFrame,
                      detection_css: pd.DataFrame, quality: pd.DataFrame, warnings: list[str], out: Path,
-                     has_det_plot: bool, has_q_plot: bool, agg: pd.DataFrame, moves: pd.DataFrame) -> str:
+                     has_det_plot: bool, has_q_plot: bool, agg: pd.DataFrame, moves: pd.DataFrame,
+                     cross: tuple[pd.DataFrame, list[str], bool] = (pd.DataFrame(), [], False)) -> str:
+    cross_table, cross_failed, has_cross_plot = cross
     parts = ['<nav><a href="#detection">Detection</a><a href="#moves">Moves</a><a href="#quality">Quality</a>'
-             '<a href="#groups">Groups</a>'
+             + ('<a href="#cross">Cross-dataset</a>' if len(cross_table) else "") + '<a href="#groups">Groups</a>'
              '<a href="#runs">Runs</a></nav>']
     if warnings:
         parts.append(H.box("warning", "Warnings", warnings))
@@ -423,6 +457,17 @@ def _comparison_html(runs_df: pd.DataFrame, groups: pd.DataFrame, detection: pd.
     if has_q_plot:
         parts.append(H.figure(out / "quality.png", "quality metrics",
                               f"Error bars: ± 1 standard deviation over seeds. {SEED_NOTE}"))
+    if len(cross_table):
+        parts.append('<h2 id="cross">Cross-dataset AUC: trained on (rows) × tested on (columns)</h2>')
+        if cross_failed:
+            parts.append(H.box("error", "Cross-dataset cells that failed:", cross_failed))
+        keys = [c for c in cross_table.columns if not c[1]]
+        parts.append(H.table(cross_table, numeric=[c for c in cross_table.columns if c[1]], nowrap=keys))
+        parts.append(f'<p class="note">{H.esc(CROSS_NOTE)} Data: cross_auc.csv.</p>')
+        if has_cross_plot:
+            parts.append(H.figure(out / "cross_auc.png", "AUC, train × test",
+                                  "Mean AUC over seeds (± 1 standard deviation); colour centred on 0.5 (chance), red: "
+                                  "detected, blue: below chance; grey: no result."))
     parts.append('<h2 id="groups">Groups</h2><p class="note">Runs of a dataset with identical settings (all but the '
                  f"seed and paths: ignored keys {', '.join(sorted(NON_RESULT_SETTINGS | REPLICATE_SETTINGS))}) form one group.</p>")
     parts.append(H.table(groups, numeric=["n_runs"], nowrap=["group", "settings_hash"]))

@@ -335,3 +335,45 @@ def quality_plot(agg: pd.DataFrame, groups: pd.DataFrame, path: Path) -> bool:
         fig.tight_layout(rect=(0, 0, 1, 0.88))
     save(fig, path)
     return True
+
+
+def cross_auc_plot(cagg: pd.DataFrame, groups: pd.DataFrame, path: Path) -> bool:
+    """The train × test AUC matrices of :func:`stigbench.reporting.cross.cross_aggregate` as heat maps:
+    one row of panels per detector (the mean over detectors first), the unrefined fakes and each
+    refined set side by side; cells annotated with mean (± std over seeds), one colour scale for all,
+    centred on 0.5 (chance). False when there is nothing to draw."""
+    import seaborn as sns
+
+    from stigbench.reporting.cross import matrix_axes
+
+    if cagg.empty:
+        return False
+    plt = pyplot()
+    detectors, trains, tests, conds = matrix_axes(cagg, groups)
+    header = group_header(groups)
+    w, h = 1.1 * len(tests) + 1.6, 0.75 * len(trains) + 1.3
+    fig, axes = plt.subplots(len(detectors), len(conds), figsize=(w * len(conds) + 0.8, h * len(detectors)),
+                             squeeze=False)
+    for r, detector in enumerate(detectors):
+        for c, cond in enumerate(conds):
+            sub = cagg[(cagg["detector"] == detector) & (cagg["condition_label"] == cond)]
+            idx = sub.set_index(["group", "test_dataset"])
+            mean = np.full((len(trains), len(tests)), np.nan)
+            text = np.full(mean.shape, "", dtype=object)
+            for (group, test), rec in idx.iterrows():
+                i, j = trains.index(group), tests.index(test)
+                mean[i, j] = rec["mean"]
+                text[i, j] = f"{rec['mean']:.2f}" + (f"\n±{rec['std']:.2f}" if rec["n"] > 1 else "")
+            ax = axes[r, c]
+            sns.heatmap(pd.DataFrame(mean, index=[header[t] for t in trains], columns=tests), ax=ax, annot=text,
+                        fmt="", cmap="RdBu_r", center=0.5, vmin=0.0, vmax=1.0, linewidths=0.5, linecolor="white",
+                        cbar=c == len(conds) - 1, cbar_kws={"label": "AUC"}, annot_kws={"fontsize": 8})
+            ax.set_facecolor("0.9")  # missing cells
+            ax.set_title(f"{detector}: {cond}", fontsize=9)
+            ax.set_xlabel("test dataset" if r == len(detectors) - 1 else "")
+            ax.set_ylabel("trained on" if c == 0 else "")
+            ax.tick_params(axis="y", rotation=0)
+    fig.suptitle("AUC, train × test (0.5 = chance; diagonal: own test split)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    save(fig, path, dpi=110)
+    return True

@@ -47,6 +47,10 @@ from stigbench.reporting.selection_plot import (
 )
 from stigbench.reporting.tables import (
     attack_table,
+    cross_auc_table,
+    cross_info_table,
+    cross_quality_table,
+    display_cross,
     display_quality,
     display_summary,
     format_value,
@@ -54,6 +58,7 @@ from stigbench.reporting.tables import (
     metric_label,
     metrics_glossary,
     ordered_metrics,
+    own_rows,
     quality_table,
     read_metrics,
     roc_data,
@@ -85,6 +90,32 @@ def load_spectra(run_dir: Path) -> dict[str, np.ndarray] | None:
 
 
 
+def own_scores(scores: pd.DataFrame, metrics: pd.DataFrame, record: dict[str, Any]) -> pd.DataFrame:
+    """The rows of a ``scores.csv`` frame on the run's own test split (all of them in runs without
+    cross-dataset scoring, whose ``scores.csv`` may have no ``test_dataset`` column)."""
+    if "test_dataset" not in scores:
+        return scores
+    own = set(own_rows(metrics)["dataset"]) or {str(record.get("dataset", {}).get("name", ""))}
+    test = scores["test_dataset"].astype(str)
+    return scores[test.isin(own) | (test == "")]
+
+
+CROSS_NOTE = ("AUC [95 % bootstrap interval] of each detector (trained on real vs fakes of the run's dataset) on "
+              "the test split of each dataset: `fake` = that dataset's test fakes against its test reals, "
+              "`refined:<refiner>` = those fakes after the refiner, fitted on the training split of the dataset "
+              "under `refiners trained on`. The run's own test split comes first.")
+
+
+def cross_section(metrics: pd.DataFrame, record: dict[str, Any], dataset: str) -> tuple[pd.DataFrame, pd.DataFrame,
+                                                                                           pd.DataFrame]:
+    """The cross-dataset tables of a run for reading: AUC per detector × test set, the test sets of
+    ``run.json``'s ``cross`` (with errors), and the quality rows; all empty without cross rows or entries."""
+    cross = record.get("cross") or {}
+    dataset = next(iter(own_rows(metrics)["dataset"]), dataset)  # the name the rows give their own test split
+    auc = display_cross(cross_auc_table(metrics), cross, dataset)
+    return auc, cross_info_table(cross), cross_quality_table(metrics)
+
+
 def run_plots(run_dir: Path, record: dict[str, Any], metrics: pd.DataFrame) -> list[str]:
     """``roc.csv``/``roc.png``, ``score_hist.png``, ``attacks.{csv,png}``, ``examples.png``, the spectra
     figures and, for refiners that select a checkpoint, ``selection.png`` from the run folder's files
@@ -96,7 +127,7 @@ def run_plots(run_dir: Path, record: dict[str, Any], metrics: pd.DataFrame) -> l
     notes: list[str] = []
     scores_path = run_dir / "scores.csv"
     if scores_path.is_file():
-        scores = pd.read_csv(scores_path, keep_default_na=False)
+        scores = own_scores(pd.read_csv(scores_path, keep_default_na=False), metrics, record)
         try:
             roc = roc_data(scores)
             roc.to_csv(run_dir / "roc.csv", index=False)
@@ -210,15 +241,19 @@ DETECTION_NOTE = ("ΔAUC and ΔAcc are against the unrefined fakes of the same d
 
 
 def render_run_html(run_dir: Path, summary: pd.DataFrame, quality: pd.DataFrame, record: dict[str, Any],
-                    config: dict[str, Any], seed: Any, notes: Sequence[str] = (), lead: str = "") -> str:
+                    config: dict[str, Any], seed: Any, notes: Sequence[str] = (), lead: str = "",
+                    cross: Sequence[pd.DataFrame] = ()) -> str:
     """The body of ``report.html`` around the tables and the plots found in ``run_dir``; ``lead`` is
-    the line shown first (the moves against chance)."""
+    the line shown first (the moves against chance); ``cross``: the tables of :func:`cross_section`."""
     ds = record.get("dataset", {})
     parts: list[str] = []
     nav = [("detection", "Detection"), ("quality", "Quality"), ("roc", "ROC"), ("scores", "Scores"),
            ("spectra", "Spectra"), ("examples", "Examples"), ("provenance", "Provenance")]
     if (run_dir / "selection.png").is_file():
         nav.insert(-1, ("selection", "Selection"))
+    cross_auc, cross_info, cross_quality = (*cross, pd.DataFrame(), pd.DataFrame(), pd.DataFrame())[:3]
+    if len(cross_auc) or len(cross_info):
+        nav.insert(2, ("cross", "Cross-dataset"))
     parts.append("<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in nav) + "</nav>")
     if lead:
         parts.append(f'<p class="lead">{H.esc(lead)}</p>')
@@ -260,6 +295,24 @@ def render_run_html(run_dir: Path, summary: pd.DataFrame, quality: pd.DataFrame,
                      "PSNR/SSIM: each refined image against its original fake (higher = a smaller visible change).</p>")
     else:
         parts.append('<p class="note">No quality metrics.</p>')
+
+    if len(cross_auc) or len(cross_info):
+        parts.append('<h2 id="cross">Cross-dataset: detectors trained on this dataset, scored on other test splits</h2>')
+        if len(cross_auc):
+            keys = ["detector", "test dataset", "refiners trained on"]
+            parts.append(H.table(cross_auc, numeric=[c for c in cross_auc.columns if c not in keys], nowrap=keys))
+        else:
+            parts.append('<p class="note">No cross-dataset AUC.</p>')
+        parts.append(f'<p class="note">{H.esc(CROSS_NOTE.replace("`", ""))}</p>')
+        failed = [f"{r['test dataset']}: {r['error']}" for _, r in cross_info.iterrows() if r["error"]]
+        if failed:
+            parts.append(H.box("error", "Cross-dataset cells that failed (their rows are missing):", failed))
+        if len(cross_info):
+            parts.append(H.table(cross_info, numeric=["image size", "real", "fake"], nowrap=["test dataset"]))
+        if len(cross_quality):
+            parts.append("<h3>Distance to each dataset's real test images (lower = closer)</h3>")
+            keys = ["test dataset", "condition"]
+            parts.append(H.table(cross_quality, numeric=[c for c in cross_quality.columns if c not in keys], nowrap=keys))
 
     def fig(name: str, anchor: str, title: str, caption: str) -> None:
         parts.append(f'<h2 id="{anchor}">{H.esc(title)}</h2>')
@@ -313,7 +366,7 @@ def write_run_report(run_dir: Path) -> pd.DataFrame:
     config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
     seed = _seed(metrics, config)
     notes = run_plots(run_dir, record, metrics)
-    table = moves(metrics)
+    table = moves(own_rows(metrics))
     table.to_csv(run_dir / "moves.csv", index=False)
     lead = counts_line(move_counts(table))
 
@@ -344,6 +397,14 @@ def write_run_report(run_dir: Path) -> pd.DataFrame:
         "against its original fake (higher = a smaller visible change).",
         "",
     ]
+    cross_auc, cross_info, cross_quality = cross_section(metrics, record, str(ds["name"]))
+    if len(cross_auc) or len(cross_info):
+        lines += ["## Cross-dataset (detectors trained on this dataset, scored on other test splits)", "",
+                  to_markdown(cross_auc) if len(cross_auc) else "No cross-dataset AUC.", "", CROSS_NOTE, ""]
+        if len(cross_info):
+            lines += [to_markdown(cross_info), ""]
+        if len(cross_quality):
+            lines += ["Distance to each dataset's real test images (lower = closer):", "", to_markdown(cross_quality), ""]
     if record.get("errors"):
         lines += ["## Errors", ""] + [f"- **{k}**: {v}" for k, v in record["errors"].items()] + [""]
     if notes:
@@ -352,12 +413,14 @@ def write_run_report(run_dir: Path) -> pd.DataFrame:
                          "selection.png") if (run_dir / n).is_file()]
     lines += ["Full report with plots: `report.html`. Plots: " + ", ".join(f"`{n}`" for n in plots) + ".", ""]
     write_text(run_dir / "summary.md", "\n".join(lines))
-    write_text(run_dir / "report.html", render_run_html(run_dir, summary, quality, record, config, seed, notes, lead))
+    cross = (cross_auc, cross_info, cross_quality)
+    write_text(run_dir / "report.html", render_run_html(run_dir, summary, quality, record, config, seed, notes, lead,
+                                                        cross))
     return summary
 
 
 
 __all__ = [
-    "SPECTRA_FILE", "load_spectra", "provenance_pairs", "refiner_fit_text", "render_run_html", "run_plots",
+    "SPECTRA_FILE", "cross_section", "load_spectra", "own_scores", "provenance_pairs", "refiner_fit_text", "render_run_html", "run_plots",
     "save_spectra", "write_run_report",
 ]

@@ -154,6 +154,20 @@ def clean_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
     return m
 
 
+def own_rows(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The cleaned rows scored on the dataset the run trained on (``test_dataset == dataset``): every
+    row of a run without cross-dataset scoring, and what every table and figure but the
+    cross-dataset ones is built from."""
+    m = clean_metrics(metrics)
+    return m[m["test_dataset"] == m["dataset"]]
+
+
+def cross_rows(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The cleaned rows scored on another dataset's test split (``test_dataset != dataset``)."""
+    m = clean_metrics(metrics)
+    return m[m["test_dataset"] != m["dataset"]]
+
+
 def ordered_metrics(names: Iterable[str], family: str | None = None) -> list[str]:
     """Known metrics in :data:`METRICS` order, then the others in order of appearance."""
     names = list(dict.fromkeys(names))
@@ -216,7 +230,7 @@ def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
     fake-AUC interval contains 0.5 gets no over-correction or evidence flag); see
     :mod:`stigbench.evaluation.evidence`.
     """
-    m = clean_metrics(metrics)
+    m = own_rows(metrics)
     det = m[m["detector"] != ""].copy()
     keys = ["detector", "trained_on", "perturbation", "condition"]
     if det.empty:
@@ -275,7 +289,7 @@ def _flags(table: pd.DataFrame, group: list[str]) -> tuple[list[str], list[str]]
 def quality_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """Every metric without a detector (LFD, FID, KID, ...): one row per (perturbation, condition),
     one column per metric (lower = closer to the reals), bounds as ``<metric>_ci_low/high``."""
-    m = clean_metrics(metrics)
+    m = own_rows(metrics)
     q = m[m["detector"] == ""].copy()
     if q.empty:
         return pd.DataFrame(columns=["perturbation", "condition"])
@@ -314,8 +328,13 @@ def display_quality(quality: pd.DataFrame) -> pd.DataFrame:
     """The quality table for reading: values as ``v [lo, hi]`` with about four significant digits,
     the perturbation column only where one occurs."""
     shown = ["perturbation", "condition"] if perturbed(quality) else ["condition"]
+    return _format_quality(quality, shown, ["perturbation", "condition"])
+
+
+def _format_quality(quality: pd.DataFrame, shown: list[str], keys: list[str]) -> pd.DataFrame:
+    """The ``shown`` key columns, then each metric as ``v [lo, hi]`` with about four significant digits."""
     out = quality[shown].copy()
-    for name in _value_columns(quality, ["perturbation", "condition"]):
+    for name in _value_columns(quality, keys):
         lo = quality.get(f"{name}_ci_low", pd.Series(np.nan, index=quality.index))
         hi = quality.get(f"{name}_ci_high", pd.Series(np.nan, index=quality.index))
         out[metric_label(name)] = [format_ci(v, a, b, quality_decimals(v)) for v, a, b in zip(quality[name], lo, hi)]
@@ -334,7 +353,7 @@ def attack_table(metrics: pd.DataFrame) -> pd.DataFrame:
     chance; an AUC driven *below* 0.5 counts against the attack as much as one left above it), with
     the unrefined fakes as the reference row. ``over_corrected`` counts detectors pushed below 0.5.
     """
-    m = clean_metrics(metrics)
+    m = own_rows(metrics)
     m = m[(m["perturbation"] == DEFAULT_PERTURBATION)]
     det = m[(m["detector"] != "") & (m["trained_on"] == DEFAULT_TRAINED_ON) & (m["metric"] == "auc")]
     rows = []
@@ -348,6 +367,83 @@ def attack_table(metrics: pd.DataFrame) -> pd.DataFrame:
             row[name] = float(v.iloc[0]) if len(v) else float("nan")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# -- cross-dataset scoring (one run) -------------------------------------------------------------
+def auc_rows(m: pd.DataFrame) -> pd.DataFrame:
+    """The AUC rows of detectors trained on the fakes, scored on clean images, with ``condition_label``."""
+    a = m[(m["metric"] == "auc") & (m["detector"] != "") & (m["trained_on"] == DEFAULT_TRAINED_ON)
+          & (m["perturbation"] == DEFAULT_PERTURBATION) & m["condition"].isin(["fake", "refined"])].copy()
+    a["condition_label"] = [condition_label(c, r) for c, r in zip(a["condition"], a["refiner"])]
+    return a
+
+
+def cross_auc_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per detector (trained on the fakes, clean images) and test set it was scored on, its own test
+    split first, then each other dataset's: ``detector, test_dataset, condition`` (``fake`` or
+    ``refined:<refiner>``), ``auc, auc_ci_low, auc_ci_high``. Empty without cross rows."""
+    m = clean_metrics(metrics)
+    cols = ["detector", "test_dataset", "condition", "auc", "auc_ci_low", "auc_ci_high"]
+    if not (m["test_dataset"] != m["dataset"]).any():
+        return pd.DataFrame(columns=cols)
+    a = auc_rows(m)
+    if a.empty:
+        return pd.DataFrame(columns=cols)
+    a["own"] = (a["test_dataset"] != a["dataset"]).astype(int)
+    a = a.sort_values("own", kind="stable").drop(columns="condition").rename(columns={"condition_label": "condition"})
+    table = _wide(a, ["detector", "test_dataset", "condition"], ["auc"])
+    det_rank = {d: i for i, d in enumerate(dict.fromkeys(a["detector"]))}
+    ds_rank = {d: i for i, d in enumerate(dict.fromkeys(a["test_dataset"]))}
+    order = np.lexsort(((table["condition"] != "fake").to_numpy(int), table["test_dataset"].map(ds_rank).to_numpy(),
+                        table["detector"].map(det_rank).to_numpy()))
+    return table.iloc[order].reset_index(drop=True)[cols]
+
+
+def display_cross(table: pd.DataFrame, cross: dict[str, Any], dataset: str) -> pd.DataFrame:
+    """The cross-dataset AUC table for reading: one row per detector × test set, ``refiners trained on``
+    (the dataset whose training split fitted the refiners that refined that test set's fakes, from
+    ``run.json``'s ``cross``), then ``fake`` and each ``refined:<refiner>`` as ``AUC [lo, hi]``."""
+    if table.empty:
+        return pd.DataFrame()
+    conds = [c for c in dict.fromkeys(table["condition"]) if c == "fake"]
+    conds += [c for c in dict.fromkeys(table["condition"]) if c != "fake"]
+    keys = table[["detector", "test_dataset"]].drop_duplicates().reset_index(drop=True)
+    lookup = table.set_index(["detector", "test_dataset", "condition"])
+    out = keys.rename(columns={"test_dataset": "test dataset"})
+    out["refiners trained on"] = [dataset if t == dataset else str((cross.get(t) or {}).get("attack_from") or "?")
+                                  for t in keys["test_dataset"]]
+    for cond in conds:
+        cells = []
+        for d, t in keys.itertuples(index=False):
+            if (d, t, cond) in lookup.index:
+                rec = lookup.loc[(d, t, cond)]
+                cells.append(format_ci(rec["auc"], rec["auc_ci_low"], rec["auc_ci_high"]))
+            else:
+                cells.append("")
+        out[cond] = cells
+    return out
+
+
+def cross_info_table(cross: dict[str, Any]) -> pd.DataFrame:
+    """One row per dataset of ``run.json``'s ``cross``: where its refiners were trained, its image size,
+    how many test reals and fakes were scored, and the error that left its cells empty."""
+    rows = [{"test dataset": name, "refiners trained on": info.get("attack_from", ""),
+             "image size": info.get("image_size", ""), "real": info.get("n_real", ""), "fake": info.get("n_fake", ""),
+             "error": info.get("error") or ""} for name, info in cross.items() if isinstance(info, dict)]
+    return pd.DataFrame(rows, columns=["test dataset", "refiners trained on", "image size", "real", "fake", "error"])
+
+
+def cross_quality_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The detector-less metrics (LFD, FID, ... against that dataset's reals) of the cross rows, one row
+    per (test dataset, condition), clean images only; formatted for reading."""
+    q = cross_rows(metrics)
+    q = q[(q["detector"] == "") & (q["perturbation"] == DEFAULT_PERTURBATION)].copy()
+    if q.empty:
+        return pd.DataFrame()
+    q["condition"] = [condition_label(c, r) for c, r in zip(q["condition"], q["refiner"])]
+    wide = _wide(q, ["test_dataset", "condition"], ordered_metrics(q["metric"]))
+    return _format_quality(wide, ["test_dataset", "condition"], ["test_dataset", "condition"]).rename(
+        columns={"test_dataset": "test dataset"})
 
 
 # -- ROC data ------------------------------------------------------------------------------------
