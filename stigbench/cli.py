@@ -128,6 +128,12 @@ _USER_ERRORS = (RegistryError, ValueError, FileNotFoundError, TypeError)
 @click.option("--fit-refiners-on", type=click.Choice(["train", "test"]), default=None,
               help="Fakes the refiners are fitted on: train (default) or test, the very fakes they refine "
                    "(transductive, as in the STIG paper).")
+@click.option("--test-datasets", default=None, metavar="LIST",
+              help="Also score the detectors on these datasets' test splits (names or patterns), unrefined and "
+                   "refined by the refiners trained on each of them: the cross-dataset matrix.")
+@click.option("--attack-from", default=None, metavar="DATASET",
+              help="With --test-datasets: refine their fakes with the refiners trained on this run's dataset "
+                   "(give its name) instead of on each test dataset.")
 @click.option("--cache/--no-cache", default=None, help="Reuse completed stages from earlier runs (default on).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Stage cache folder.")
 @click.option("--set", "overrides", multiple=True, metavar="NAME.PARAM=VALUE",
@@ -165,6 +171,8 @@ def run(config_path: str | None, overrides: tuple[str, ...], spec_dir: tuple[str
 @click.option("--perturb", default=None, help="As for `run`.")
 @click.option("--adaptive/--no-adaptive", default=None)
 @click.option("--fit-refiners-on", type=click.Choice(["train", "test"]), default=None, help="As for `run`.")
+@click.option("--test-datasets", default=None, help="As for `run`.")
+@click.option("--attack-from", default=None, help="As for `run`: 'train' uses each cell's own dataset.")
 @click.option("--n-boot", type=int, default=None)
 @click.option("--quality/--no-quality", default=None)
 @click.option("--device", default=None)
@@ -223,6 +231,57 @@ def refine(checkpoint: str, input_dir: str, output_dir: str, size: int | None, r
         click.echo(f"skipped {s.path}: {s.reason}", err=True)
     click.echo(f"refined {len(result.written)} image(s) at {result.size}x{result.size} into {output_dir}"
                + (f"; skipped {len(result.skipped)}" if result.skipped else ""))
+
+
+@main.command()
+@click.option("--detector", "detector_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="A saved detector folder, e.g. reports/demo/<run>/detectors/durall.")
+@click.option("--input", "input_path", required=True, type=click.Path(exists=True), help="An image file or a folder.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Write the scores to this CSV (never overwritten) and skipped files to skipped.csv beside it.")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "csv"]), default="markdown", show_default=True,
+              help="How to print the scores when there is no --out.")
+@click.option("--size", type=int, default=None, help="Default: the size the detector was trained at.")
+@click.option("--resize/--no-resize", default=None, help="Resize instead of centre-cropping (default: as the run did).")
+@click.option("--batch-size", type=int, default=None)
+@click.option("--detector-plugin", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="The .py file registering a plug-in detector.")
+@click.option("--quiet", is_flag=True)
+def detect(detector_dir: str, input_path: str, out: str | None, fmt: str, size: int | None, resize: bool | None,
+           batch_size: int | None, detector_plugin: tuple[str, ...], quiet: bool) -> None:
+    """Score images with a detector a run saved: P(fake) and a real/fake label at the run's threshold."""
+    from stigbench.core.imageset import set_progress
+    from stigbench.core.plugins import load_plugin_file
+    from stigbench.pipeline.detect import check_out, score_images, write_result
+
+    set_progress(not quiet)
+    try:
+        if out:
+            check_out(out)
+        for plugin in detector_plugin:
+            load_plugin_file(plugin)
+        result = score_images(detector_dir, input_path, size, resize, batch_size, progress=not quiet)
+        written = write_result(result, out) if out else []
+    except (FileNotFoundError, FileExistsError, ValueError, RegistryError) as exc:
+        raise _Abort(str(exc)) from exc
+    for s in result.skipped:
+        click.echo(f"skipped {s.path}: {s.reason}", err=True)
+    t = result.threshold
+    if t.value is None:
+        click.echo("no threshold recorded for this detector: P(fake) only, label unavailable", err=True)
+    if result.settings.image_size and result.size != result.settings.image_size:
+        click.echo(f"WARNING scored at {result.size}px; the detector was trained at {result.settings.image_size}px", err=True)
+    if out:
+        click.echo(f"scored {len(result.scores)} image(s) at {result.size}x{result.size} into {written[0]}"
+                   + (f"; skipped {len(result.skipped)} (see {written[1]})" if result.skipped else ""))
+    elif fmt == "csv":
+        click.echo(result.scores.to_csv(index=False), nl=False)
+    else:
+        from stigbench.reporting.tables import to_markdown
+
+        click.echo(to_markdown(result.scores, floatfmt=".4f"))
+    if t.value is not None and not quiet:
+        click.echo(f"label: fake when P(fake) >= {t.value:.6g} (chosen on {t.chosen_on}, from {t.source})", err=True)
 
 
 @main.command("list")

@@ -22,9 +22,10 @@ from stigbench.pipeline.stages import code_fingerprint
 log = logging.getLogger("stigbench")
 
 
-def fit_refiners(state: RunState) -> dict[str, Path]:
+def fit_refiners(state: RunState, keep_in_run: bool = True) -> dict[str, Path]:
     """Fit (or reuse) every refiner on the training reals and the fakes of the split part named by
-    ``fit_refiners_on`` (training fakes by default); returns stage folders."""
+    ``fit_refiners_on`` (training fakes by default); returns stage folders. ``keep_in_run`` copies each
+    fitted refiner into the run folder (not for the refiners of a cross-dataset test set)."""
     fit_on = state.config.fit_refiners_on
     fake_fit, real_train = state.part("fake", fit_on), state.part("real", "train")
     if fit_on == "test" and state.plan.refiners:
@@ -57,8 +58,9 @@ def fit_refiners(state: RunState) -> dict[str, Path]:
             info["cached"] = len(state.store.misses) == n_computed
             info["fit_fakes"] = fit_on
             state.refiner_info[rs.display] = info
-            shutil.copytree(folder, state.run_dir / "refiners" / folder_name(rs.display), dirs_exist_ok=False,
-                            ignore=shutil.ignore_patterns(".complete", "stage.json", "manifest.json"))
+            if keep_in_run:
+                shutil.copytree(folder, state.run_dir / "refiners" / folder_name(rs.display), dirs_exist_ok=False,
+                                ignore=shutil.ignore_patterns(".complete", "stage.json", "manifest.json"))
             log.info("refiner %s ready in %.1fs%s", rs.display, time.perf_counter() - t0,
                      " (cached)" if info["cached"] else "")
         except Exception as exc:  # a failing refiner must not take the other results down

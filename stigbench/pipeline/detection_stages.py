@@ -85,10 +85,11 @@ def evaluate_detector(state: RunState, name: str, perturbed: dict[str, dict[str,
     t0 = time.perf_counter()
     n_frames, n_thresholds = len(state.score_frames), len(state.thresholds)
     try:
-        det, folder = fit_detector(state, 
-            name, labelled(state.part("real", "train"), state.part("fake", "train")),
+        det, folder = fit_detector(
+            state, name, labelled(state.part("real", "train"), state.part("fake", "train")),
             labelled(state.part("real", "val"), state.part("fake", "val")), "fake", {})
         info = read_json(folder / "info.json")
+        state.fitted[name] = (det, folder)
         state.thresholds.append({"detector": name, "trained_on": "fake", "refiner": "", "threshold": info["threshold"]})
         for pert, sets in perturbed.items():
             conditions = [k for k in sets if k != "real"]

@@ -80,6 +80,11 @@ class RunConfig:
     plugins: list[str] = field(default_factory=list)
     progress: bool = True
     fit_refiners_on: str = "train"
+    # Cross-dataset scoring: other datasets (names or patterns, comma-separated) whose test splits the
+    # run's detectors also score, refined by the refiners trained on each of them, or on this run's
+    # dataset when attack_from names it.
+    test_datasets: str = ""
+    attack_from: str | None = None
     # A named folder layout (stigbench.data.layouts) instead of --dataset: its root, a comma-separated
     # fnmatch subset of its generators (a run needs exactly one) and, for synthbuster, the reals' folder.
     layout: str | None = None
@@ -142,6 +147,10 @@ class Plan:
     detectors: list[Component]
     perturbations: list[Perturbation]
     notes: list[str] = field(default_factory=list)
+    #: Other datasets whose test splits the detectors also score (cross-dataset), and whether their fakes
+    #: are refined by the refiners of this run's dataset (``True``) or of each test dataset.
+    test_specs: list[DatasetSpec] = field(default_factory=list)
+    attack_from_own: bool = False
 
     @property
     def detector_names(self) -> list[str]:
@@ -161,7 +170,9 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         return {"refiners": {c.display: c.describe() for c in self.refiners},
                 "detectors": {c.display: c.describe() for c in self.detectors},
-                "perturbations": [p.name for p in self.perturbations], "notes": self.notes}
+                "perturbations": [p.name for p in self.perturbations], "notes": self.notes,
+                "test_datasets": [s.name for s in self.test_specs],
+                "attack_from": self.spec.name if self.attack_from_own else "each test dataset"}
 
 
 def resolve_spec(config: RunConfig) -> DatasetSpec:
@@ -193,6 +204,30 @@ def resolve_spec(config: RunConfig) -> DatasetSpec:
     if config.max_per_class is not None:
         spec = dataclasses.replace(spec, max_per_class=config.max_per_class)
     return spec
+
+
+def resolve_test_datasets(config: RunConfig, own: DatasetSpec) -> tuple[list[DatasetSpec], bool]:
+    """The specs of ``--test-datasets`` (the run's own dataset left out: it is always scored) and
+    whether ``--attack-from`` names the run's dataset (``train`` is a synonym, for grids)."""
+    if config.attack_from not in (None, "", "train", own.name):
+        raise PlanError(f"--attack-from must name this run's dataset ({own.name!r}, or 'train'), got "
+                        f"{config.attack_from!r}; without it each test dataset's own refiners are used")
+    if not config.test_datasets.strip():
+        if config.attack_from:
+            raise PlanError("--attack-from goes with --test-datasets")
+        return [], False
+    registry = datasets(config.spec_dirs)
+    specs = []
+    for name in registry.resolve(config.test_datasets):
+        if name == own.name:
+            continue
+        spec = registry.get(name)
+        if config.resize and not spec.resize:
+            spec = dataclasses.replace(spec, resize=True)
+        if config.max_per_class is not None:
+            spec = dataclasses.replace(spec, max_per_class=config.max_per_class)
+        specs.append(spec)
+    return specs, bool(config.attack_from)
 
 
 def resolve_detectors(spec: str) -> list[str]:
@@ -282,6 +317,7 @@ def resolve(config: RunConfig) -> Plan:
     dets = [_component("detector", n, n, detector_registry().get(n), config.detector_params.get(n, {}), context)
             for n in detector_names]
     plan = Plan(config, spec, context, refs, dets, perturbations)
+    plan.test_specs, plan.attack_from_own = resolve_test_datasets(config, spec)
     for c in refs + dets:
         if "seed" not in _signature(c.cls):
             continue

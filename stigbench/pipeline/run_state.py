@@ -74,6 +74,8 @@ class RunState:
         self.refiner_info: dict[str, Any] = {}
         self.detector_info: dict[str, Any] = {}
         self.notes: list[str] = list(plan.notes)
+        self.fitted: dict[str, tuple[Any, Path]] = {}  # detector name -> (fitted detector, its stage folder)
+        self.cross_info: dict[str, dict[str, Any]] = {}
         # (perturbation, set key) -> what determines that set's pixels, for the keys of later stages
         self.identity: dict[tuple[str, str], str] = {(CLEAN, "real"): "real-test", (CLEAN, "fake"): "fake-test"}
         frame = split_frame(dataset, split)

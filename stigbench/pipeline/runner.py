@@ -51,6 +51,7 @@ from stigbench.data.split import make_split, split_frame
 from stigbench.evaluation.distances import distribution_rows, fidelity_rows, lfd_rows, mean_spectra
 from stigbench.evaluation.detection import THRESHOLD_COLUMNS, detection_rows, read_scores, read_thresholds
 from stigbench.evaluation.rows import CLEAN, METRIC_COLUMNS
+from stigbench.pipeline.cross_stages import cross_rows, run_cross
 from stigbench.pipeline.attack_stages import fit_refiners, perturbed_sets, refined_set
 from stigbench.pipeline.detection_stages import adaptive_defender, evaluate_detector
 from stigbench.pipeline.plan import Plan, RunConfig, resolve
@@ -186,6 +187,7 @@ class _Run(RunState):
             for display, folder in refiners.items():
                 if display in refined:
                     adaptive_defender(self, display, folder, refined[display])
+        cross = run_cross(self, refiners)
 
         spectra = self.distance_rows(perturbed)
         self.rows += fidelity_rows(fake_test, refined, dataset=self.spec.name, seed=self.ctx.seed,
@@ -195,6 +197,11 @@ class _Run(RunState):
             for p in self.perturbations:
                 if p.name == CLEAN or cfg.perturb_quality:
                     quality_info[p.name] = self.quality_rows(perturbed[p.name], p.name)
+        specs = {s.name: s for s in self.plan.test_specs}
+        for name, sets in cross.items():  # after the run's own rows, so those keep their order
+            self.rows += cross_rows(self, specs[name], sets)
+            if cfg.quality:
+                quality_info[f"cross:{name}"] = self.quality_rows(sets, CLEAN, test_dataset=name)
         return self.write(spectra, prov, quality_info, t_start)
 
     def distance_rows(self, perturbed: dict[str, dict[str, ImageSet]]) -> dict[str, torch.Tensor]:
@@ -207,9 +214,9 @@ class _Run(RunState):
                 clean = spectra
         return clean
 
-    def quality_rows(self, sets: dict[str, ImageSet], pert: str) -> dict[str, Any]:
+    def quality_rows(self, sets: dict[str, ImageSet], pert: str, test_dataset: str | None = None) -> dict[str, Any]:
         """FID/KID (or their random-network substitutes) of the fakes and each refined set to the
-        reals, on images and on spectra."""
+        reals (of ``test_dataset`` for a cross-dataset cell), on images and on spectra."""
         from stigbench.evaluation.quality import get_extractor
         from stigbench.evaluation.quality_rows import quality_metrics
 
@@ -221,10 +228,11 @@ class _Run(RunState):
             result = quality_metrics(sets["real"], others, extractor, max_images=self.config.quality_max_images,
                                      seed=self.ctx.seed, progress=self.ctx.progress, cache=self.ctx.cache)
         except Exception as exc:
-            self.errors[f"quality:{pert}"] = f"{type(exc).__name__}: {exc}"
+            self.errors[f"quality:{test_dataset or pert}"] = f"{type(exc).__name__}: {exc}"
             log.error("quality metrics (%s) failed:\n%s", pert, traceback.format_exc())
             return {}
-        self.rows += distribution_rows(result, dataset=self.spec.name, seed=self.ctx.seed, perturbation=pert)
+        self.rows += distribution_rows(result, dataset=self.spec.name, seed=self.ctx.seed, perturbation=pert,
+                                       test_dataset=test_dataset)
         return {**result.to_dict(), "rows": None}
 
     def write(self, spectra: dict[str, torch.Tensor], prov: dict[str, Any], quality_info: dict[str, Any],
@@ -258,6 +266,7 @@ class _Run(RunState):
                        "resumed": len(self.store.resumed)},
             "errors": self.errors,
             "notes": self.notes,
+            "cross": self.cross_info,
             "seconds": round(time.perf_counter() - t_start, 1),
         }
         write_json(self.run_dir / "run.json", record)
