@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from stigbench.core.contracts import REFINER_METHODS, Refiner
-from stigbench.core.estimator import PARAMS_FILE, class_path, current_class_path
-from stigbench.core.io import read_json
 from stigbench.core.plugins import builtin_loader
 from stigbench.core.registry import Registry
+from stigbench.core.estimator import saved_class
 
 T = TypeVar("T")
 
@@ -61,14 +60,5 @@ def refiners() -> Registry[type[Refiner]]:
 def load_refiner(path: str | Path) -> Refiner:
     """Rebuild a fitted refiner from its saved folder (``params.json`` names its class; class paths
     written before modules moved are mapped to today's)."""
-    folder = Path(path)
-    file = folder / PARAMS_FILE
-    if not file.is_file():
-        raise FileNotFoundError(f"{folder} is not a saved refiner (no {PARAMS_FILE})")
-    wanted = current_class_path(str(read_json(file).get("class")))
-    reg = refiners()
-    for name in reg.list():
-        cls = reg.get(name)
-        if class_path(cls) == wanted:
-            return cls.load(folder)
-    raise ValueError(f"{folder} was saved by {wanted}, which is not a registered refiner")
+    _, cls = saved_class(path, refiners(), "refiner")
+    return cls.load(Path(path))

@@ -79,3 +79,20 @@ class Estimator:
         if current_class_path(str(data.get("class"))) != expected:
             raise ValueError(f"{folder} holds a saved {data.get('class')}, not a {expected}")
         return cls(**data["params"])
+
+
+def saved_class(folder: str | Path, registry: Any, kind: str) -> tuple[str, type]:
+    """The registry name and class of the component saved in ``folder``: ``params.json`` names the
+    class (a path written before modules moved is mapped to today's), and ``registry`` (a
+    :class:`~stigbench.core.registry.Registry` of classes) must hold it."""
+    folder = Path(folder)
+    file = folder / PARAMS_FILE
+    if not file.is_file():
+        raise FileNotFoundError(f"{folder} is not a saved {kind} (no {PARAMS_FILE})")
+    wanted = current_class_path(str(read_json(file).get("class")))
+    for name in registry.list():
+        cls = registry.get(name)
+        if class_path(cls) == wanted:
+            return name, cls
+    raise ValueError(f"{folder} was saved by {wanted}, which is not a registered {kind}")
+

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from stigbench.core.contracts import DETECTOR_METHODS, DETECTOR_PERSISTENCE_METHODS, Detector
-from stigbench.core.estimator import PARAMS_FILE, class_path, current_class_path
-from stigbench.core.io import read_json
+from stigbench.core.estimator import class_path, saved_class
 from stigbench.core.plugins import builtin_loader, package_modules
 from stigbench.core.registry import Registry
 
@@ -79,17 +78,10 @@ def load_detector(path: str | Path) -> Detector:
     """Rebuild a fitted detector from its saved folder (e.g. ``RUN/detectors/NAME``): ``params.json``
     names its class, mapped to today's module path when it was saved before modules moved, and the
     registered detector with that class loads it."""
-    folder = Path(path)
-    file = folder / PARAMS_FILE
-    if not file.is_file():
-        raise FileNotFoundError(f"{folder} is not a saved detector (no {PARAMS_FILE})")
-    wanted = current_class_path(str(read_json(file).get("class")))
-    reg = detectors()
-    for name in reg.list():
-        cls = reg.get(name)
-        if class_path(cls) == wanted:
-            if not is_persistent(cls):
-                raise ValueError(f"detector {name!r} ({wanted}) has no save/load")
-            return cls.load(folder)  # type: ignore[attr-defined,no-any-return]
-    raise ValueError(f"{folder} was saved by {wanted}, which is not a registered detector "
-                     "(a plug-in's detector needs its --detector-plugin file)")
+    try:
+        name, cls = saved_class(path, detectors(), "detector")
+    except ValueError as exc:
+        raise ValueError(f"{exc} (a plug-in's detector needs its --detector-plugin file)") from None
+    if not is_persistent(cls):
+        raise ValueError(f"detector {name!r} ({class_path(cls)}) has no save/load")
+    return cls.load(Path(path))  # type: ignore[attr-defined,no-any-return]
