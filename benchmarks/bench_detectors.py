@@ -57,10 +57,11 @@ def rate(fn, n_images: int, min_seconds: float) -> float:
             return calls * n_images / elapsed
 
 
-def measure(name: str, size: int, n: int, min_seconds: float) -> dict[str, float]:
+def measure(name: str, size: int, n: int, min_seconds: float, params: dict | None = None) -> dict[str, float]:
+    """features/fit/score images per second of ``name`` at ``size``² (``params``: extra constructor arguments)."""
     cls = detectors().get(name)
     is_cnn = isinstance(cls, type) and issubclass(cls, CNNDetector)
-    params = {"epochs": 1, "patience": None} if is_cnn else {}
+    params = {**({"epochs": 1, "patience": None} if is_cnn else {}), **(params or {})}
     train, labels = synthetic(n, size)
     batch = next(train.batches(n))
     det = construct(cls, params, seed=0, device="cpu")
