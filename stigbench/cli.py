@@ -172,6 +172,7 @@ def run(config_path: str | None, overrides: tuple[str, ...], spec_dir: tuple[str
 @click.option("--adaptive/--no-adaptive", default=None)
 @click.option("--fit-refiners-on", type=click.Choice(["train", "test"]), default=None, help="As for `run`.")
 @click.option("--test-datasets", default=None, help="As for `run`.")
+@click.option("--max-per-class", type=int, default=None, help="As for `run`.")
 @click.option("--attack-from", default=None, help="As for `run`: 'train' uses each cell's own dataset.")
 @click.option("--n-boot", type=int, default=None)
 @click.option("--quality/--no-quality", default=None)
