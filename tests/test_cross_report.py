@@ -142,6 +142,7 @@ def test_run_report_cross_section(tmp_path):
     run = add_cross(write_run(tmp_path / "A" / "s1", seed=1, dataset="A"), "A", 1, "B")
     record = json.loads((run / "run.json").read_text())
     record["cross"]["C"] = {"attack_from": "A", "image_size": 64, "n_real": 0, "n_fake": 0, "error": "no images"}
+    record["cross"]["D"] = {"attack_from": None, "error": "KeyError: 'D'"}  # as the runner records a failed spec
     (run / "run.json").write_text(json.dumps(record))
     summary = write_run_report(run)
     assert set(summary.condition) == {"fake", "refined:stig"} and len(summary) == 4  # own rows only
@@ -154,7 +155,8 @@ def test_run_report_cross_section(tmp_path):
     assert "| detector | test dataset | refiners trained on | fake | refined:stig |" in md
     assert "| a | B | B | 0.800 [0.750, 0.850] | 0.450 [0.400, 0.500] |" in md
     assert "| a | A | A | 0.950 [0.900, 0.990] |" in md
-    assert "| C | A | 64 | 0 | 0 | no images |" in md  # the failed cell and its error
+    assert "| C | A | 64 | 0 | 0 | no images |" in md  # the failed cells and their errors
+    assert "| D |  |  |  |  | KeyError: 'D' |" in md and "None" not in md
     assert "| B | refined:stig | 0.7000 |" in md  # LFD to B's reals
     page = (run / "report.html").read_text(encoding="utf-8")
     assert 'href="#cross"' in page and 'id="cross"' in page and "C: no images" in page

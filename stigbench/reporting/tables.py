@@ -427,8 +427,11 @@ def display_cross(table: pd.DataFrame, cross: dict[str, Any], dataset: str) -> p
 def cross_info_table(cross: dict[str, Any]) -> pd.DataFrame:
     """One row per dataset of ``run.json``'s ``cross``: where its refiners were trained, its image size,
     how many test reals and fakes were scored, and the error that left its cells empty."""
-    rows = [{"test dataset": name, "refiners trained on": info.get("attack_from", ""),
-             "image size": info.get("image_size", ""), "real": info.get("n_real", ""), "fake": info.get("n_fake", ""),
+    def get(info: dict[str, Any], key: str) -> Any:
+        return "" if info.get(key) is None else info[key]
+
+    rows = [{"test dataset": name, "refiners trained on": get(info, "attack_from"),
+             "image size": get(info, "image_size"), "real": get(info, "n_real"), "fake": get(info, "n_fake"),
              "error": info.get("error") or ""} for name, info in cross.items() if isinstance(info, dict)]
     return pd.DataFrame(rows, columns=["test dataset", "refiners trained on", "image size", "real", "fake", "error"])
 
