@@ -49,3 +49,14 @@ def test_report_reads_a_0_1_run_folder(tmp_path):
     result = CliRunner().invoke(main, ["report", str(run), "--out", str(tmp_path / "cmp")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "durall" in (tmp_path / "cmp" / "comparison.md").read_text()
+
+
+def test_settings_added_since_0_1_have_their_default_as_legacy_value():
+    """A 0.1 run and a run of today with default settings fall in one comparison group."""
+    from stigbench.core.settings import LEGACY_DEFAULTS
+    from stigbench.pipeline.plan import RunConfig
+
+    old = json.loads((FIXTURE / "config.json").read_text())["config"]
+    today = RunConfig().to_dict()
+    for key in set(today) - set(old):
+        assert key in LEGACY_DEFAULTS and LEGACY_DEFAULTS[key] == today[key], key

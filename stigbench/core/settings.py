@@ -20,7 +20,10 @@ NON_RESULT_SETTINGS = frozenset({"out", "progress", "cache", "cache_dir", "spec_
 REPLICATE_SETTINGS = frozenset({"seed"})
 
 #: Settings added after runs were first saved, with the value an older run (without the key) had.
-LEGACY_DEFAULTS: Mapping[str, Any] = {"fit_refiners_on": "train"}
+LEGACY_DEFAULTS: Mapping[str, Any] = {
+    "fit_refiners_on": "train", "test_datasets": "", "attack_from": None,
+    "layout": None, "root": None, "subset": None, "real_root": None,
+}
 
 
 def result_settings(config: Mapping[str, Any], *, replicates: bool = True) -> dict[str, Any]:
