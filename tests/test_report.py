@@ -228,8 +228,11 @@ def test_settings_ignore_seed_paths_and_cache():
          "dataset_spec": {"spec_path": "/a", "size": 32}}
     b = {"config": {"seed": 1, "out": "y", "progress": False, "spec_dirs": ["b"], "n_boot": 5, "cache": False,
                     "detector_params": {"durall": {"c": 1}}}, "dataset_spec": {"spec_path": "/b", "size": 32}}
+    from stigbench.core.settings import LEGACY_DEFAULTS
+
+    # older runs get today's default for every setting added since (LEGACY_DEFAULTS)
     assert run_settings(a) == run_settings(b) == {"n_boot": 5, "detector_params.durall.c": 1, "dataset_spec.size": 32,
-                                                  "fit_refiners_on": "train"}  # older runs: the default
+                                                  **LEGACY_DEFAULTS}
 
 
 def test_compare_mean_std_across_seeds(runs_parent, tmp_path):
