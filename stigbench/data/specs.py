@@ -270,6 +270,29 @@ def default_size(min_side: int) -> int:
     return min(MAX_DEFAULT_SIZE, 1 << (int(min_side).bit_length() - 1))
 
 
+def input_images(path: str | Path, size: int | None = None, resize: bool = False, grayscale: str = "skip",
+                 progress: bool = True) -> tuple[FileImageSet, list[Skipped]]:
+    """The usable images at ``path`` (a file, or every non-hidden file under a folder, sorted), checked
+    as a dataset's are; ``size`` defaults to :func:`default_size` of the smallest side. For applying a
+    saved refiner or detector to images outside any dataset spec."""
+    src = Path(path)
+    if src.is_file():
+        files = [src]
+    elif src.is_dir():
+        files = sorted(p for p in src.rglob("*")
+                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(src).parts))
+        if not files:
+            raise ValueError(f"no files in {src}")
+    else:
+        raise FileNotFoundError(f"input not found: {src}")
+    good, skipped, min_side = scan_images(files, size, resize, grayscale,
+                                          progress="checking images" if progress else None)
+    if not good:
+        raise ValueError(f"none of the {len(files)} file(s) at {src} is usable: "
+                         + "; ".join(sorted({s.reason for s in skipped})[:3]))
+    return FileImageSet(good, size or default_size(min_side), resize, grayscale), skipped
+
+
 def build_if_needed(spec: DatasetSpec, seed: int = 0, progress: bool = True) -> Path:
     """For a built dataset, let its builder create (or validate) the images in the cache; return the
     data root. Builders are idempotent: they return at once when a matching build exists."""

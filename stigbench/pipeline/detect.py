@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stigbench.core.imageset import FileImageSet, Skipped, scan_images
+from stigbench.core.imageset import Skipped
 from stigbench.core.io import read_json
-from stigbench.data.specs import default_size
+from stigbench.data.specs import input_images
 from stigbench.detection.registry import load_detector
+from stigbench.pipeline.run_state import checked_scores
 
 THRESHOLD_FILE = "threshold.json"
 SKIPPED_FILE = "skipped.csv"
@@ -117,19 +118,6 @@ def detector_settings(detector_dir: str | Path) -> DetectorSettings:
                             str(spec.get("grayscale", "skip")))
 
 
-def input_files(input_path: str | Path) -> list[Path]:
-    """A file, or every non-hidden file under a folder (sorted)."""
-    src = Path(input_path)
-    if src.is_file():
-        return [src]
-    if not src.is_dir():
-        raise FileNotFoundError(f"input not found: {src}")
-    files = sorted(p for p in src.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(src).parts))
-    if not files:
-        raise ValueError(f"no files in {src}")
-    return files
-
-
 def score_images(detector_dir: str | Path, input_path: str | Path, size: int | None = None,
                  resize: bool | None = None, batch_size: int | None = None, progress: bool = True) -> DetectResult:
     """P(fake) of every usable image at ``input_path`` (a file or a folder), labelled at the run's
@@ -150,19 +138,10 @@ def score_images(detector_dir: str | Path, input_path: str | Path, size: int | N
         if hasattr(detector, "batch_size"):
             detector.batch_size = batch_size  # type: ignore[attr-defined]
     resize = settings.resize if resize is None else resize
-    files = input_files(input_path)
-    size = size or settings.image_size
-    good, skipped, min_side = scan_images(files, size, resize, settings.grayscale,
-                                          progress="checking images" if progress else None)
-    if not good:
-        raise ValueError(f"none of the {len(files)} file(s) at {input_path} is usable: "
-                         + "; ".join(sorted({s.reason for s in skipped})[:3]))
-    size = size or default_size(min_side)
-    images = FileImageSet(good, size, resize, settings.grayscale)
-    p_fake = np.asarray(detector.score(images), dtype=np.float64).reshape(-1)
-    if p_fake.shape != (len(good),):
-        raise ValueError(f"the detector returned {p_fake.shape[0]} scores for {len(good)} images")
-    table = pd.DataFrame({"file": [str(p) for p in good], "p_fake": p_fake})
+    images, skipped = input_images(input_path, size or settings.image_size, resize, settings.grayscale, progress)
+    size = images.size
+    p_fake = checked_scores(detector.score(images), len(images), folder.name)
+    table = pd.DataFrame({"file": [str(p) for p in images.paths], "p_fake": p_fake})
     if threshold.value is not None:
         table["label"] = np.where(p_fake >= threshold.value, "fake", "real")
     return DetectResult(table, skipped, size, threshold, settings)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from stigbench.data.specs import default_size
-from stigbench.core.imageset import FileImageSet, Skipped, scan_images
+from stigbench.data.specs import input_images
+from stigbench.core.imageset import Skipped
 from stigbench.attacks.registry import load_refiner
 
 
@@ -28,23 +28,14 @@ def refine_folder(checkpoint: str | Path, input_dir: str | Path, output_dir: str
     src, dst = Path(input_dir), Path(output_dir)
     if not src.is_dir():
         raise FileNotFoundError(f"input folder not found: {src}")
-    files = sorted(p for p in src.rglob("*") if p.is_file() and not p.name.startswith("."))
-    if not files:
-        raise ValueError(f"no files in {src}")
-    size = size or getattr(refiner, "image_size_", None)
-    good, skipped, min_side = scan_images(files, size, resize, progress="checking images" if progress else None)
-    if not good:
-        raise ValueError(f"none of the {len(files)} files in {src} is usable: "
-                         + "; ".join(sorted({s.reason for s in skipped})[:3]))
-    size = size or default_size(min_side)
-    targets = [dst / p.relative_to(src).with_suffix(".png") for p in good]
+    images, skipped = input_images(src, size or getattr(refiner, "image_size_", None), resize, progress=progress)
+    targets = [dst / p.relative_to(src).with_suffix(".png") for p in images.paths]
     clash = [t for t in targets if t.exists()]
     if clash:
         raise FileExistsError(f"{len(clash)} output file(s) already exist, e.g. {clash[0]}; choose another --output")
     if len(set(targets)) != len(targets):
         raise ValueError("two input files map to the same output name (same stem, different suffix)")
-    images = FileImageSet(good, size, resize)
     refined = refiner.refine(images)
     for i, target in enumerate(targets):
         refined.save_png(i, target)
-    return RefineResult(written=targets, skipped=skipped, size=size)
+    return RefineResult(written=targets, skipped=skipped, size=images.size)
