@@ -33,7 +33,6 @@ calibrated to that regime.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -51,6 +50,8 @@ import torch
 from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
+
+from stigbench.core.io import sha256_file
 
 # Bump whenever the images a given (seed, size, n_real, n_fake) produce change.
 DEMO_VERSION: str = "3"  # 2: one-thread generator training; 3: photo quadrants as groups
@@ -250,7 +251,7 @@ def source_records(per_photo: dict[str, int], size: int) -> list[dict[str, Any]]
     dead-leaves model's parameters."""
     return [
         *({"name": p.name, "kind": "photograph", "file": f"skimage/data/{p.file}",
-           "sha256": _sha256(_photo_path(p)), "credit": p.credit, "licence": p.licence,
+           "sha256": sha256_file(_photo_path(p)), "credit": p.credit, "licence": p.licence,
            "crops": per_photo[p.name]} for p in PHOTOS),
         {"name": "leaves", "kind": "dead-leaves model (computer generated)", "licence": "CC0",
          "reference": "Lee, Mumford & Huang, Occlusion models for natural images, IJCV 2001",
@@ -272,10 +273,6 @@ def _photo_path(photo: Photo) -> Path:
 def _load_photo(photo: Photo) -> np.ndarray:
     with Image.open(_photo_path(photo)) as img:
         return np.asarray(img.convert("RGB"), dtype=np.uint8)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _make_reals(rng: np.random.Generator, photos: dict[str, np.ndarray], size: int, n_real: int,

@@ -28,7 +28,6 @@ Metric names: ``fid``, ``kid``, ``fid_spectrum``, ``kid_spectrum`` with Inceptio
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import logging
 import math
@@ -44,6 +43,7 @@ from torch import nn
 
 from stigbench.core.device import resolve_device
 from stigbench.core.imageset import ImageSet
+from stigbench.core.io import sha256_file
 from stigbench.measures.spectrum import log_magnitude, minmax_scale
 
 log = logging.getLogger("stigbench.evaluation.quality")
@@ -97,11 +97,7 @@ def file_sha256(path: str | Path) -> str:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _DIGESTS:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _DIGESTS[key] = h.hexdigest()
+        _DIGESTS[key] = sha256_file(path)
     return _DIGESTS[key]
 
 

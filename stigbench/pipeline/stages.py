@@ -26,8 +26,8 @@ import hashlib
 import importlib.util
 import inspect
 import json
-import os
 import logging
+import os
 import re
 import shutil
 import socket
@@ -37,6 +37,8 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from stigbench.core.io import sha256_file
 
 DONE = ".complete"
 MANIFEST = "manifest.json"
@@ -189,17 +191,9 @@ class StageLock:
         self.path.unlink(missing_ok=True)
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_manifest(folder: Path) -> None:
     """Record the size and SHA-256 of every file under ``folder``."""
-    files = {p.relative_to(folder).as_posix(): [p.stat().st_size, _file_sha256(p)]
+    files = {p.relative_to(folder).as_posix(): [p.stat().st_size, sha256_file(p)]
              for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in (MANIFEST, DONE)}
     (folder / MANIFEST).write_text(json.dumps(files, indent=0), encoding="utf-8")
 
@@ -216,7 +210,7 @@ def manifest_problem(folder: Path) -> str | None:
         p = folder / rel
         if not p.is_file():
             return f"{rel} is missing"
-        if p.stat().st_size != size or _file_sha256(p) != sha:
+        if p.stat().st_size != size or sha256_file(p) != sha:
             return f"{rel} does not match its recorded checksum"
     return None
 
