@@ -126,6 +126,8 @@ class Component:
     params: dict[str, Any]  # what the user set (``--set``, short forms): part of the stage keys
     kwargs: dict[str, Any]  # params plus the context settings the constructor declares
     from_context: tuple[str, ...] = ()
+    #: The instance built and checked when the plan was resolved (for further checks; never fitted).
+    prototype: Any = field(default=None, repr=False, compare=False)
 
     def build(self) -> Any:
         """A fresh, unfitted instance."""
@@ -159,11 +161,11 @@ class Plan:
     def check_image_size(self, size: int) -> None:
         """Fail before any training when a component cannot work at ``size`` px."""
         for c in self.refiners + self.detectors:
-            check = getattr(c.cls, "check_image_size", None)
+            check = getattr(c.prototype, "check_image_size", None)
             if check is None:
                 continue
             try:
-                c.build().check_image_size(size)
+                check(size)
             except (ValueError, TypeError) as exc:
                 raise PlanError(f"{c.kind} {c.display!r} at {size}x{size} px: {exc}") from exc
 
@@ -271,8 +273,8 @@ def _component(kind: str, display: str, name: str, cls: type, params: dict[str, 
     component = Component(kind, display, name, cls, dict(params),
                           {**params, **{k: given[k] for k in from_context}}, from_context)
     try:
-        instance = component.build()
-        validate = getattr(instance, "check_params", None)
+        component.prototype = component.build()
+        validate = getattr(component.prototype, "check_params", None)
         if callable(validate):
             validate()
     except (ValueError, TypeError) as exc:
@@ -326,8 +328,10 @@ def resolve(config: RunConfig) -> Plan:
         elif "seed" in c.from_context:
             # A preset may carry a seed of its own (STIG's paper preset: the official code's 42); the run's
             # seed replaces it so that seeds vary every component, and the run says so.
-            own = c.cls(**c.params)
-            if getattr(own, "preset", None) is not None and getattr(own, "seed", config.seed) != config.seed:
+            if getattr(c.prototype, "preset", None) is None:
+                continue
+            own = c.cls(**c.params)  # what the preset alone would use
+            if getattr(own, "seed", config.seed) != config.seed:
                 plan.notes.append(f"{c.kind} {c.display!r}: the run's seed {config.seed} replaces the seed "
                                   f"{own.seed} of preset {own.preset!r} (--set {c.name}.seed={own.seed} keeps it)")
     if spec.size is not None or config.size is not None:
