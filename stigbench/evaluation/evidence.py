@@ -133,7 +133,7 @@ def counts_line(counts: pd.DataFrame) -> str:
         return "Moves against chance: no refined AUC to compare."
     per = "; ".join(f"{r['refiner']}: {counts_text(r)}" for _, r in counts.iterrows())
     return (f"Moves against chance (AUC 95 % intervals, detectors trained on the fakes, clean test images): {per}. "
-            "Definitions: stigbench/evidence.py.")
+            "Definitions: stigbench/evaluation/evidence.py.")
 
 
 __all__ = [

@@ -309,7 +309,7 @@ CELL_NOTE = ("Cells: mean ± sample standard deviation (ddof = 1) over the seeds
 
 MOVES_NOTE = ("Per group and refiner, how many detectors (trained on the fakes, clean test images) the refined "
               "fakes moved toward, away from (attack adds evidence) or past chance, or left unchanged, judged on "
-              "each run's 95 % AUC intervals (definitions: stigbench/evidence.py); mean ± sample standard "
+              "each run's 95 % AUC intervals (definitions: stigbench/evaluation/evidence.py); mean ± sample standard "
               f"deviation (ddof = 1) over the group's runs (data: moves.csv). {SEED_NOTE}")
 
 
