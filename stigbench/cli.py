@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,20 @@ def _build_config(config_path: str | None, overrides: tuple[str, ...], spec_dir:
 _USER_ERRORS = (RegistryError, ValueError, FileNotFoundError, TypeError)
 
 
+def _ranked(body: Callable[[], Any], backend: str | None) -> Any:
+    """``body()`` as this process's part of the job (:func:`stigbench.core.distributed.run_ranked`):
+    its result, or ``None`` on a torchrun rank other than 0. User errors exit with status 2."""
+    from stigbench.core.distributed import DistributedError, launched, run_ranked
+
+    if backend is not None and not launched():
+        click.echo("note: --dist-backend has no effect outside torchrun", err=True)
+    try:
+        return run_ranked(body, backend)
+    except (*_USER_ERRORS, DistributedError) as exc:
+        raise _Abort(str(exc)) from exc
+
+
+
 @main.command()
 @click.option("--dataset", "-d", default=None, help="Dataset name (see `list datasets`). Default: demo-gan.")
 @click.option("--real", type=click.Path(exists=True, file_okay=False), default=None, help="Ad-hoc: folder of real images.")
@@ -142,17 +157,22 @@ _USER_ERRORS = (RegistryError, ValueError, FileNotFoundError, TypeError)
 @click.option("--detector-plugin", multiple=True, type=click.Path(exists=True, dir_okay=False), help="A .py file registering a detector.")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="Start from a saved config.json.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--dist-backend", type=click.Choice(["auto", "gloo", "nccl"]), default=None,
+              help="Under torchrun: the torch.distributed backend (auto: nccl with CUDA, else gloo).")
 def run(config_path: str | None, overrides: tuple[str, ...], spec_dir: tuple[str, ...],
-        detector_plugin: tuple[str, ...], quiet: bool, **options: Any) -> None:
-    """Train refiners, refine the test fakes, score detectors before and after; write a run folder."""
+        detector_plugin: tuple[str, ...], quiet: bool, dist_backend: str | None, **options: Any) -> None:
+    """Train refiners, refine the test fakes, score detectors before and after; write a run folder.
+
+    Under `torchrun --nproc_per_node N`, STIG and the CNN detectors train on all N processes; rank 0
+    does everything else and writes the run folder (README: Scaling out).
+    """
     from stigbench.pipeline.runner import run_benchmark
 
     config = _build_config(config_path, overrides, spec_dir, detector_plugin, quiet, options)
     _console_log()
-    try:
-        result = run_benchmark(config)
-    except _USER_ERRORS as exc:
-        raise _Abort(str(exc)) from exc
+    result = _ranked(lambda: run_benchmark(config), dist_backend)
+    if result is None:  # a torchrun rank other than 0: it helped train and writes nothing
+        return
     click.echo((result.run_dir / "summary.md").read_text(encoding="utf-8"))
     if result.errors:
         click.echo(f"{len(result.errors)} component(s) failed; see run.log", err=True)
@@ -324,3 +344,7 @@ def report(run_dirs: tuple[str, ...], out: str | None) -> None:
         click.echo(f"WARNING {warning}", err=True)
     click.echo((result.out_dir / "comparison.md").read_text(encoding="utf-8"))
     click.echo(f"Comparison folder: {result.out_dir}")
+
+
+if __name__ == "__main__":  # torchrun ... -m stigbench.cli run ...
+    main()

@@ -56,6 +56,10 @@ class Refiner(Protocol):
       folder of a killed attempt instead of starting it afresh.
     * ``refine(..., store=path)``: write the refined images into a memory-mapped ``.npy`` at ``path``
       instead of holding them in memory.
+
+    A class attribute ``data_parallel = True`` says that ``fit`` trains with every torchrun rank
+    (:mod:`stigbench.core.distributed`): the runner then calls it on all ranks at once. Without it a
+    refiner is fitted by rank 0 alone.
     """
 
     def fit(self, fake_set: ImageSetLike, real_set: ImageSetLike) -> Refiner: ...
@@ -76,6 +80,7 @@ class Detector(Protocol):
     may be used for early stopping or model selection, never for the final threshold-free scores.
     ``score(image_set)`` returns ``P(fake)`` as a ``float`` array ``(N,)`` in ``[0, 1]``.
     Saving is optional (:class:`PersistentDetector`); a detector without it is simply not cached.
+    ``data_parallel = True`` (a class attribute) has ``fit`` run on every torchrun rank, as for refiners.
     """
 
     def fit(

@@ -9,19 +9,26 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from stigbench.core import distributed
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> ``cuda`` if available else ``cpu``; anything else is passed to ``torch.device``."""
+    """``"auto"`` -> ``cuda`` if available else ``cpu``; anything else is passed to ``torch.device``.
+
+    Under torchrun, ``cuda`` without an index is this rank's local GPU.
+    """
     if isinstance(device, torch.device):
         return device
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
-    return dev
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+    w = distributed.world()
+    return w.device(dev) if w is not None else dev
 
 
 def cpu_supports_bf16() -> bool:

@@ -7,6 +7,7 @@ memory at once; :class:`ArrayImageSet` holds 8-bit images in memory or in a memo
 
 from __future__ import annotations
 
+import mmap
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -248,10 +249,27 @@ class ArrayImageSet(ImageSet):
     def _load_many(self, indices: Sequence[int]) -> np.ndarray:
         return np.asarray(self.array[np.asarray(indices, dtype=np.int64)]) if len(indices) else super()._load_many(indices)
 
+    def __reduce__(self) -> tuple:
+        # A set memory-mapped from a whole .npy file travels (to another torchrun rank or worker) as the
+        # file's path, not as its pixels.
+        arr = self.array
+        if isinstance(arr, np.memmap) and isinstance(arr.base, mmap.mmap) and arr.mode in ("r", "r+", "w+"):
+            if arr.mode != "r":
+                arr.flush()
+            return _open_mapped, (str(arr.filename), arr.shape, self._ids)
+        return ArrayImageSet, (np.asarray(arr), self._ids)
+
     @classmethod
     def from_float(cls, images: torch.Tensor, ids: Sequence[str] | None = None) -> ArrayImageSet:
         """From a float batch in ``[0, 1]`` (rounded to 8 bits, as a saved PNG would be)."""
         return cls(to_uint8(images), ids)
+
+
+def _open_mapped(path: str, shape: tuple[int, ...], ids: Sequence[str] | None) -> ArrayImageSet:
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    if array.shape != shape:
+        raise ValueError(f"{path} holds images of shape {array.shape}, expected {shape}: changed since it was sent")
+    return ArrayImageSet(array, ids)
 
 
 class SubsetImageSet(ImageSet):

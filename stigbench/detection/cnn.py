@@ -9,6 +9,12 @@ on the validation split with the best ``state_dict`` kept, a progress bar, ``inf
 softmax/sigmoid → ``P(fake)`` for scoring, and pickle-free save/load (``params.json`` + ``model.pt``
 loaded with ``weights_only=True``).
 
+Under torchrun (:mod:`stigbench.core.distributed`) every rank trains on its contiguous slice of each
+global batch of ``batch_size`` (the single-process batches, in the same order) through
+DistributedDataParallel; BatchNorm statistics stay per rank and rank 0's are given to every rank
+before each validation, which every rank then runs in full, so that early stopping decides the same
+everywhere. Augmentation draws for the whole global batch, as a single process would.
+
 Training hyper-parameters are constructor keyword arguments like any other (scikit-learn
 convention): a subclass lists its own and those whose default it changes, and passes the rest on
 through ``**train``; :meth:`CNNDetector.get_params` reports both, so a saved detector is rebuilt
@@ -31,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from stigbench.core import distributed
 from stigbench.core.contracts import ImageSetLike
 from stigbench.core.device import PRECISIONS, autocast, resolve_device, resolve_precision, torch_rng
 from stigbench.core.estimator import Estimator
@@ -68,6 +75,9 @@ class CNNDetector(Estimator):
         seed: seeds weight initialisation, shuffling and augmentation.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
     """
+
+    #: Trains with every torchrun rank (:mod:`stigbench.core.distributed`).
+    data_parallel = True
 
     def __init__(self, *, epochs: int = 20, batch_size: int = 32, optimizer: str = "adam", lr: float = 1e-3,
                  lr_decay: float = 1.0, momentum: float = 0.9, weight_decay: float = 0.0,
@@ -135,6 +145,7 @@ class CNNDetector(Estimator):
             raise ValueError(f"monitor must be one of {MONITORS}, got {self.monitor!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
+        distributed.check_global_batch(self.batch_size, f"{type(self).__name__}'s batch_size")
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
@@ -176,6 +187,8 @@ class CNNDetector(Estimator):
             "seconds": round(time.perf_counter() - t0, 2), "device": str(device), "precision": precision,
             "n_train": len(labels), "image_size": size, **start, "history": history,
         }
+        if distributed.active() is not None:
+            self.fit_info_["world_size"] = distributed.active().world_size
         return self
 
     def _train(self, model: nn.Module, images: _Images, labels: np.ndarray, val_set: ImageSetLike | None,
@@ -190,29 +203,41 @@ class CNNDetector(Estimator):
         rng = np.random.default_rng(self.seed)
         y_all = torch.from_numpy(labels)
         n = len(labels)
+        net = distributed.wrap(model)  # the model itself without torchrun
+        augments = type(self).augment_batch is not CNNDetector.augment_batch
         history: list[dict[str, float]] = []
         best_key: tuple[float, float] | None = None
         best_state: dict[str, torch.Tensor] | None = None
         best_epoch, stale = 0, 0
-        bar = progress_bar(self.epochs, f"{type(self).__name__}: training", unit="epoch")
+        leader = distributed.active() is None or distributed.active().is_leader
+        bar = progress_bar(self.epochs, f"{type(self).__name__}: training" if leader else None, unit="epoch")
         try:
             for epoch in range(1, self.epochs + 1):
                 model.train()
                 total = 0.0
                 for idx in torch.randperm(n, generator=gen).split(self.batch_size):
-                    x = self.augment_batch(images.get(idx.numpy()), rng)  # on the CPU, in [0, 1]
+                    # This rank's slice (a rank left without images in a short last batch computes one
+                    # image at weight 0: every rank must take part in each gradient average).
+                    lo, hi = distributed.shard(len(idx))
+                    mine = slice(lo, hi) if hi > lo else slice(0, 1)
+                    if augments:  # draws for the global batch, as one process would
+                        x = self.augment_batch(images.get(idx.numpy()), rng)[mine]  # on the CPU, in [0, 1]
+                    else:
+                        x = images.get(idx[mine].numpy())
                     x = self.preprocess(x.to(device))
                     with autocast(device, precision):
-                        logits = model(x)
-                    loss = self._loss(logits, y_all[idx].to(device))
+                        logits = net(x)
+                    loss = self._loss(logits, y_all[idx[mine]].to(device))
+                    weight = distributed.loss_weight(len(idx))
                     opt.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
+                    scaler.scale(loss if weight == 1.0 else loss * weight).backward()
                     scaler.step(opt)
                     scaler.update()
-                    total += loss.item() * len(idx)
+                    total += loss.item() * (hi - lo)
                 sched.step()
-                record = {"epoch": epoch, "train_loss": total / n}
+                record = {"epoch": epoch, "train_loss": distributed.all_sum(total) / n}
                 if val_set is not None and val_labels is not None:
+                    distributed.broadcast_module(model)
                     v_loss, v_auc = self._evaluate(model, val_set, val_labels, device, precision)
                     record.update(val_loss=v_loss, val_auc=v_auc)
                     key = (v_auc, -v_loss) if self.monitor == "val_auc" else (-v_loss, v_auc)

@@ -16,7 +16,7 @@ from stigbench.core.imageset import ArrayImageSet, ImageSet
 from stigbench.core.io import read_json, write_json
 from stigbench.evaluation.rows import CLEAN
 from stigbench.pipeline.plan import Component
-from stigbench.pipeline.run_state import RunState, accepts, folder_name, load_array, save_pngs
+from stigbench.pipeline.run_state import RunState, accepts, fit_component, fit_key, folder_name, load_array, save_pngs
 from stigbench.pipeline.stages import code_fingerprint
 
 log = logging.getLogger("stigbench")
@@ -33,15 +33,15 @@ def fit_refiners(state: RunState, keep_in_run: bool = True) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for rs in state.plan.refiners:
         cls, params = rs.cls, rs.params
-        payload = {"refiner": rs.name, "params": params, "code": code_fingerprint(cls), "fit_fakes": fit_on}
+        payload = {"refiner": rs.name, "params": params, "code": code_fingerprint(cls), "fit_fakes": fit_on,
+                   **fit_key(rs)}
 
         def make(folder: Path, rs: Component = rs, params: dict[str, Any] = params) -> None:
-            refiner = rs.build()
             t0 = time.perf_counter()
-            if accepts(refiner.fit, "log_dir"):
-                refiner.fit(fake_fit, real_train, log_dir=folder / "training")
+            if accepts(rs.cls.fit, "log_dir"):
+                refiner = fit_component(rs, fake_fit, real_train, log_dir=folder / "training")
             else:
-                refiner.fit(fake_fit, real_train)
+                refiner = fit_component(rs, fake_fit, real_train)
             refiner.save(folder)
             write_json(folder / "info.json", {
                 "params": refiner.get_params() if hasattr(refiner, "get_params") else params,

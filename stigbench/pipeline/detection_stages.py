@@ -19,7 +19,7 @@ from stigbench.detection.registry import is_persistent
 from stigbench.evaluation.rows import CLEAN
 from stigbench.measures import metrics as M
 from stigbench.pipeline.attack_stages import refined_set
-from stigbench.pipeline.run_state import RunState, checked_scores
+from stigbench.pipeline.run_state import RunState, checked_scores, fit_component, fit_key
 from stigbench.pipeline.stages import code_fingerprint
 
 log = logging.getLogger("stigbench")
@@ -31,13 +31,13 @@ def fit_detector(state: RunState, name: str, train: tuple[ImageSet, np.ndarray],
     component = state.detector_components[name]
     cls, params = component.cls, component.params
     persistent = is_persistent(cls)
-    payload = {"detector": name, "params": params, "trained_on": trained_on, "code": code_fingerprint(cls), **extra}
+    payload = {"detector": name, "params": params, "trained_on": trained_on, "code": code_fingerprint(cls), **extra,
+               **fit_key(component)}
     fitted: dict[str, Any] = {}
 
     def make(folder: Path) -> None:
-        det = component.build()
         t0 = time.perf_counter()
-        det.fit(train[0], train[1], val[0], val[1])
+        det = fit_component(component, train[0], train[1], val[0], val[1])
         threshold = M.best_threshold(val[1], checked_scores(det.score(val[0]), len(val[0]), name))
         if persistent:
             det.save(folder / "detector")

@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stigbench.core import distributed
 from stigbench.core.imageset import ArrayImageSet, ImageSet
 from stigbench.data.specs import Dataset
 from stigbench.data.split import Split, split_frame
 from stigbench.evaluation.rows import CLEAN
-from stigbench.pipeline.plan import Plan
+from stigbench.pipeline.plan import Component, Plan
 from stigbench.pipeline.stages import StageStore, digest, files_fingerprint
 
 
@@ -25,6 +26,25 @@ def accepts(fn: Any, name: str) -> bool:
         return name in inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
+
+
+def _build_and_fit(cls: type, kwargs: dict[str, Any], args: tuple, fit_kwargs: dict[str, Any]) -> Any:
+    obj = cls(**kwargs)
+    obj.fit(*args, **fit_kwargs)
+    return obj
+
+
+def fit_component(component: Component, *args: Any, **fit_kwargs: Any) -> Any:
+    """A fresh instance of ``component`` fitted on ``args``: under torchrun by every rank together when
+    its class is ``data_parallel`` (rank 0's instance is returned), else by this process alone."""
+    if getattr(component.cls, "data_parallel", False):
+        return distributed.run_on_all(_build_and_fit, component.cls, component.kwargs, args, fit_kwargs)
+    return _build_and_fit(component.cls, component.kwargs, args, fit_kwargs)
+
+
+def fit_key(component: Component) -> dict[str, Any]:
+    """What a fit stage's key adds for the distributed setting (``world_size`` of a data-parallel fit)."""
+    return distributed.stage_key(getattr(component.cls, "data_parallel", False))
 
 
 def checked_scores(scores: Any, n: int, name: str) -> np.ndarray:

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from stigbench.core import distributed
 from stigbench.core.device import seed_everything
 from stigbench.core.imageset import ImageSet, set_progress
 from stigbench.core.io import fresh_dir, read_json, write_json
@@ -124,6 +125,8 @@ def execute(plan: Plan) -> RunResult:
     handler = _setup_log(run_dir)
     for note in plan.notes:
         log.info("%s", note)
+    if distributed.describe() is not None:
+        log.info("torchrun: %s", distributed.describe())
     store = StageStore((ctx.cache_dir or cache_dir() / "stages") if ctx.cache else None)
     volatile = StageStore(None)  # stages of components that cannot be cached (no save/load)
     try:
@@ -253,6 +256,8 @@ class _Run(RunState):
             "status": COMPLETE,
             "owner": read_json(self.run_dir / "run.json").get("owner"),
             "provenance": prov,
+            # Under torchrun: world size, backend and each rank's device (null for a single process).
+            "distributed": distributed.describe(),
             "plan": self.plan.to_dict(),
             "dataset": {"name": self.spec.name, "synthetic": self.spec.synthetic, "size": self.dataset.size,
                         "real": len(self.dataset.real), "fake": len(self.dataset.fake),

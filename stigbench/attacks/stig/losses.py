@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stigbench.core import distributed
 from stigbench.measures.fidelity import ssim
 
 
@@ -154,7 +155,12 @@ class MeanMatchingLoss(nn.Module):
 
     def _stats(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.shift) / self.scale
-        return torch.stack([x.mean(0), x.square().mean(0)][: self.moments])
+        if distributed.active() is None:
+            return torch.stack([x.mean(0), x.square().mean(0)][: self.moments])
+        # Under torchrun each rank holds a slice of the batch: the moments are the whole batch's.
+        sums = torch.stack([x.sum(0), x.square().sum(0)][: self.moments])
+        count = distributed.all_reduce_sum(torch.tensor(float(len(x)), device=x.device))
+        return distributed.all_reduce_sum(sums) / count
 
     @torch.no_grad()
     def _track(self, fake: torch.Tensor, real: torch.Tensor) -> None:

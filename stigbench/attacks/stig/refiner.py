@@ -48,6 +48,9 @@ class StigRefiner(Estimator):
     See :class:`~.presets.StigPreset` for the meaning of each hyper-parameter.
     """
 
+    #: Trains with every torchrun rank (:mod:`stigbench.core.distributed`).
+    data_parallel = True
+
     def __init__(
         self,
         preset: str = "cpu",
@@ -178,6 +181,7 @@ class StigRefiner(Estimator):
             "n_real": trainer.reals.n,
             "iterations": trainer.total,
             "resumed_from_iteration": resumed_at,
+            **({"world_size": trainer.world.world_size} if trainer.world is not None else {}),
             "train_seconds": round(trainer.train_seconds, 3),
             "seconds_per_iteration": round(trainer.train_seconds / max(1, trainer.total), 5),
             "fit_wall_seconds_this_call": round(wall, 3),

@@ -28,6 +28,12 @@ looking fake. A held-out selection set chooses the refiner that is kept (:mod:`.
 
 Every random draw (batch order per pool and epoch, PatchNCE locations per iteration) is a function of
 ``(seed, iteration)``, so a run resumed from a checkpoint continues exactly as if uninterrupted.
+
+Under torchrun (:mod:`stigbench.core.distributed`) every rank takes its contiguous slice of the same
+global batch, G, D, D_s and H are wrapped in DistributedDataParallel, the moment-matching statistics
+are summed over ranks (so they are the global batch's), and only rank 0 evaluates the selection set
+and writes the log (whose losses are then those of rank 0's slice) and checkpoints; every rank
+resumes from rank 0's checkpoint.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from stigbench.core import distributed
 from stigbench.core.contracts import ImageSetLike
 from stigbench.core.device import autocast, torch_rng
 from stigbench.core.imageset import progress_bar
@@ -119,8 +126,10 @@ class _Pool:
             self._perm = (epoch, torch.randperm(self.n, generator=g))
         return self._perm[1]
 
-    def batch(self, iteration: int, batch_size: int) -> torch.Tensor:
-        ks = range(iteration * batch_size, (iteration + 1) * batch_size)
+    def batch(self, iteration: int, batch_size: int, part: tuple[int, int] | None = None) -> torch.Tensor:
+        """Global batch ``iteration`` of ``batch_size`` images, or its slice ``part`` (a rank's share)."""
+        start, stop = part if part is not None else (0, batch_size)
+        ks = range(iteration * batch_size + start, iteration * batch_size + stop)
         idx = [int(self._permutation(k // self.n)[k % self.n]) for k in ks]
         if self.cache is not None:
             return self.cache[idx]
@@ -167,7 +176,13 @@ class StigTrainer:
                  progress: bool = True) -> None:
         self.config, self.device, self.precision = config, device, precision
         self.log_dir = Path(log_dir) if log_dir is not None else None
-        self.progress = progress
+        # Under torchrun every rank trains; rank 0 alone selects, logs and checkpoints.
+        self.world = distributed.active()
+        self.leader = self.world is None or self.world.is_leader
+        distributed.check_global_batch(config.batch_size, "STIG's batch size")
+        self.part = distributed.shard(config.batch_size)
+        self.loss_weight = distributed.loss_weight(config.batch_size)
+        self.progress = progress and self.leader
         size = fake_set[0].shape[-1]
         if real_set[0].shape[-1] != size:
             raise ValueError(f"fakes are {size}² but reals {real_set[0].shape[-1]}²")
@@ -201,6 +216,8 @@ class StigTrainer:
         self.ema = copy.deepcopy(self.translator).requires_grad_(False) if c.ema > 0 else None
         for net in self.nets.values():
             net.to(device)
+        # The module each backward's one DDP forward goes through (the modules themselves without torchrun).
+        self.ddp = {name: distributed.wrap(getattr(self, name)) for name in ("G", "D", "D_s", "H")}
         self.lsgan, self.nce = LSGANLoss(), PatchNCELoss(c.nce_temperature)
         self.ssim, self.lf = SSIM().to(device), LowFrequencyLoss(c.lf_sigma)
 
@@ -300,7 +317,8 @@ class StigTrainer:
                 rows = [r for r in csv.DictReader(fh) if int(r["iteration"]) <= self.iteration]
             # The iteration-0 row holds only the selection criteria (no step was taken yet).
             self.history = [{k: float(r[k]) for k in LOSS_NAMES} for r in rows if r[LOSS_NAMES[0]] != ""]
-            self._rewrite_log(rows)  # drop rows written after the checkpoint
+            if self.leader:
+                self._rewrite_log(rows)  # drop rows written after the checkpoint
         return True
 
     def _rewrite_log(self, rows: Sequence[dict]) -> None:
@@ -348,10 +366,12 @@ class StigTrainer:
 
     def step(self) -> dict[str, float]:
         """One D/D_s update and one G/H update; returns the losses (floats)."""
-        c, B, it = self.config, self.config.batch_size, self.iteration
+        c, it = self.config, self.iteration
+        B = self.part[1] - self.part[0]  # this rank's share of the global batch (all of it without torchrun)
+        ddp, w = self.ddp, self.loss_weight
         ac = autocast(self.device, self.precision)
-        xa = self.fakes.batch(it, B).to(self.device, non_blocking=True)
-        xb = self.reals.batch(it, B).to(self.device, non_blocking=True)
+        xa = self.fakes.batch(it, c.batch_size, self.part).to(self.device, non_blocking=True)
+        xb = self.reals.batch(it, c.batch_size, self.part).to(self.device, non_blocking=True)
         x = torch.cat([xa, xb])
         for net in self.nets.values():
             net.train()
@@ -360,7 +380,7 @@ class StigTrainer:
         z, stats = self.translator.normalise(lm)
         prof_real = spectral_profile(lm[B:], c.rings, c.profile_scale)
         with ac:
-            zh, feats_k = self.G(z, self.nce_layers)  # fakes and reals in one pass; its features are the keys
+            zh, feats_k = ddp["G"](z, self.nce_layers)  # fakes and reals in one pass; its features are the keys
         zh = self.translator.finish(zh.float())
         xh = self.translator.reconstruct(zh, stats, phase, smooth)
         zh_a, xh_a, xh_b = zh[:B], xh[:B], xh[B:]
@@ -377,10 +397,10 @@ class StigTrainer:
         self.D.requires_grad_(True)
         self.D_s.requires_grad_(True)
         with ac:
-            loss_d = 0.5 * (self.lsgan(self.D(z[B:]), True) + self.lsgan(self.D(d_fake.detach()), False))
-            loss_ds = 0.5 * (self.lsgan(self.D_s(prof_real), True) + self.lsgan(self.D_s(prof_fake.detach()), False))
+            loss_d = 0.5 * (self.lsgan(self.D(z[B:]), True) + self.lsgan(ddp["D"](d_fake.detach()), False))
+            loss_ds = 0.5 * (self.lsgan(self.D_s(prof_real), True) + self.lsgan(ddp["D_s"](prof_fake.detach()), False))
         self.opt_D.zero_grad(set_to_none=True)
-        self.scaler.scale(loss_d + loss_ds).backward()
+        self.scaler.scale(loss_d + loss_ds if w == 1.0 else (loss_d + loss_ds) * w).backward()
         self.scaler.step(self.opt_D)
 
         # G and H
@@ -403,7 +423,7 @@ class StigTrainer:
             nce_a, nce_b = [], []
             for k, (fq, fk) in enumerate(zip(feats_q, feats_k)):
                 loc = sample_locations(fq.shape[-2], fq.shape[-1], c.nce_patches, g, self.device)
-                q = self.H(k, gather_patches(fq, loc))
+                q = (ddp["H"] if k == 0 else self.H)(k, gather_patches(fq, loc))
                 with torch.no_grad():  # keys are targets: detached (CUT)
                     key = self.H(k, gather_patches(fk, loc))
                 nce_a.append(self.nce(q[:B], key[:B]))
@@ -419,6 +439,8 @@ class StigTrainer:
         loss_g = (c.w_gan * gan + c.w_psd * psd + c.w_mean * mean + c.w_nce * (nce_fake + nce_real)
                   + c.w_ssim_identity * ssim_id + c.w_spec_identity * spec_id + c.w_ssim_content * ssim_ct
                   + c.w_lf * (lf_fake + lf_real))
+        if w != 1.0:  # uneven slices: weight the per-image terms; the moment matching is the global batch's
+            loss_g = (loss_g - c.w_mean * mean) * w + c.w_mean * mean
         self.opt_G.zero_grad(set_to_none=True)
         self.scaler.scale(loss_g).backward()
         self.scaler.step(self.opt_G)
@@ -442,7 +464,7 @@ class StigTrainer:
     def evaluate_selection(self) -> dict[str, float]:
         """Refine the selection fakes with the current refiner and measure the criteria; keep the refiner
         if it is the best so far (ties keep the earlier one: fewer updates, the same distance)."""
-        if self.selection is None:
+        if self.selection is None or not self.leader:
             return {}
         refiner = self.refiner.eval()
         ac = autocast(self.device, self.precision)
@@ -483,7 +505,7 @@ class StigTrainer:
         self._prepare()
         end = self.total if steps is None else min(self.total, self.iteration + steps)
         writer = fh = None
-        if self.log_dir is not None:
+        if self.log_dir is not None and self.leader:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log_path = self.log_dir / TRAIN_LOG
             new = not log_path.is_file() or self.iteration == 0
@@ -519,8 +541,8 @@ class StigTrainer:
                     if self.best is not None:
                         post["best"] = f"{self.best[1]:.4f}@{self.best[0]}"
                     bar.set_postfix(post)
-                if self.log_dir is not None and (self.iteration % self.config.checkpoint_every == 0
-                                                 or self.iteration == self.total):
+                if fh is not None and (self.iteration % self.config.checkpoint_every == 0
+                                       or self.iteration == self.total):
                     fh.flush()
                     self.save_checkpoint(self.log_dir / CHECKPOINT)
         finally:
