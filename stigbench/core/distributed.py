@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import inspect
 import logging
 import os
 import signal
@@ -168,10 +169,10 @@ def loss_weight(n: int, w: World | None = None) -> float:
     return (stop - start) * w.world_size / n
 
 
-def check_global_batch(n: int, what: str) -> None:
-    """Every rank needs at least one sample of each global batch."""
-    w = active()
-    if w is not None and n < w.world_size:
+def check_global_batch(n: int | None, what: str, w: World | None = None) -> None:
+    """Every rank needs at least one sample of each global batch of ``n`` (``None``: not known)."""
+    w = active() if w is None else w
+    if w is not None and n is not None and n < w.world_size:
         raise DistributedError(f"{what} ({n}) is smaller than the number of ranks ({w.world_size}): every rank "
                                "needs at least one image per step; use fewer processes or a larger batch")
 
@@ -202,7 +203,10 @@ def wrap(module: torch.nn.Module) -> torch.nn.Module:
 
     device = next(module.parameters()).device
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+    # Buffers stay per rank during training (broadcast_buffers was renamed in newer torch releases).
+    no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+               else {"broadcast_buffers": False})
+    return DistributedDataParallel(module, device_ids=ids, **no_sync)
 
 
 def broadcast_module(module: torch.nn.Module) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 from stigbench.attacks.perturbations import Perturbation, parse_perturbations
 from stigbench.pipeline.refiner_specs import RefinerSpec, resolve_refiner_specs
 from stigbench.attacks.registry import refiners as refiner_registry
+from stigbench.core import distributed
 from stigbench.core.plugins import load_plugin_file
 from stigbench.data.layouts import layout_spec, select_generator
 from stigbench.data.specs import DatasetSpec, adhoc_spec, datasets
