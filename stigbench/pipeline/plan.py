@@ -55,6 +55,8 @@ class RunConfig:
     dataset: str = "demo-gan"
     real: str | None = None
     fake: str | None = None
+    # The name of the --real/--fake dataset (default: from its folders); a display name, not a setting.
+    name: str | None = None
     size: int | None = None
     resize: bool = False
     refiners: str = "stig"
@@ -186,7 +188,9 @@ def resolve_spec(config: RunConfig) -> DatasetSpec:
             raise PlanError("--real and --fake go together")
         if config.layout:
             raise PlanError("--layout and --real/--fake exclude each other")
-        return adhoc_spec(config.real, config.fake, size=config.size, resize=config.resize)
+        return adhoc_spec(config.real, config.fake, size=config.size, resize=config.resize, name=config.name)
+    if config.name:
+        raise PlanError("--name names a --real/--fake dataset; a registered dataset or layout keeps its own name")
     subset = tuple(p.strip() for p in (config.subset or "").split(",") if p.strip())
     if config.layout:
         if not config.root:
@@ -278,7 +282,12 @@ def _component(kind: str, display: str, name: str, cls: type, params: dict[str, 
         validate = getattr(component.prototype, "check_params", None)
         if callable(validate):
             validate()
-    except (ValueError, TypeError) as exc:
+        if getattr(cls, "data_parallel", False):
+            # Under torchrun each rank needs at least one image of every global batch: say so now, not
+            # after the stages before this fit have run.
+            distributed.check_global_batch(getattr(component.prototype, "batch_size", None), "its batch_size",
+                                           distributed.world())
+    except (ValueError, TypeError, distributed.DistributedError) as exc:
         raise PlanError(f"{label}: {exc}") from exc
     return component
 
