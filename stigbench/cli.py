@@ -113,6 +113,8 @@ def _ranked(body: Callable[[], Any], backend: str | None) -> Any:
 @click.option("--dataset", "-d", default=None, help="Dataset name (see `list datasets`). Default: demo-gan.")
 @click.option("--real", type=click.Path(exists=True, file_okay=False), default=None, help="Ad-hoc: folder of real images.")
 @click.option("--fake", type=click.Path(exists=True, file_okay=False), default=None, help="Ad-hoc: folder of fake images.")
+@click.option("--name", default=None, help="Ad-hoc: the dataset's name in the run folder and reports (default: "
+              "from the folders, e.g. their common parent). A display name: the stage cache ignores it.")
 @click.option("--layout", default=None, help="A named dataset layout under --root: forensynths, genimage, ufd, "
               "synthbuster, folders (README: Datasets).")
 @click.option("--root", type=click.Path(file_okay=False), default=None, help="Root folder of --layout.")

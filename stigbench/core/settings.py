@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 #: Fields that never change a result: output and cache locations, progress bars, where specs and
-#: plug-ins were found (the dataset spec and the plug-in code are recorded and compared themselves).
-NON_RESULT_SETTINGS = frozenset({"out", "progress", "cache", "cache_dir", "spec_dirs", "plugins"})
+#: plug-ins were found (the dataset spec and the plug-in code are recorded and compared themselves),
+#: the display name of a --real/--fake dataset (reports group by the name itself; stage keys omit it).
+NON_RESULT_SETTINGS = frozenset({"out", "progress", "cache", "cache_dir", "spec_dirs", "plugins", "name"})
 
 #: Fields that name one replicate of an experiment: a grid has one cell per value, and a comparison
 #: aggregates over them (mean ± spread) instead of keeping them apart.

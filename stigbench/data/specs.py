@@ -392,22 +392,58 @@ def _layout_dataset(spec: DatasetSpec, size: int, checked: dict[str, list[Path]]
     )
 
 
+#: Folder names that say which class a folder holds, or nothing at all, but not which data it is.
+GENERIC_FOLDER_NAMES = frozenset({
+    "real", "fake", "reals", "fakes", "0_real", "1_fake", "nature", "ai", "images", "imgs", "img", "data",
+    "train", "val", "test", "generated", "synthetic", "original", "originals", "refined"})
+
+
+def _telling(path: Path) -> str:
+    """The name of ``path`` or of its nearest parent whose name is not generic; ``""`` when none is."""
+    for p in (path, *path.parents):
+        if p.name and p.name.lower() not in GENERIC_FOLDER_NAMES:
+            return p.name
+    return ""
+
+
+def folder_dataset_name(real: str | Path, fake: str | Path) -> str:
+    """The name of an ad-hoc dataset, read from its folders (``--real R --fake F`` without ``--name``).
+
+    Generic folder names (``real``, ``1_fake``, ``images`` ...) are skipped upwards: a parent both
+    folders share names the dataset (``progan/0_real`` + ``progan/1_fake`` -> ``progan``); a fake folder
+    with a name of its own beside a generic real one names it alone (``d/real`` + ``d/sd15`` -> ``sd15``);
+    otherwise ``<real>-vs-<fake>`` (``ffhq`` + ``stylegan2`` -> ``ffhq-vs-stylegan2``). Only folders named
+    generically up to the root give ``real-vs-fake``-like names."""
+    real_p, fake_p = Path(real).resolve(), Path(fake).resolve()
+    r, f = _telling(real_p), _telling(fake_p)
+    shared = _telling(Path(os.path.commonpath([real_p, fake_p])))
+    if r and r == f:
+        name = r
+    elif f and f != shared and (not r or r == shared):
+        name = f
+    elif r or f:
+        name = f"{r if r and r != shared else real_p.name}-vs-{f if f and f != shared else fake_p.name}"
+    else:
+        name = f"{real_p.name}-vs-{fake_p.name}"
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip("._-")[:80] or "adhoc"
+
+
 def adhoc_spec(real: str | Path, fake: str | Path, size: int | None = None, resize: bool = False,
                name: str | None = None, group_pattern: str = DEFAULT_GROUP_PATTERN) -> DatasetSpec:
-    """A spec for ``bench.py run --real DIR --fake DIR`` (absolute paths, no spec file)."""
+    """A spec for ``bench.py run --real DIR --fake DIR [--name NAME]`` (absolute paths, no spec file);
+    without ``name`` it is named after the folders (:func:`folder_dataset_name`)."""
     real_p, fake_p = Path(real).resolve(), Path(fake).resolve()
     for p in (real_p, fake_p):
         if not p.exists():
             raise DatasetError(f"not found: {p}")
     if name is None:
-        name = f"{real_p.name}-vs-{fake_p.name}"
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip("._-") or "adhoc"
+        name = folder_dataset_name(real_p, fake_p)
     return DatasetSpec(name=name, real=(str(real_p),), fake=(str(fake_p),), size=size, resize=resize,
                        group_pattern=group_pattern, description="ad-hoc dataset from the command line")
 
 
 __all__ = [
     "IMAGE_SUFFIXES", "Dataset", "DatasetError", "DatasetSpec", "SplitFractions", "adhoc_spec",
-    "add_spec_dir", "build_if_needed", "cache_dir", "datasets", "default_size", "load_dataset",
+    "add_spec_dir", "build_if_needed", "cache_dir", "datasets", "default_size", "folder_dataset_name", "load_dataset",
     "load_spec_file", "parse_spec", "register_builder", "register_dataset",
 ]

@@ -55,6 +55,8 @@ class RunConfig:
     dataset: str = "demo-gan"
     real: str | None = None
     fake: str | None = None
+    # The name of the --real/--fake dataset (default: from its folders); a display name, not a setting.
+    name: str | None = None
     size: int | None = None
     resize: bool = False
     refiners: str = "stig"
@@ -186,7 +188,9 @@ def resolve_spec(config: RunConfig) -> DatasetSpec:
             raise PlanError("--real and --fake go together")
         if config.layout:
             raise PlanError("--layout and --real/--fake exclude each other")
-        return adhoc_spec(config.real, config.fake, size=config.size, resize=config.resize)
+        return adhoc_spec(config.real, config.fake, size=config.size, resize=config.resize, name=config.name)
+    if config.name:
+        raise PlanError("--name names a --real/--fake dataset; a registered dataset or layout keeps its own name")
     subset = tuple(p.strip() for p in (config.subset or "").split(",") if p.strip())
     if config.layout:
         if not config.root:

@@ -99,9 +99,10 @@ class RunState:
         # (perturbation, set key) -> what determines that set's pixels, for the keys of later stages
         self.identity: dict[tuple[str, str], str] = {(CLEAN, "real"): "real-test", (CLEAN, "fake"): "fake-test"}
         frame = split_frame(dataset, split)
-        # What every stage depends on: the exact files, their split, the image size and the seed.
+        # What every stage depends on: the exact files, their split, the image size and the seed. Not
+        # the dataset's name: the files identify the data, so renaming (run --name) reuses every stage.
         self.data_payload = {
-            "dataset": self.spec.name, "size": dataset.size, "resize": self.spec.resize,
+            "size": dataset.size, "resize": self.spec.resize,
             "grayscale": self.spec.grayscale, "files": files_fingerprint(frame["path"]),
             "split": digest(frame.to_csv(index=False)), "seed": self.ctx.seed, "device": self.device.type,
             "precision": self.precision,
