@@ -199,8 +199,24 @@ def run(config_path: str | None, overrides: tuple[str, ...], spec_dir: tuple[str
 @click.option("--n-boot", type=int, default=None)
 @click.option("--quality/--no-quality", default=None)
 @click.option("--device", default=None)
+@click.option("--cache/--no-cache", default=None, help="As for `run`.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="As for `run`; with ray or slurm, a folder every worker sees, so that failed cells resume.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Grid folder; run the same command again to resume an interrupted grid.")
+@click.option("--executor", type=click.Choice(["local", "ray", "slurm"]), default="local", show_default=True,
+              help="Where the cells run: one after another here, as Ray tasks, or as a Slurm array job "
+                   "(README: Scaling out).")  # tests: = executors.EXECUTORS
+@click.option("--ray-address", default=None, help="ray: join the cluster at HOST:PORT, ray://HOST:PORT or auto "
+              "(default: start a local Ray for the grid).")
+@click.option("--cpus-per-cell", type=float, default=None, help="ray, slurm: CPUs per cell (default 1).")
+@click.option("--gpus-per-cell", type=float, default=None, help="ray, slurm: GPUs per cell (default 0).")
+@click.option("--slurm-partition", default=None, help="slurm: the partition (default: the cluster's).")
+@click.option("--slurm-time", type=int, default=None, metavar="MINUTES", help="slurm: time limit per cell (default 240).")
+@click.option("--slurm-folder", type=click.Path(file_okay=False), default=None,
+              help="slurm: folder for submitit's logs (default: OUT/submitit).")
+@click.option("--slurm-cluster", type=click.Choice(["slurm", "local"]), default=None,
+              help="slurm: 'local' runs the array job's cells as local processes (submitit's local executor).")
 @click.option("--set", "overrides", multiple=True, metavar="NAME.PARAM=VALUE")
 @click.option("--spec-dir", multiple=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--detector-plugin", multiple=True, type=click.Path(exists=True, dir_okay=False))
@@ -210,18 +226,21 @@ def grid(datasets: str | None, seeds: str, out: str, config_path: str | None, ov
          spec_dir: tuple[str, ...], detector_plugin: tuple[str, ...], quiet: bool, **options: Any) -> None:
     """Run every dataset x seed (resumable); then `bench.py report OUT` compares them."""
     from stigbench.data.specs import datasets as dataset_registry
+    from stigbench.pipeline.executors import OPTIONS, ExecutorError, make_executor
     from stigbench.pipeline.grid import layout_cells, run_grid
 
+    kind, executor_options = options.pop("executor"), {k: options.pop(k) for k in OPTIONS}
     base = _build_config(config_path, overrides, spec_dir, detector_plugin, quiet, options)
     _console_log()
     if not datasets and not base.layout:
         raise _Abort("grid needs --datasets or --layout")
     try:
+        executor = make_executor(kind, **executor_options)
         names = dataset_registry(base.spec_dirs).resolve(datasets) if datasets else []
         cells = layout_cells(base, names)
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-        result = run_grid(list(cells), seed_list, out, base, echo=click.echo, cells=cells)
-    except _USER_ERRORS as exc:
+        result = run_grid(list(cells), seed_list, out, base, echo=click.echo, cells=cells, executor=executor)
+    except (*_USER_ERRORS, ExecutorError) as exc:
         raise _Abort(str(exc)) from exc
     click.echo(f"grid {result.out}: {len(result.ran)} cell(s) run, {len(result.skipped)} reused"
                + (f", {len(result.failed)} failed" if result.failed else ""))

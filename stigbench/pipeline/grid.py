@@ -7,7 +7,9 @@ an interrupted attempt had already computed. A cell that fails (a dataset that c
 run that raises) is recorded in ``grid.json`` with its error and the other cells still run; the next
 run of the grid retries it.
 
-A dataset of a named layout gives one cell per generator (:func:`layout_cells`).
+A dataset of a named layout gives one cell per generator (:func:`layout_cells`). The cells run on an
+executor (:mod:`~stigbench.pipeline.executors`: this process, Ray or Slurm); whichever it is, this
+process alone writes ``grid.json``, as each cell finishes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from stigbench.core.io import read_json, write_json
 from stigbench.core.settings import result_settings
+from stigbench.pipeline.executors import Cell, CellOutcome, Executor, LocalExecutor
 from stigbench.pipeline.plan import RunConfig
 from stigbench.pipeline.runner import RunResult, run_benchmark
 
@@ -74,11 +77,18 @@ def layout_cells(base: RunConfig, names: Sequence[str] = ()) -> dict[str, dict[s
 def run_grid(datasets: Sequence[str], seeds: Sequence[int], out: str | Path, base: RunConfig,
              run: Callable[[RunConfig], RunResult] = run_benchmark,
              echo: Callable[[str], None] = lambda _msg: None,
-             cells: dict[str, dict[str, Any]] | None = None) -> GridResult:
+             cells: dict[str, dict[str, Any]] | None = None,
+             executor: Executor | None = None) -> GridResult:
     """Run every (dataset, seed) cell not yet finished in ``out``; returns what ran, what was reused and
-    what failed. ``cells`` maps a dataset of ``datasets`` to its config fields (default ``dataset=name``)."""
+    what failed. ``cells`` maps a dataset of ``datasets`` to its config fields (default ``dataset=name``).
+    ``executor`` runs the cells (default: one after another in this process, each through ``run``)."""
     if not datasets or not seeds:
         raise ValueError("a grid needs at least one dataset and one seed")
+    if executor is None:
+        executor = LocalExecutor(run)
+    elif run is not run_benchmark:
+        raise ValueError("run= is for the default local executor; pass LocalExecutor(run) as executor instead")
+    executor.check()  # a missing package or an unreachable cluster fails before the grid writes anything
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / MANIFEST
@@ -94,31 +104,38 @@ def run_grid(datasets: Sequence[str], seeds: Sequence[int], out: str | Path, bas
     else:
         manifest = {"settings": settings, "cells": {}}
         write_json(manifest_path, manifest)
-    ran, skipped, run_dirs, failed = [], [], {}, {}
-    cells_list = [(d, s) for d in datasets for s in seeds]
-    for k, (dataset, seed) in enumerate(cells_list, 1):
-        name = cell_name(dataset, seed)
-        done = manifest["cells"].get(name)
-        if done and done.get("run_dir") and (out / done["run_dir"] / "metrics.csv").is_file():
-            skipped.append(name)
-            run_dirs[name] = out / done["run_dir"]
-            echo(f"[{k}/{len(cells_list)}] {name}: done earlier")
-            continue
-        echo(f"[{k}/{len(cells_list)}] {name}: running")
-        fields = (cells or {}).get(dataset, {"dataset": dataset})
-        config = dataclasses.replace(base, **fields, seed=seed, out=str(out))
-        try:
-            result = run(config)
-        except Exception as exc:  # one bad cell must not stop the others; KeyboardInterrupt still does
-            error = f"{type(exc).__name__}: {exc}"
-            manifest["cells"][name] = {"run_dir": None, "errors": {}, "error": error}
-            write_json(manifest_path, manifest)
-            failed[name] = error
-            echo(f"[{k}/{len(cells_list)}] {name}: FAILED: {error}")
-            continue
-        rel = result.run_dir.resolve().relative_to(out.resolve())
-        manifest["cells"][name] = {"run_dir": str(rel), "errors": result.errors}
+    names = [cell_name(d, s) for d in datasets for s in seeds]
+    tag = {name: f"[{k}/{len(names)}] {name}" for k, name in enumerate(names, 1)}
+    skipped, run_dirs, todo = [], {}, []
+    for dataset in datasets:
+        for seed in seeds:
+            name = cell_name(dataset, seed)
+            done = manifest["cells"].get(name)
+            if done and done.get("run_dir") and (out / done["run_dir"] / "metrics.csv").is_file():
+                skipped.append(name)
+                run_dirs[name] = out / done["run_dir"]
+                echo(f"{tag[name]}: done earlier")
+                continue
+            fields = (cells or {}).get(dataset, {"dataset": dataset})
+            todo.append(Cell(name, dataclasses.replace(base, **fields, seed=seed, out=str(out))))
+    ran, failed = set(), {}
+    for outcome in executor.map(todo, lambda cell, status: echo(f"{tag[cell.name]}: {status}")):
+        _record(manifest, outcome)
         write_json(manifest_path, manifest)
-        ran.append(name)
-        run_dirs[name] = result.run_dir
-    return GridResult(out=out, run_dirs=run_dirs, ran=ran, skipped=skipped, failed=failed)
+        if outcome.error is not None:
+            failed[outcome.name] = outcome.error
+            echo(f"{tag[outcome.name]}: FAILED: {outcome.error}")
+            continue
+        ran.add(outcome.name)
+        run_dirs[outcome.name] = out / str(outcome.run_dir)
+        echo(f"{tag[outcome.name]}: done")
+    return GridResult(out=out, run_dirs={n: run_dirs[n] for n in names if n in run_dirs},
+                      ran=[n for n in names if n in ran], skipped=skipped,
+                      failed={n: failed[n] for n in names if n in failed})
+
+
+def _record(manifest: dict[str, Any], outcome: CellOutcome) -> None:
+    if outcome.error is not None:
+        manifest["cells"][outcome.name] = {"run_dir": None, "errors": {}, "error": outcome.error}
+    else:
+        manifest["cells"][outcome.name] = {"run_dir": outcome.run_dir, "errors": outcome.errors}
