@@ -185,9 +185,22 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     """
     if active() is None or active().world_size == 1:
         return x
-    from torch.distributed.nn.functional import all_reduce
+    return _AllReduceSum.apply(x)
 
-    return all_reduce(x)
+
+class _AllReduceSum(torch.autograd.Function):
+    # The gradient of a sum over ranks with respect to each rank's term is the sum of the ranks' gradients.
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
 
 
 def wrap(module: torch.nn.Module) -> torch.nn.Module:
