@@ -113,7 +113,8 @@ def test_matrix_files_and_sections(cross_cmp):
     comparison = (out / "comparison.md").read_text(encoding="utf-8")
     assert "## Cross-dataset AUC (train × test)" in comparison and a_to_b in comparison
     page = (out / "comparison.html").read_text(encoding="utf-8")
-    assert 'id="cross"' in page and page.count("<img ") == 3 and 'alt="AUC, train × test"' in page
+    # the leaderboard, attacks, two heat maps, quality and the train x test matrix
+    assert 'id="cross"' in page and page.count("<img ") == 6 and 'alt="AUC, train × test"' in page
 
 
 def test_cross_rows_change_no_other_table(tmp_path):
@@ -178,7 +179,7 @@ def test_a_0_1_run_folder_still_reports_beside_cross_runs(tmp_path):
     assert set(summary.detector) == {"durall", "spectrum-cnn"}
     assert "Cross-dataset" not in (old / "summary.md").read_text(encoding="utf-8")
     result = compare_runs([runs], tmp_path / "cmp")
-    assert "real-vs-fake" in set(result.groups.group)
-    old_cells = result.cross[result.cross.group == "real-vs-fake"]  # no cross rows: its own diagonal cell only
-    assert set(old_cells.test_dataset) == {"real-vs-fake"} and not (result.cross.test_dataset == "real-vs-fake").all()
+    assert "fx" in set(result.groups.group)  # recorded as real-vs-fake, shown under its folders' name
+    old_cells = result.cross[result.cross.group == "fx"]  # no cross rows: its own diagonal cell only
+    assert set(old_cells.test_dataset) == {"fx"} and not (result.cross.test_dataset == "fx").all()
     assert set(old_cells.detector) == {MEAN_DETECTOR, "durall", "spectrum-cnn"}

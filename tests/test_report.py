@@ -50,16 +50,21 @@ def toy_metrics(auc_a_refined: float = 0.45, auc_b_refined: float = 0.7, lfd_fak
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
 
 
-def write_run(folder: Path, seed: int, dataset: str = "toy", n_boot: int = 500, **metric_kw) -> Path:
-    """A minimal run folder as the runner leaves it: metrics.csv, config.json, run.json."""
+def write_run(folder: Path, seed: int, dataset: str = "toy", n_boot: int = 500, metrics: pd.DataFrame | None = None,
+              spec: dict | None = None, errors: dict | None = None, **metric_kw) -> Path:
+    """A minimal run folder as the runner leaves it: metrics.csv (``metrics``, default :func:`toy_metrics`),
+    config.json (``spec`` adds dataset-spec fields), run.json (``errors``: failed components)."""
     folder.mkdir(parents=True)
-    toy_metrics(seed=seed, dataset=dataset, **metric_kw).to_csv(folder / "metrics.csv", index=False)
+    if metrics is None:
+        metrics = toy_metrics(seed=seed, dataset=dataset, **metric_kw)
+    metrics.to_csv(folder / "metrics.csv", index=False)
     config = {**RunConfig().to_dict(), "dataset": dataset, "seed": seed, "n_boot": n_boot, "out": str(folder.parent)}
     (folder / "config.json").write_text(json.dumps({"config": config, "non_defaults": [], "dataset_spec": {
-        "name": dataset, "size": 32, "spec_path": f"/somewhere/{seed}.toml"}, "image_size": 32}))
+        "name": dataset, "size": 32, "spec_path": f"/somewhere/{seed}.toml", **(spec or {})}, "image_size": 32}))
     (folder / "run.json").write_text(json.dumps({"provenance": {"date": "2026-01-01T00:00:00+00:00", "device": "cpu",
                                                                 "git": {"commit": "abc", "dirty": False}},
-                                                 "dataset": {"name": dataset}, "errors": {}, "seconds": 1.0}))
+                                                 "dataset": {"name": dataset}, "errors": errors or {}, "seconds": 1.0,
+                                                 "status": "complete"}))
     return folder
 
 
@@ -245,26 +250,28 @@ def test_compare_mean_std_across_seeds(runs_parent, tmp_path):
     assert a["mean"] == pytest.approx(0.5) and a["std"] == pytest.approx(np.std([0.45, 0.55], ddof=1)) and a["n"] == 2
     lfd = agg[(agg.group == "toy") & (agg.metric == "lfd") & (agg.condition == "fake")].iloc[0]
     assert lfd["mean"] == pytest.approx(0.85) and lfd["std"] == pytest.approx(np.std([0.9, 0.8], ddof=1))
-    # detection table: detectors x (dataset, metric, condition), before and after side by side
-    det = result.detection.set_index(("detector", "", ""))
-    assert det.loc["a", ("toy (n=2)", "AUC", "refined:stig")] == "0.500 ± 0.071"
-    assert det.loc["a", ("toy (n=2)", "AUC", "fake")] == "0.950 ± 0.000"
-    assert det.loc["a", ("other", "AUC", "fake")] == "0.950 [0.900, 0.990]"  # one run: its interval
-    assert det.loc["a", ("other", "AUC", "refined:stig")].endswith("†")  # 0.45: over-correction
-    q = result.quality.set_index(("condition", ""))
-    assert q.loc["fake", ("toy (n=2)", "LFD")] == "0.8500 ± 0.0707"
-    assert q.loc["refined:stig", ("other", "LFD")] == "0.3000"
+    # long detection table: one row per dataset x detector x metric, before and after side by side
+    det = result.detection.set_index(["dataset", "detector", "metric"])
+    assert det.loc[("toy", "a", "AUC"), "refined:stig"] == "0.500 ± 0.071"
+    assert det.loc[("toy", "a", "AUC"), "fake"] == "0.950 ± 0.000" and det.loc[("toy", "a", "AUC"), "runs"] == 2
+    assert det.loc[("other", "a", "AUC"), "fake"] == "0.950 [0.900, 0.990]"  # one run: its interval
+    assert det.loc[("other", "a", "AUC"), "refined:stig"].endswith("†")  # 0.45: over-correction
+    q = result.quality.set_index(["dataset", "metric"])
+    assert q.loc[("toy", "LFD"), "fake"] == "0.8500 ± 0.0707"
+    assert q.loc[("other", "LFD"), "refined:stig"] == "0.3000"
     out = result.out_dir
     for name in ("comparison.md", "comparison.html", "detection.csv", "detection.tex", "quality.csv", "quality.tex",
-                 "aggregate.csv", "runs.csv", "groups.csv", "detection.png", "quality.png"):
+                 "aggregate.csv", "runs.csv", "groups.csv", "quality.png", "leaderboard.csv", "leaderboard.md",
+                 "leaderboard.tex", "leaderboard.png", "attacks.csv", "attacks.png", "heatmap_auc.png",
+                 "heatmap_delta_auc.png", "paper_auc.md", "paper_auc.tex"):
         assert (out / name).is_file(), name
     md = (out / "comparison.md").read_text(encoding="utf-8")
-    assert "| a | 0.950 [0.900, 0.990] | 0.450 [0.350, 0.550] † | 0.900 | 0.400 | 0.950 ± 0.000 | 0.500 ± 0.071 |" in md
+    assert "| other | 1 | a | 0.950 [0.900, 0.990] | 0.450 [0.350, 0.550] † |" in md
+    assert "| toy | 2 | a | 0.950 ± 0.000 | 0.500 ± 0.071 |" in md
     tex = (out / "detection.tex").read_text(encoding="utf-8")
-    assert r"\toprule" in tex and r"\multicolumn{4}{c}{toy (n=2)}" in tex and r"\multicolumn{4}{c}{other}" in tex
-    assert r"0.500 $\pm$ 0.071" in tex
-    assert tex.count(r"\\") >= 5 and "±" not in tex and "_" not in tex.replace(r"\_", "")
-    assert pd.read_csv(out / "detection.csv").shape == (2, 9)
+    assert r"\toprule" in tex and r"0.500 $\pm$ 0.071" in tex
+    assert tex.count(r"\\") >= 9 and "±" not in tex and "_" not in tex.replace(r"\_", "")
+    assert pd.read_csv(out / "detection.csv").shape == (8, 6)  # 2 datasets x 2 detectors x 2 metrics
     assert_self_contained((out / "comparison.html").read_text(encoding="utf-8"))
     # the spread over seeds says that the seed redraws the split too, next to the ± std in both pages
     assert "ddof = 1" in md and "redraws the train/val/test split" in md
@@ -338,12 +345,12 @@ class Rendered:
 SCREEN_HEIGHT = 3000
 
 
-def render(page: Path, tmp: Path, height: int = SCREEN_HEIGHT) -> Rendered:
+def render(page: Path, tmp: Path, height: int = SCREEN_HEIGHT, width: int = 1280) -> Rendered:
     shot = tmp / f"{page.stem}.png"
     cmd = [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            f"--user-data-dir={tmp / 'chromium-profile'}", "--enable-logging=stderr", "--v=0", "--dump-dom",
-           f"--screenshot={shot}", f"--window-size=1280,{height}", page.resolve().as_uri()]
+           f"--screenshot={shot}", f"--window-size={width},{height}", page.resolve().as_uri()]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     console = [m.group(1) for line in proc.stderr.splitlines() if (m := CONSOLE.search(line))]
@@ -394,8 +401,9 @@ def test_run_report_in_browser(real_run, tmp_path):
 def test_comparison_in_browser(runs_parent, real_run, tmp_path):
     shutil.copytree(real_run, runs_parent / "tiny" / real_run.name)
     result = compare_runs([runs_parent], tmp_path / "cmp")
-    out = assert_renders(result.out_dir / "comparison.html", tmp_path, n_images=2, n_tables=4)
-    assert "toy (n=2)" in out.dom and "durall" in out.dom
+    # leaderboard, attacks, AUC and ΔAUC heat maps, quality
+    out = assert_renders(result.out_dir / "comparison.html", tmp_path, n_images=5, n_tables=4)
+    assert "Robustness leaderboard" in out.dom and "durall" in out.dom
 
 
 def test_attack_table_by_hand():

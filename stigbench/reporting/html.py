@@ -32,6 +32,7 @@ th, td { border: 1px solid var(--line); padding: 4px 8px; vertical-align: top; }
 th { background: var(--head); text-align: center; font-weight: 600; }
 td.num { text-align: right; white-space: nowrap; }
 td.key { white-space: nowrap; }
+td:not(.num):not(.key) { overflow-wrap: anywhere; }  /* long paths and settings wrap */
 td .ci { display: block; font-size: 11px; color: var(--muted); }
 tr.over td .ci { color: var(--badfg); }
 div.scroll { overflow-x: auto; max-width: 100%; }

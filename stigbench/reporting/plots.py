@@ -1,6 +1,7 @@
-"""The figures of the reports: one run's (ROC, score histograms, examples, spectra, attacks) and the
-comparison's (detection and quality across runs). Each function draws from frames or arrays the
-caller read from a run folder and writes one PNG; tables come from :mod:`stigbench.reporting.tables`.
+"""The figures of a run's report (ROC, score histograms, examples, spectra, attacks) and the helpers
+every figure shares. Each function draws from frames or arrays the caller read from a run folder and
+writes one PNG; tables come from :mod:`stigbench.reporting.tables`, the comparison's figures from
+:mod:`stigbench.reporting.comparison_plots`.
 """
 
 from __future__ import annotations
@@ -15,19 +16,7 @@ import pandas as pd
 import torch
 
 from stigbench.measures.spectrum import log_magnitude, radial_profile
-from stigbench.reporting.tables import (
-    ATTACK_COSTS,
-    DEFAULT_PERTURBATION,
-    clean_scores,
-    condition_label,
-    condition_order,
-    group_header,
-    metric_label,
-    ordered_metrics,
-    panel_keys,
-    panel_title,
-    variant_columns,
-)
+from stigbench.reporting.tables import ATTACK_COSTS, clean_scores, condition_label, panel_keys, panel_title
 
 
 def pyplot() -> Any:
@@ -61,7 +50,9 @@ def condition_colours(labels: Sequence[str]) -> dict[str, Any]:
     import seaborn as sns
 
     refined = [lab for lab in labels if lab not in ("real", "fake")]
-    palette = sns.color_palette("tab10", max(3, len(refined) + 2))[2:] if refined else []
+    tab10 = sns.color_palette("tab10", 10)
+    # every tab10 colour but red (the fakes) and grey (the reals), green first
+    palette = [tab10[i] for i in (2, 0, 4, 1, 5, 6, 8, 9)] * (1 + len(refined) // 8)
     out: dict[str, Any] = {"real": "0.45", "fake": "#d62728"}
     out.update(dict(zip(refined, palette)))
     return out
@@ -229,151 +220,34 @@ def spectra_plots(spectra: Mapping[str, np.ndarray], out_dir: Path) -> None:
     save(fig, out_dir / "radial_profiles.png", dpi=110)
 
 
-def attack_plot(table: pd.DataFrame, path: Path) -> bool:
-    """Evasion (distance of the detectors' AUC from 0.5) against each available quality cost."""
+def attack_plot(table: pd.DataFrame, path: Path, title: str | None = None) -> bool:
+    """Evasion (distance of the detectors' AUC from 0.5) against each available quality cost; with
+    ``<column>_ci_low/_ci_high`` in ``table`` (an attack summary across datasets) as error bars."""
     costs = [(c, label) for c, label in ATTACK_COSTS if c in table and table[c].notna().any()]
     if table.empty or not costs:
         return False
     plt = pyplot()
+
+    def err(t: pd.DataFrame, col: str) -> np.ndarray | None:
+        if f"{col}_ci_low" not in t:
+            return None
+        lo, hi = t[col] - t[f"{col}_ci_low"], t[f"{col}_ci_high"] - t[col]
+        return np.nan_to_num(np.vstack([lo.to_numpy(float), hi.to_numpy(float)]), nan=0.0).clip(min=0)
+
     fig, axes = plt.subplots(1, len(costs), figsize=(4.6 * len(costs), 4.0), squeeze=False)
     for ax, (cost, label) in zip(axes[0], costs):
         t = table[table[cost].notna()]
-        ax.scatter(t[cost], t["evasion"], s=40, color="tab:blue", zorder=3)
+        if err(t, "evasion") is None:
+            ax.scatter(t[cost], t["evasion"], s=40, color="tab:blue", zorder=3)
+        else:
+            ax.errorbar(t[cost], t["evasion"], xerr=err(t, cost), yerr=err(t, "evasion"), fmt="o", ms=6, capsize=3,
+                        color="tab:blue", ecolor="0.55", zorder=3)
         for _, r in t.iterrows():
             ax.annotate(r["attack"], (r[cost], r["evasion"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set(xlabel=label, ylabel="mean |AUC − 0.5| (lower = better attack)", ylim=(-0.02, 0.52))
         ax.grid(alpha=0.3)
-    fig.suptitle("Attacks: evasion against quality cost (best: bottom; left for LFD/FID, right for PSNR)", fontsize=10)
+    fig.suptitle(title or "Attacks: evasion against quality cost (best: bottom; left for LFD/FID, right for PSNR)",
+                 fontsize=10)
     fig.tight_layout()
-    save(fig, path, dpi=110)
-    return True
-
-
-
-def detection_plot(agg: pd.DataFrame, groups: pd.DataFrame, path: Path, metrics: Sequence[str] = ("auc", "acc")) -> bool:
-    """Points per detector and condition, one panel per (metric, group); error bars: the spread
-    over seeds (± 1 std) or, for one run, its bootstrap interval. False when nothing to plot."""
-    import seaborn as sns
-
-    det = agg[(agg["detector"] != "") & agg["metric"].isin(metrics)]
-    if det.empty:
-        return False
-    plt = pyplot()
-    metrics = [m for m in metrics if m in set(det["metric"])]
-    keys = variant_columns(det)
-    glabels = list(groups["group"])
-    header = group_header(groups)
-    conds = condition_order(det)
-    colours = condition_colours(conds)
-    variants = det[keys].drop_duplicates().apply(lambda r: " / ".join(map(str, r)), axis=1).tolist()
-    width = max(3.6, 1.0 + 0.9 * len(variants))
-    with sns.axes_style("whitegrid"):
-        fig, axes = plt.subplots(len(metrics), len(glabels), figsize=(width * len(glabels), 3.4 * len(metrics)),
-                                 squeeze=False, sharey="row")
-        det = det.assign(variant=det[keys].astype(str).agg(" / ".join, axis=1))
-        for r, metric in enumerate(metrics):
-            for c, group in enumerate(glabels):
-                ax = axes[r, c]
-                sub = det[(det["group"] == group) & (det["metric"] == metric)]
-                offs = np.linspace(-0.25, 0.25, len(conds)) if len(conds) > 1 else np.zeros(1)
-                for k, cond in enumerate(conds):
-                    s = sub[sub["condition_label"] == cond]
-                    if s.empty:
-                        continue
-                    x = np.array([variants.index(v) for v in s["variant"]]) + offs[k]
-                    y = s["mean"].to_numpy(float)
-                    spread = np.where(s["n"] > 1, s["std"], np.nan)
-                    lo = np.where(np.isfinite(spread), spread, y - s["ci_low"].to_numpy(float))
-                    hi = np.where(np.isfinite(spread), spread, s["ci_high"].to_numpy(float) - y)
-                    yerr = np.nan_to_num(np.vstack([lo, hi]), nan=0.0).clip(min=0)
-                    ax.errorbar(x, y, yerr=yerr, fmt="o", ms=6, capsize=4, color=colours[cond],
-                                label=cond if (r == 0 and c == 0) else None)
-                if metric in ("auc", "acc"):
-                    ax.axhline(0.5, color="0.5", ls="--", lw=1)
-                ax.set_xticks(range(len(variants)), variants, rotation=20 if len(variants) > 3 else 0, ha="right"
-                              if len(variants) > 3 else "center")
-                ax.set_xlim(-0.6, len(variants) - 0.4)
-                ax.set_ylim(min(0.0, float(sub["mean"].min()) - 0.05) if len(sub) else 0, 1.05)
-                ax.set_title(f"{header[group]}: {metric_label(metric)}", fontsize=10)
-                if c == 0:
-                    ax.set_ylabel(metric_label(metric))
-        fig.legend(loc="upper center", ncol=max(1, len(conds)), fontsize=9, frameon=False)
-        fig.tight_layout(rect=(0, 0, 1, 0.93 if len(metrics) > 1 else 0.88))
-    save(fig, path)
-    return True
-
-
-def quality_plot(agg: pd.DataFrame, groups: pd.DataFrame, path: Path) -> bool:
-    """Bars per dataset group and condition, one panel per quality metric (its own scale); error
-    bars ± 1 std over seeds."""
-    import seaborn as sns
-
-    q = agg[agg["detector"] == ""]
-    if q.empty:
-        return False
-    plt = pyplot()
-    names = ordered_metrics(q["metric"])
-    conds = condition_order(q)
-    colours = condition_colours(conds)
-    glabels = list(groups["group"])
-    header = group_header(groups)
-    with sns.axes_style("whitegrid"):
-        fig, axes = plt.subplots(1, len(names), figsize=(max(4.0, 1.2 + 1.3 * len(glabels)) * len(names), 3.8),
-                                 squeeze=False)
-        bw = 0.8 / max(1, len(conds))
-        for ax, metric in zip(axes[0], names):
-            sub = q[(q["metric"] == metric) & (q["perturbation"] == DEFAULT_PERTURBATION)]
-            for k, cond in enumerate(conds):
-                s = sub[sub["condition_label"] == cond].set_index("group").reindex(glabels)
-                x = np.arange(len(glabels)) - 0.4 + bw * (k + 0.5)
-                err = np.where(s["n"].fillna(0) > 1, s["std"], 0.0)
-                ax.bar(x, s["mean"], width=bw, yerr=np.nan_to_num(err), capsize=3, color=colours[cond],
-                       label=cond if metric == names[0] else None)
-            ax.set_xticks(range(len(glabels)), [header[g] for g in glabels], rotation=15 if len(glabels) > 2 else 0)
-            ax.set_title(f"{metric_label(metric)} (lower = closer to the reals)", fontsize=10)
-        fig.legend(loc="upper center", ncol=max(1, len(conds)), fontsize=9, frameon=False)
-        fig.tight_layout(rect=(0, 0, 1, 0.88))
-    save(fig, path)
-    return True
-
-
-def cross_auc_plot(cagg: pd.DataFrame, groups: pd.DataFrame, path: Path) -> bool:
-    """The train × test AUC matrices of :func:`stigbench.reporting.cross.cross_aggregate` as heat maps:
-    one row of panels per detector (the mean over detectors first), the unrefined fakes and each
-    refined set side by side; cells annotated with mean (± std over seeds), one colour scale for all,
-    centred on 0.5 (chance). False when there is nothing to draw."""
-    import seaborn as sns
-
-    from stigbench.reporting.cross import matrix_axes
-
-    if cagg.empty:
-        return False
-    plt = pyplot()
-    detectors, trains, tests, conds = matrix_axes(cagg, groups)
-    header = group_header(groups)
-    w, h = 1.1 * len(tests) + 1.6, 0.75 * len(trains) + 1.3
-    fig, axes = plt.subplots(len(detectors), len(conds), figsize=(w * len(conds) + 0.8, h * len(detectors)),
-                             squeeze=False)
-    for r, detector in enumerate(detectors):
-        for c, cond in enumerate(conds):
-            sub = cagg[(cagg["detector"] == detector) & (cagg["condition_label"] == cond)]
-            idx = sub.set_index(["group", "test_dataset"])
-            mean = np.full((len(trains), len(tests)), np.nan)
-            text = np.full(mean.shape, "", dtype=object)
-            for (group, test), rec in idx.iterrows():
-                i, j = trains.index(group), tests.index(test)
-                mean[i, j] = rec["mean"]
-                text[i, j] = f"{rec['mean']:.2f}" + (f"\n±{rec['std']:.2f}" if rec["n"] > 1 else "")
-            ax = axes[r, c]
-            sns.heatmap(pd.DataFrame(mean, index=[header[t] for t in trains], columns=tests), ax=ax, annot=text,
-                        fmt="", cmap="RdBu_r", center=0.5, vmin=0.0, vmax=1.0, linewidths=0.5, linecolor="white",
-                        cbar=c == len(conds) - 1, cbar_kws={"label": "AUC"}, annot_kws={"fontsize": 8})
-            ax.set_facecolor("0.9")  # missing cells
-            ax.set_title(f"{detector}: {cond}", fontsize=9)
-            ax.set_xlabel("test dataset" if r == len(detectors) - 1 else "")
-            ax.set_ylabel("trained on" if c == 0 else "")
-            ax.tick_params(axis="y", rotation=0)
-    fig.suptitle("AUC, train × test (0.5 = chance; diagonal: own test split)", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
     save(fig, path, dpi=110)
     return True

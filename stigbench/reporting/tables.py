@@ -4,8 +4,8 @@
 * per run, from a ``metrics.csv`` frame: the detection table (:func:`summarize`), the quality table
   (:func:`quality_table`), the attack table and the ROC points; :func:`display_summary` /
   :func:`display_quality` format them for reading;
-* across runs, from the comparison's aggregate: :func:`comparison_detection_table`,
-  :func:`comparison_quality_table`, :func:`comparison_move_table`;
+* across runs, shared with :mod:`stigbench.reporting.comparison_tables`: cell formats
+  (:func:`format_cell`), condition order, group headers;
 * metric names, order and number formats, and the Markdown and LaTeX renderers.
 
 Everything here is pure: frames in, frames or text out.
@@ -22,15 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stigbench.evaluation.evidence import (
-    AWAY,
-    DETECTOR_AT_CHANCE,
-    EVIDENCE,
-    MOVES,
-    PAST,
-    TOWARD,
-    move_columns,
-)
+from stigbench.evaluation.evidence import DETECTOR_AT_CHANCE, EVIDENCE, move_columns
 from stigbench.measures.metrics import METRICS, roc_curve
 
 OVER_CORRECTION = "over-correction"
@@ -493,96 +485,6 @@ def roc_data(scores: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-# -- across runs: from the comparison's aggregate (one row per group x ... x metric) ------------
-def comparison_move_table(moves: pd.DataFrame) -> pd.DataFrame:
-    """One row per group × refiner, one column per class: ``mean ± std`` detectors over the group's
-    runs (a single run: its count); classes that never occur are left out (``toward``, ``away``,
-    ``past`` always shown)."""
-    if moves.empty:
-        return pd.DataFrame()
-    shown = [m for m in [*MOVES, "evidence"] if m in (TOWARD, AWAY, PAST) or (moves.loc[moves["move"] == m, "mean"] > 0).any()]
-    rows = []
-    for (group, refiner), g in moves.groupby(["group", "refiner"], sort=False):
-        g = g.set_index("move")
-        row = {"group": group, "refiner": refiner, "runs": int(g["n"].max())}
-        for m in shown:
-            mean, std, n = g.loc[m, "mean"], g.loc[m, "std"], int(g.loc[m, "n"])
-            row[m] = f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.0f}"
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _group_cell(lookup: pd.DataFrame, key: tuple[Any, ...], n_group: int, quality: bool = False) -> tuple[str, float]:
-    """The formatted cell of ``key`` in the indexed aggregate and its mean; ``("", nan)`` when absent."""
-    if key not in lookup.index:
-        return "", float("nan")
-    rec = lookup.loc[key]
-    rec = rec.iloc[0] if isinstance(rec, pd.DataFrame) else rec
-    return format_cell(rec["mean"], rec["std"], int(rec["n"]), rec["ci_low"], rec["ci_high"], n_group, quality), rec["mean"]
-
-
-def comparison_detection_table(agg: pd.DataFrame, groups: pd.DataFrame,
-                               metrics: Sequence[str] = ("auc", "acc")) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rows = detectors (and training set / perturbation where those vary); columns = (group,
-    metric, condition). Returns the formatted table and a same-shape frame of CSS classes
-    (``over`` where a refined set's mean AUC is below 0.5)."""
-    det = agg[(agg["detector"] != "") & agg["metric"].isin(metrics)]
-    if det.empty:
-        return pd.DataFrame(), pd.DataFrame()
-    keys = variant_columns(det)
-    header = group_header(groups)
-    n_runs = dict(zip(groups["group"], groups["n_runs"]))
-    rows = det[keys].drop_duplicates().reset_index(drop=True)
-    columns: list[tuple[str, str, str]] = [(k, "", "") for k in keys]
-    cells: dict[tuple[str, str, str], list[str]] = {}
-    classes: dict[tuple[str, str, str], list[str]] = {}
-    lookup = det.set_index([*keys, "group", "metric", "condition_label"])
-    for group in groups["group"]:
-        gdet = det[det["group"] == group]
-        for metric in [m for m in metrics if m in set(gdet["metric"])]:
-            for cond in condition_order(gdet[gdet["metric"] == metric]):
-                col = (header[group], metric_label(metric), cond)
-                columns.append(col)
-                cells[col], classes[col] = [], []
-                for row in rows.itertuples(index=False):
-                    text, mean = _group_cell(lookup, (*row, group, metric, cond), n_runs[group])
-                    over = metric == "auc" and cond != "fake" and mean < 0.5
-                    cells[col].append(text + (f" {OVER_MARK}" if over else ""))
-                    classes[col].append("over" if over else "")
-    table = pd.DataFrame({(k, "", ""): rows[k] for k in keys} | cells)
-    table.columns = pd.MultiIndex.from_tuples(columns)
-    css = pd.DataFrame({(k, "", ""): [""] * len(rows) for k in keys} | classes)
-    css.columns = pd.MultiIndex.from_tuples(columns)
-    return table, css
-
-
-def comparison_quality_table(agg: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
-    """Rows = the unrefined fakes and each refined set (per perturbation where those vary); columns
-    = (group, metric) for every detector-less metric (lower = closer to the reals)."""
-    q = agg[agg["detector"] == ""]
-    if q.empty:
-        return pd.DataFrame()
-    keys = ["perturbation", "condition_label"] if perturbed(q) else ["condition_label"]
-    header = group_header(groups)
-    n_runs = dict(zip(groups["group"], groups["n_runs"]))
-    order = condition_order(q)
-    rows = q[keys].drop_duplicates()
-    rows = rows.iloc[np.argsort([order.index(c) for c in rows["condition_label"]], kind="stable")].reset_index(drop=True)
-    names = {"perturbation": "perturbation", "condition_label": "condition"}
-    columns: list[tuple[str, str]] = [(names[k], "") for k in keys]
-    cells: dict[tuple[str, str], list[str]] = {}
-    lookup = q.set_index([*keys, "group", "metric"])
-    for group in groups["group"]:
-        for metric in ordered_metrics(q.loc[q["group"] == group, "metric"]):
-            col = (header[group], metric_label(metric))
-            columns.append(col)
-            cells[col] = [_group_cell(lookup, (*row, group, metric), n_runs[group], quality=True)[0]
-                          for row in rows.itertuples(index=False)]
-    table = pd.DataFrame({(names[k], ""): rows[k] for k in keys} | cells)
-    table.columns = pd.MultiIndex.from_tuples(columns)
-    return table
-
-
 # -- renderers --------------------------------------------------------------------------------
 _NUMBER = re.compile(r"^[+−-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?( .*)?$")
 
@@ -623,11 +525,11 @@ def flatten_columns(df: pd.DataFrame, sep: str = " · ") -> pd.DataFrame:
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "†": r"$^\dagger$",
-        "Δ": r"$\Delta$", "−": "$-$", "…": r"\ldots{}", "<": r"\textless{}", ">": r"\textgreater{}"}
+        "Δ": r"$\Delta$", "−": "$-$", "…": r"\ldots{}", "→": r"$\rightarrow$", "<": r"\textless{}", ">": r"\textgreater{}"}
 
 
 def tex_escape(text: Any) -> str:
-    """``text`` with LaTeX's special characters (and ±, †, Δ, −, …) escaped."""
+    """``text`` with LaTeX's special characters (and ±, †, Δ, −, …, →) escaped."""
     return "".join(_TEX.get(ch, ch) for ch in str(text))
 
 

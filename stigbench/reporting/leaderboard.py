@@ -1,0 +1,232 @@
+"""The robustness leaderboard of a comparison: every detector over every dataset, against every attack.
+Pure: run metrics in, frames out; :mod:`stigbench.reporting.plots` draws them.
+
+Only detectors trained on the unrefined fakes and scored on clean test images count (the setting of
+:func:`stigbench.evaluation.evidence.moves`). Per dataset group, each quantity is first the mean over the
+group's seeds; then, per detector and attack, over the datasets where the detector has both a fake and a
+refined AUC:
+
+* ``auc_fake`` / ``auc``: mean AUC on the unrefined / refined fakes; ``delta_auc`` = ``auc - auc_fake``;
+* ``chance_distance``: mean ``|AUC - 0.5|`` after the attack (0: at chance everywhere; an AUC pushed
+  below 0.5 counts as far from chance, since a sign-flipped detector would catch those images);
+* ``at_chance_after``: the number of datasets where the refined AUC's 95 % interval contains 0.5
+  (:func:`stigbench.evaluation.evidence.at_chance`);
+* ``toward``, ``away``, ``past``, ``unchanged``, ``at_chance_before``, ``no_interval``: how many datasets
+  fall in each class of :func:`stigbench.evaluation.evidence.classify_move`, ``evidence`` how many carry
+  the "attack adds evidence" flag.
+
+A dataset with several seeds counts as the fraction of its runs in a class, so counts may be fractional.
+Means carry a percentile bootstrap interval over datasets (:func:`bootstrap_mean_ci`, resampling the
+datasets, ``BOOT`` resamples, seed 0: the same numbers every time). Detectors are ranked by their worst
+attack: the lowest mean AUC after any attack (ties: higher ``auc_fake`` first); with no attack, by
+``auc_fake``.
+
+Per attack, :func:`attack_summary` gives its mean evasion (the run report's ``attack_table``: mean over
+detectors of ``|AUC - 0.5|``) against its mean quality cost (LFD, FID, PSNR...), across datasets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stigbench.evaluation.evidence import AT_CHANCE, MOVES, NO_INTERVAL, at_chance, moves
+from stigbench.reporting.tables import (
+    ATTACK_COSTS,
+    DEFAULT_PERTURBATION,
+    DEFAULT_TRAINED_ON,
+    attack_table,
+    format_ci,
+    format_delta,
+    metric_label,
+    own_rows,
+    quality_decimals,
+)
+
+#: Bootstrap resamples of the datasets for every interval of the leaderboard.
+BOOT = 2000
+#: The leaderboard's column for each class of :data:`stigbench.evaluation.evidence.MOVES`.
+MOVE_COLUMNS = {m: {AT_CHANCE: "at_chance_before", NO_INTERVAL: "no_interval"}.get(m, m) for m in MOVES}
+COUNT_COLUMNS = ["at_chance_after", *MOVE_COLUMNS.values(), "evidence"]
+MEAN_COLUMNS = ["auc_fake", "auc", "delta_auc", "chance_distance"]
+BOARD_COLUMNS = ["rank", "detector", "attack", "datasets",
+                 *[f"{c}{s}" for c in MEAN_COLUMNS for s in ("", "_ci_low", "_ci_high")], *COUNT_COLUMNS]
+
+
+def bootstrap_mean_ci(values: Sequence[float], n_boot: int = BOOT, seed: int = 0,
+                      level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the mean of ``values`` under resampling them with replacement; NaN with
+    fewer than two values (one dataset says nothing about the spread over datasets)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size < 2 or n_boot <= 0:
+        return float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, v.size, size=(n_boot, v.size))
+    lo, hi = np.quantile(v[idx].mean(axis=1), [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+def run_scores(metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One run's fake AUC per detector (``detector, auc_fake``) and, per attack and detector, its
+    refined AUC with the indicators of the module docstring (0/1 per column)."""
+    m = own_rows(metrics)
+    fake = m[(m["metric"] == "auc") & (m["detector"] != "") & (m["trained_on"] == DEFAULT_TRAINED_ON)
+             & (m["perturbation"] == DEFAULT_PERTURBATION) & (m["condition"] == "fake") & m["value"].notna()]
+    fake = fake.groupby("detector", sort=False)["value"].mean().rename("auc_fake").reset_index()
+    t = moves(m)
+    t = t[t["auc"].notna() & t["fake_auc"].notna()]
+    out = pd.DataFrame({"attack": t["refiner"], "detector": t["detector"], "auc_fake": t["fake_auc"], "auc": t["auc"],
+                        "at_chance_after": [float(at_chance(lo, hi)) for lo, hi in zip(t["auc_ci_low"], t["auc_ci_high"])]})
+    for move, col in MOVE_COLUMNS.items():
+        out[col] = (t["move"] == move).astype(float).to_numpy()
+    out["evidence"] = t["evidence"].astype(float).to_numpy()
+    return fake, out.reset_index(drop=True)
+
+
+def dataset_scores(runs: Sequence[Any], labels: dict[int, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`run_scores` of every run (anything with ``metrics``), averaged over the seeds of each
+    group: ``(group, detector, auc_fake)`` and ``(group, attack, detector, auc_fake, auc, <counts>)``."""
+    fakes, attacks = [], []
+    for i, r in enumerate(runs):
+        fake, att = run_scores(r.metrics)
+        fakes.append(fake.assign(group=labels[i]))
+        attacks.append(att.assign(group=labels[i]))
+    fake = pd.concat(fakes, ignore_index=True) if fakes else pd.DataFrame(columns=["group", "detector", "auc_fake"])
+    att = pd.concat(attacks, ignore_index=True) if attacks else pd.DataFrame(
+        columns=["group", "attack", "detector", "auc_fake", "auc", *COUNT_COLUMNS])
+    fake = fake.groupby(["group", "detector"], sort=False)["auc_fake"].mean().reset_index()
+    att = att.groupby(["group", "attack", "detector"], sort=False)[["auc_fake", "auc", *COUNT_COLUMNS]].mean().reset_index()
+    return fake, att
+
+
+def _mean_ci(values: pd.Series, name: str) -> dict[str, float]:
+    lo, hi = bootstrap_mean_ci(values.to_numpy(float))
+    return {name: float(values.mean()), f"{name}_ci_low": lo, f"{name}_ci_high": hi}
+
+
+def leaderboard(runs: Sequence[Any], labels: dict[int, str]) -> pd.DataFrame:
+    """The leaderboard, long form (:data:`BOARD_COLUMNS`): one row per detector with ``attack = ""``
+    (its fakes over every dataset where it has a fake AUC) and one per detector × attack; ``rank`` is
+    the detector's (1 = most robust, see the module docstring)."""
+    fake, att = dataset_scores(runs, labels)
+    rows: list[dict[str, Any]] = []
+    for detector, g in fake.groupby("detector", sort=False):
+        rows.append({"detector": detector, "attack": "", "datasets": len(g), **_mean_ci(g["auc_fake"], "auc_fake")})
+    for (attack, detector), g in att.groupby(["attack", "detector"], sort=False):
+        row: dict[str, Any] = {"detector": detector, "attack": attack, "datasets": len(g)}
+        row |= _mean_ci(g["auc_fake"], "auc_fake") | _mean_ci(g["auc"], "auc")
+        row |= _mean_ci(g["auc"] - g["auc_fake"], "delta_auc") | _mean_ci((g["auc"] - 0.5).abs(), "chance_distance")
+        row |= {c: float(g[c].sum()) for c in COUNT_COLUMNS}
+        rows.append(row)
+    board = pd.DataFrame(rows).reindex(columns=BOARD_COLUMNS)
+    if board.empty:
+        return board
+    base = board[board["attack"] == ""].set_index("detector")["auc_fake"]
+    worst = board[board["attack"] != ""].groupby("detector")["auc"].min()
+    key = pd.DataFrame({"worst": worst.reindex(base.index).fillna(base), "fake": base})
+    order = key.sort_values(["worst", "fake"], ascending=False, kind="stable").index
+    rank = {d: i + 1 for i, d in enumerate(order)}
+    board["rank"] = board["detector"].map(rank)
+    attacks = {a: i for i, a in enumerate(dict.fromkeys(board["attack"]))}
+    board = board.iloc[np.lexsort((board["attack"].map(attacks), board["rank"]))].reset_index(drop=True)
+    return board
+
+
+def attack_summary(runs: Sequence[Any], labels: dict[int, str]) -> pd.DataFrame:
+    """Per attack (and the unrefined fakes as reference), over datasets: ``datasets``, mean ``evasion``
+    (mean over detectors of ``|AUC - 0.5|``), ``mean_auc``, ``over_corrected`` (detectors below 0.5)
+    and each quality cost of :data:`stigbench.reporting.tables.ATTACK_COSTS`, each with its bootstrap
+    interval over datasets (``<name>_ci_low/_ci_high``)."""
+    frames = [attack_table(r.metrics).assign(group=labels[i]) for i, r in enumerate(runs)]
+    frames = [f for f in frames if len(f)]
+    values = ["evasion", "mean_auc", "over_corrected", *[c for c, _ in ATTACK_COSTS]]
+    if not frames:
+        return pd.DataFrame(columns=["attack", "datasets", *values])
+    per = pd.concat(frames, ignore_index=True).groupby(["attack", "group"], sort=False)[values].mean().reset_index()
+    rows = []
+    for attack, g in per.groupby("attack", sort=False):
+        row: dict[str, Any] = {"attack": attack, "datasets": len(g)}
+        for v in values:
+            row |= _mean_ci(g[v].dropna(), v) if g[v].notna().any() else {v: np.nan, f"{v}_ci_low": np.nan,
+                                                                          f"{v}_ci_high": np.nan}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# -- for reading ---------------------------------------------------------------------------------
+def count_text(value: float, digits: int = 1) -> str:
+    """A count: ``3``, or ``2.5`` where seeds split a dataset between classes (a mean over runs)."""
+    return "" if not np.isfinite(value) else f"{value:.0f}" if float(value).is_integer() else f"{value:.{digits}f}"
+
+
+def _ci(rec: pd.Series, name: str, digits: int = 3) -> str:
+    return format_ci(rec[name], rec[f"{name}_ci_low"], rec[f"{name}_ci_high"], digits)
+
+
+def _signed_ci(rec: pd.Series, name: str) -> str:
+    """A difference with its interval, signed with true minus signs (``−0.412 [−0.480, −0.350]``)."""
+    text = format_delta(rec[name])
+    lo, hi = rec[f"{name}_ci_low"], rec[f"{name}_ci_high"]
+    return f"{text} [{format_delta(lo)}, {format_delta(hi)}]" if text and np.isfinite(lo) and np.isfinite(hi) else text
+
+
+def leaderboard_table(board: pd.DataFrame) -> pd.DataFrame:
+    """One row per detector, ranked: ``rank``, ``detector``, ``datasets``, then the mean AUC
+    [bootstrap interval over datasets] on ``fake`` and after each attack (``refined:<attack>``)."""
+    if board.empty:
+        return pd.DataFrame()
+    base = board[board["attack"] == ""].set_index("detector")
+    rows = []
+    for detector, g in board.groupby("detector", sort=False):
+        row = {"rank": int(g["rank"].iloc[0]), "detector": detector,
+               "datasets": int(base.loc[detector, "datasets"]) if detector in base.index else 0,
+               "fake": _ci(base.loc[detector], "auc_fake") if detector in base.index else ""}
+        for _, rec in g[g["attack"] != ""].iterrows():
+            row[f"refined:{rec['attack']}"] = _ci(rec, "auc")
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("")
+
+
+def attack_detail_table(board: pd.DataFrame) -> pd.DataFrame:
+    """One row per attack × detector (detectors in rank order): the mean AUC after the attack, ΔAUC
+    and ``|AUC − 0.5|`` with their intervals, and the dataset counts (at chance after the attack,
+    toward / away from / past chance; ``unchanged``, ``at chance before``, ``evidence`` and ``no
+    interval`` where any occurs)."""
+    att = board[board["attack"] != ""]
+    if att.empty:
+        return pd.DataFrame()
+    att = att.iloc[np.argsort(att["attack"].map({a: i for i, a in enumerate(dict.fromkeys(att["attack"]))}),
+                              kind="stable")]
+    out = pd.DataFrame({"attack": att["attack"], "rank": att["rank"].astype(int), "detector": att["detector"],
+                        "datasets": att["datasets"].astype(int),
+                        "AUC after": [_ci(r, "auc") for _, r in att.iterrows()],
+                        "ΔAUC": [_signed_ci(r, "delta_auc") for _, r in att.iterrows()],
+                        "|AUC − 0.5|": [_ci(r, "chance_distance") for _, r in att.iterrows()],
+                        "at chance": [count_text(v) for v in att["at_chance_after"]]})
+    for col in ("toward", "away", "past", "unchanged", "at_chance_before", "evidence", "no_interval"):
+        if col in ("toward", "away", "past") or (att[col] > 0).any():
+            out[col.replace("_", " ")] = [count_text(v) for v in att[col]]
+    return out.reset_index(drop=True)
+
+
+def attack_summary_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """:func:`attack_summary` for reading: evasion and each present quality cost as ``mean [interval]``."""
+    if summary.empty:
+        return pd.DataFrame()
+    out = pd.DataFrame({"attack": summary["attack"], "datasets": summary["datasets"].astype(int),
+                        "evasion |AUC − 0.5|": [_ci(r, "evasion") for _, r in summary.iterrows()],
+                        "mean AUC": [_ci(r, "mean_auc") for _, r in summary.iterrows()],
+                        "over-corrected": [count_text(v, 2) for v in summary["over_corrected"]]})
+    for cost, _ in ATTACK_COSTS:
+        if cost in summary and summary[cost].notna().any():
+            out[metric_label(cost)] = [_ci(r, cost, quality_decimals(r[cost])) if np.isfinite(r[cost]) else ""
+                                       for _, r in summary.iterrows()]
+    return out
+
+
+__all__ = ["BOARD_COLUMNS", "BOOT", "COUNT_COLUMNS", "MOVE_COLUMNS", "attack_detail_table", "attack_summary",
+           "attack_summary_table", "bootstrap_mean_ci", "count_text", "dataset_scores", "leaderboard",
+           "leaderboard_table", "run_scores"]
