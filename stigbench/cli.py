@@ -352,8 +352,10 @@ def list_(kind: str, pattern: str | None, spec_dir: tuple[str, ...]) -> None:
 def report(run_dirs: tuple[str, ...], out: str | None) -> None:
     """Compare runs: RUN_DIR is a run folder or a parent of run folders (every run under it).
 
-    Writes paper-shaped detection and quality tables (CSV, Markdown, LaTeX) and one self-contained
-    comparison.html; runs of a dataset with different settings are kept apart and flagged.
+    Writes a robustness leaderboard over the datasets, heat maps (detectors x datasets), long
+    detection and quality tables, a paper table (CSV, Markdown, LaTeX, PNG) and one self-contained
+    comparison.html; runs of a dataset with different settings are kept apart and flagged, and a
+    folder that cannot be compared is named with the reason.
     """
     from stigbench.reporting.compare import compare_runs
 
@@ -362,7 +364,7 @@ def report(run_dirs: tuple[str, ...], out: str | None) -> None:
     except (ValueError, FileNotFoundError) as exc:
         raise _Abort(str(exc)) from exc
     for warning in result.warnings:
-        click.echo(f"WARNING {warning}", err=True)
+        click.echo(f"{'NOT COMPARED' if warning in result.skipped else 'WARNING'} {warning}", err=True)
     click.echo((result.out_dir / "comparison.md").read_text(encoding="utf-8"))
     click.echo(f"Comparison folder: {result.out_dir}")
 
