@@ -265,6 +265,9 @@ def test_folders_that_cannot_be_compared_get_a_message_each(tmp_path):
     assert "Not compared (6):" in page and "## Not compared" in (result.out_dir / "comparison.md").read_text("utf-8")
     cli = CliRunner().invoke(main, ["report", str(empty), str(runs / "killed"), "--out", str(tmp_path / "c2")])
     assert cli.exit_code == 2 and "no run folder to compare" in cli.output and "its run is failed" in cli.output
+    cli = CliRunner().invoke(main, ["report", str(runs / "good"), str(runs / "killed"), "--out", str(tmp_path / "c3")])
+    assert cli.exit_code == 0 and "NOT COMPARED killed/s0: not compared, its run is failed" in cli.output
+    assert "## Robustness leaderboard" in cli.output
 
 
 # -- 20 datasets in a 1,400-pixel window ------------------------------------------------------------
