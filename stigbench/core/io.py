@@ -1,4 +1,4 @@
-"""Small file helpers: atomic writes, JSON, fresh (never overwritten) folders."""
+"""Small file helpers: atomic writes, JSON, fresh (never overwritten) folders, memory-mapped scratch arrays."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,33 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def scratch_array(shape: tuple[int, ...], dtype: np.dtype | type = np.float64, prefix: str = "stigbench-") -> np.memmap:
+    """A zero-filled writable array memory-mapped from a temporary file (in ``TMPDIR``).
+
+    Its pages belong to the file, so the kernel can write them out and drop them: a large
+    intermediate (a feature matrix of full-size spectra) need not fit in memory. On POSIX the file is
+    unlinked at once and its space freed with the last view of the array, even if the process is
+    killed; elsewhere it is deleted when the array is collected.
+    """
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".bin")
+    os.close(fd)
+    try:
+        array = np.memmap(name, dtype=dtype, mode="w+", shape=shape)
+    except BaseException:
+        os.unlink(name)
+        raise
+    try:
+        os.unlink(name)
+    except OSError:  # Windows: a mapped file cannot be deleted yet
+        weakref.finalize(array, _remove_quietly, name)
+    return array
+
+
+def _remove_quietly(name: str) -> None:
+    try:
+        os.unlink(name)
+    except OSError:  # still mapped by a view, or gone: the temporary folder's cleaner gets it
+        pass
+

@@ -18,8 +18,13 @@ import torch
 
 from stigbench.core.contracts import FAKE, ImageSetLike
 from stigbench.core.estimator import Estimator
+from stigbench.core.io import scratch_array
+from stigbench.detection.out_of_core import fit_on_disk, predict_proba_on_disk
 
 ESTIMATOR_FILE = "estimator.skops"
+#: Feature vectors at least this long (a full-size spectrum, not a profile of a few hundred values)
+#: are collected on disk, memory-mapped (:mod:`stigbench.detection.out_of_core`).
+FEATURES_ON_DISK = 1024
 CHANNELS = ("grey", "rgb")  # the ``channels`` choices of the spectrum detectors
 # skops refuses types it does not know; these prefixes are the ones our pipelines are built from.
 _TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
@@ -67,30 +72,53 @@ class FeatureDetector(Estimator):
         raise NotImplementedError
 
     def extract(self, image_set: ImageSetLike, progress: str | None = None) -> np.ndarray:
-        """Features of every image, batch by batch (``float64``, ``(N, D)``)."""
+        """Features of every image, batch by batch (``float64``, ``(N, D)``), written into one array as
+        they come; features of full-image size (``D >= FEATURES_ON_DISK``) into a memory-mapped
+        scratch file (:func:`stigbench.core.io.scratch_array`) rather than memory."""
+        n = len(image_set)
+        out: np.ndarray | None = None
+        pos = 0
         with torch.inference_mode():
-            feats = [np.asarray(self.features(b), dtype=np.float64) for b in image_set.batches(self.batch_size, progress)]
-        if not feats:
+            for batch in image_set.batches(self.batch_size, progress):
+                feats = np.asarray(self.features(batch), dtype=np.float64)
+                if len(feats) != len(batch):
+                    raise ValueError(f"{type(self).__name__}.features returned {len(feats)} rows for {len(batch)} images")
+                if out is None:
+                    dims = int(np.prod(feats.shape[1:]))
+                    shape = (n, *feats.shape[1:])
+                    out = scratch_array(shape) if dims >= FEATURES_ON_DISK else np.empty(shape, np.float64)
+                out[pos:pos + len(feats)] = feats
+                pos += len(feats)
+        if out is None:
             raise ValueError("empty image set")
-        return np.concatenate(feats)
+        return out
 
     def fit(self, train_set: ImageSetLike, labels: np.ndarray, val_set: ImageSetLike | None = None,
             val_labels: np.ndarray | None = None) -> FeatureDetector:
         labels = _check_labels(labels, len(train_set))
         x = self.extract(train_set, progress=f"{type(self).__name__}: features")
         estimator = self.make_estimator()
-        estimator.fit(x, labels)
+        if isinstance(x, np.memmap):
+            fit_on_disk(estimator, x, labels)  # x is ours: scaled in place
+        else:
+            estimator.fit(x, labels)
         self.estimator_ = estimator
         return self
 
     def score_features(self, x: np.ndarray) -> np.ndarray:
         self._check_fitted("estimator_")
-        proba = self.estimator_.predict_proba(x)
+        return self._fake_column(self.estimator_.predict_proba(x))
+
+    def _fake_column(self, proba: np.ndarray) -> np.ndarray:
         column = list(self.estimator_.classes_).index(FAKE)
         return proba[:, column].astype(np.float64)
 
     def score(self, image_set: ImageSetLike) -> np.ndarray:
-        return self.score_features(self.extract(image_set))
+        x = self.extract(image_set)
+        if isinstance(x, np.memmap):
+            self._check_fitted("estimator_")
+            return self._fake_column(predict_proba_on_disk(self.estimator_, x))  # x is ours: scaled in place
+        return self.score_features(x)
 
     def save(self, path: str | Path) -> None:
         self._check_fitted("estimator_")

@@ -1,0 +1,100 @@
+"""Memory flat in dataset size: what streams or lives on disk gives the numbers of the in-memory path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from stigbench.core.imageset import ArrayImageSet
+from stigbench.core.io import scratch_array
+from stigbench.detection import base, out_of_core
+from stigbench.detection.registry import detectors
+
+
+def _features(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d)) * rng.uniform(0.1, 30, d) + rng.uniform(-50, 50, d)
+    x[:, 0] = 3.0  # constant: its scale becomes 1
+    x[:, 1] = 1e8 + rng.integers(0, 2, n) * 1e-8  # near-constant: within round-off of a constant
+    y = (rng.random(n) < 0.5).astype(np.int64)
+    x[y == 1, 2:12] += 0.5
+    return x, y
+
+
+def _on_disk(x: np.ndarray) -> np.memmap:
+    out = scratch_array(x.shape)
+    out[:] = x
+    return out
+
+
+def test_scratch_array_is_mapped_zeroed_and_nameless() -> None:
+    a = scratch_array((5, 3), np.float32)
+    assert isinstance(a, np.memmap) and a.dtype == np.float32 and not a.any()
+    a[2] = 1.5
+    assert a.sum() == 4.5
+    if os.name == "posix":
+        assert not Path(a.filename).exists()  # unlinked at once: nothing left behind if killed
+
+
+@pytest.mark.parametrize("n", [2, 37, 101])
+def test_fit_on_disk_is_pipeline_fit_bit_for_bit(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(out_of_core, "CHUNK_ROWS", 16)  # several chunks, the last one partial
+    x, y = _features(n, 40, seed=n)
+    y[:2] = [0, 1]
+    test, _ = _features(23, 40, seed=n + 1)
+
+    def make() -> object:
+        return make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=5000, random_state=0))
+
+    ref = make().fit(x, y)
+    ours = make()
+    out_of_core.fit_on_disk(ours, _on_disk(x), y)
+    ref_scaler, our_scaler = ref.steps[0][1], ours.steps[0][1]
+    assert vars(ref_scaler).keys() == vars(our_scaler).keys()
+    for key, value in vars(ref_scaler).items():
+        assert type(getattr(our_scaler, key)) is type(value), key
+        assert np.array_equal(getattr(our_scaler, key), value), key
+    assert np.array_equal(ours.steps[1][1].coef_, ref.steps[1][1].coef_)
+    assert np.array_equal(ours.steps[1][1].intercept_, ref.steps[1][1].intercept_)
+    assert np.array_equal(out_of_core.predict_proba_on_disk(ours, _on_disk(test)), ref.predict_proba(test))
+
+
+def test_fit_on_disk_leaves_other_estimators_and_bad_values_to_sklearn() -> None:
+    x, y = _features(30, 8, seed=0)
+    plain = LogisticRegression()
+    out_of_core.fit_on_disk(plain, _on_disk(x), y)  # not a scaler pipeline: fitted as it is
+    assert np.array_equal(plain.coef_, LogisticRegression().fit(x, y).coef_)
+    x[3, 4] = np.inf
+    pipe = make_pipeline(StandardScaler(), LogisticRegression())
+    with pytest.raises(ValueError, match="infinity"):
+        out_of_core.fit_on_disk(pipe, _on_disk(x), y)  # scikit-learn's own error
+
+
+def _images(n: int, seed: int) -> tuple[ArrayImageSet, np.ndarray]:
+    gen = torch.Generator().manual_seed(seed)
+    real = (torch.rand(n, 3, 32, 32, generator=gen) * 255).round().to(torch.uint8).numpy()
+    fake = real.copy()
+    fake[:, :, ::2, ::2] = np.clip(fake[:, :, ::2, ::2].astype(np.int64) + 4, 0, 255).astype(np.uint8)
+    return ArrayImageSet(np.concatenate([real, fake])), np.r_[np.zeros(n, np.int64), np.ones(n, np.int64)]
+
+
+def test_full_size_features_go_to_disk_with_the_same_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """frank-dct's 1,024 log-DCT coefficients per 32² image are collected on disk; the detector fitted
+    and scored that way gives exactly the scores of the in-memory path."""
+    train, labels = _images(40, seed=0)
+    test, _ = _images(15, seed=1)
+    cls = detectors().get("frank-dct")
+    on_disk = cls(max_side=32).fit(train, labels)
+    assert isinstance(on_disk.extract(test), np.memmap)
+    monkeypatch.setattr(base, "FEATURES_ON_DISK", 10**9)
+    in_memory = cls(max_side=32).fit(train, labels)
+    assert not isinstance(in_memory.extract(test), np.memmap)
+    assert np.array_equal(on_disk.score(test), in_memory.score(test))
+    assert np.array_equal(on_disk.extract(test), in_memory.extract(test))
