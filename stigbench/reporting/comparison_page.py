@@ -98,7 +98,7 @@ def comparison_html(out: Path, runs_df: pd.DataFrame, groups: pd.DataFrame, agg:
         parts.append(f'<p class="note">{H.esc(CROSS_NOTE)} Data: cross_auc.csv.</p>')
         _figure(parts, out, made, "cross_auc.png", "AUC, train × test",
                 "Mean AUC over seeds (± 1 standard deviation); colour centred on 0.5 (chance), red: detected, blue: "
-                "below chance; grey: no result.")
+                "below chance; grey: no result. Beyond 6 test datasets only the mean over detectors is drawn.")
 
     parts.append('<h2 id="attacks">Attacks across datasets: evasion against quality cost</h2>')
     _table(parts, t.attacks, ["attack"], notes["attacks"], "No attack with detection results.")

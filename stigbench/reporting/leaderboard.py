@@ -16,6 +16,8 @@ refined AUC:
   the "attack adds evidence" flag.
 
 A dataset with several seeds counts as the fraction of its runs in a class, so counts may be fractional.
+A "dataset" is a group of the comparison: a dataset run with two settings counts twice (its groups
+carry a settings hash and a warning names what differs).
 Means carry a percentile bootstrap interval over datasets (:func:`bootstrap_mean_ci`, resampling the
 datasets, ``BOOT`` resamples, seed 0: the same numbers every time). Detectors are ranked by their worst
 attack: the lowest mean AUC after any attack (ties: higher ``auc_fake`` first); with no attack, by
