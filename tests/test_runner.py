@@ -273,7 +273,8 @@ def test_settings_declared_result_free_do_not_change_stage_keys(base, tmp_path):
 
     first = run_benchmark(base)
     changed = {"out": str(tmp_path / "elsewhere"), "progress": True, "spec_dirs": [str(tmp_path)], "plugins": []}
-    assert set(changed) | {"cache", "cache_dir"} == NON_RESULT_SETTINGS
+    # name: a --real/--fake dataset's display name; its rows carry it (tests/test_compare_names.py)
+    assert set(changed) | {"cache", "cache_dir", "name"} == NON_RESULT_SETTINGS
     again = run_benchmark(dataclasses.replace(base, **changed))
     assert again.stage_misses == 0 and again.stage_hits == first.stage_misses
     pd.testing.assert_frame_equal(first.metrics, again.metrics)
