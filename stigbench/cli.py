@@ -108,7 +108,6 @@ def _ranked(body: Callable[[], Any], backend: str | None) -> Any:
         raise _Abort(str(exc)) from exc
 
 
-
 @main.command()
 @click.option("--dataset", "-d", default=None, help="Dataset name (see `list datasets`). Default: demo-gan.")
 @click.option("--real", type=click.Path(exists=True, file_okay=False), default=None, help="Ad-hoc: folder of real images.")
