@@ -98,3 +98,39 @@ def test_full_size_features_go_to_disk_with_the_same_scores(monkeypatch: pytest.
     assert not isinstance(in_memory.extract(test), np.memmap)
     assert np.array_equal(on_disk.score(test), in_memory.score(test))
     assert np.array_equal(on_disk.extract(test), in_memory.extract(test))
+
+
+def test_refined_set_of_a_refiner_without_store_is_streamed_to_a_mapped_array(tiny_dataset, tmp_path) -> None:
+    """A plug-in refiner whose ``refine`` takes no ``store``: its output is copied to the stage's
+    ``images.npy`` batch by batch and read back memory-mapped, with the numbers of one that writes
+    its own store (the same refiner either way)."""
+    from stigbench.attacks.registry import REFINERS, register_refiner
+    from stigbench.attacks.spectral_match import SpectralMatch
+    from stigbench.pipeline.plan import RunConfig
+    from stigbench.pipeline.run_state import load_array
+    from stigbench.pipeline.runner import run_benchmark
+
+    class Unmaterialisable(ArrayImageSet):
+        def to_array(self) -> np.ndarray:
+            raise AssertionError("the whole refined set was materialised")
+
+    class NoStore(SpectralMatch):
+        def refine(self, image_set):  # type: ignore[override]
+            out = super().refine(image_set)
+            return Unmaterialisable(out.array, out.ids)
+
+    register_refiner("no-store-test", paper="none (test)", kind="training-free")(NoStore)
+    try:
+        result = run_benchmark(RunConfig(
+            real=str(tiny_dataset / "real"), fake=str(tiny_dataset / "fake"), refiners="spectral-match,no-store-test",
+            detectors="durall", n_boot=0, quality=False, out=str(tmp_path / "runs"),
+            cache_dir=str(tmp_path / "stages"), progress=False))
+    finally:
+        REFINERS.remove("no-store-test")
+    m = result.metrics[result.metrics.refiner != ""]
+    values = {r: g.sort_values(["detector", "metric"]).value.tolist() for r, g in m.groupby("refiner")}
+    assert values["no-store-test"] == values["spectral-match"] and len(values["spectral-match"]) > 5
+    folders = sorted((tmp_path / "stages" / "refined").glob("no-store-test-test-*"))
+    assert len(folders) == 1
+    stored = load_array(folders[0], ids=[])
+    assert isinstance(stored.array, np.memmap) and stored.array.mode == "r"

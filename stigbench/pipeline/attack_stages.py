@@ -9,10 +9,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from stigbench.attacks.perturbations import Perturbation
-from stigbench.core.imageset import ArrayImageSet, ImageSet
+from stigbench.core.imageset import ArrayImageSet, ImageSet, map_batches
 from stigbench.core.io import read_json, write_json
 from stigbench.evaluation.rows import CLEAN
 from stigbench.pipeline.plan import Component
@@ -80,7 +78,8 @@ def refined_set(state: RunState, display: str, refiner_folder: Path, part: str) 
             out = refiner.refine(fakes, store=folder / "images.npy")
         else:
             out = refiner.refine(fakes)
-            np.save(folder / "images.npy", out.to_array(), allow_pickle=False)
+            # Copied batch by batch (8-bit values survive the float round trip exactly), never whole.
+            map_batches(out, lambda batch: batch, state.config.batch_size, store=folder / "images.npy")
         if len(out) != len(fakes) or out.size != fakes.size:
             raise ValueError(f"refiner {display} returned {len(out)} images of size {out.size}; "
                              f"expected {len(fakes)} of size {fakes.size}")
