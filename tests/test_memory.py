@@ -134,3 +134,29 @@ def test_refined_set_of_a_refiner_without_store_is_streamed_to_a_mapped_array(ti
     assert len(folders) == 1
     stored = load_array(folders[0], ids=[])
     assert isinstance(stored.array, np.memmap) and stored.array.mode == "r"
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 8, 9, 17, 64])
+def test_chunk_bounds_cover_the_batch_without_a_lone_image(n: int) -> None:
+    from stigbench.measures.fidelity import chunk_bounds
+
+    bounds = chunk_bounds(n, 8)
+    assert [i for a, b in bounds for i in range(a, b)] == list(range(n))
+    assert all(b - a >= 2 for a, b in bounds) or n == 1
+    assert all(b - a <= 9 for a, b in bounds)
+
+
+def test_mean_fidelity_in_chunks_is_the_whole_batch_bit_for_bit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SSIM taken in chunks of a batch (the evaluation's memory bound) gives every image the value of
+    the whole batch, so PSNR/SSIM rows do not change; batches of one stay batches of one."""
+    from stigbench.measures import fidelity
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(20, 3, 24, 24, generator=gen)
+    y = (x + 0.05 * torch.randn(x.shape, generator=gen)).clamp(0, 1)
+    pairs = [(x[:11], y[:11]), (x[11:12], y[11:12]), (x[12:], y[12:])]
+    whole = fidelity.mean_fidelity(pairs)
+    monkeypatch.setattr(fidelity, "SSIM_CHUNK", 2)
+    assert fidelity.mean_fidelity(pairs) == whole
+    per_image = torch.cat([fidelity.ssim(x[a:b].double(), y[a:b].double()) for a, b in fidelity.chunk_bounds(11, 2)])
+    assert torch.equal(per_image, fidelity.ssim(x[:11].double(), y[:11].double()))

@@ -50,12 +50,31 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5)
     return s.flatten(1).mean(dim=1)
 
 
+#: Images per SSIM call in :func:`mean_fidelity`. The float64 grouped convolution behind SSIM holds
+#: about 64 MB per 256² image at once (4 GiB for a batch of 64), so a batch is taken in chunks.
+SSIM_CHUNK = 8
+
+
+def chunk_bounds(n: int, size: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` chunks of at most ``size`` covering ``range(n)``, with no chunk of one image
+    unless ``n == 1`` (a short last chunk joins the one before it). PyTorch computes a batch of one on
+    another code path (its convolution is then threaded inside, not across images), whose last bit
+    can differ, while a chunk of two or more gives each image the floats of the whole batch."""
+    size = max(2, size)
+    bounds = [(start, min(n, start + size)) for start in range(0, n, size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
 def mean_fidelity(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
-    """Mean PSNR and SSIM over batches of (original, changed) images."""
+    """Mean PSNR and SSIM over batches of (original, changed) images; SSIM in chunks of at most
+    :data:`SSIM_CHUNK` images of a batch (each image's value is the one of the whole batch)."""
     p, s = [], []
     for a, b in pairs:
         p.append(psnr(a, b).numpy())
-        s.append(ssim(a.double(), b.double()).numpy())
+        for start, stop in chunk_bounds(len(a), SSIM_CHUNK):
+            s.append(ssim(a[start:stop].double(), b[start:stop].double()).numpy())
     if not p:
         raise ValueError("no images")
     return {"psnr": float(np.concatenate(p).mean()), "ssim": float(np.concatenate(s).mean())}
