@@ -17,9 +17,10 @@ as a subprocess in fresh stage and feature caches, and records its peak memory t
   drop and re-read at will, so the two tell "in memory" from "mapped".
 
 Throughput (images/s): decoding (every file, as the run's scan does), feature extraction per detector
-(on up to ``--feature-images`` images decoded beforehand: compute only) and FID feature extraction
-(``--quality-images`` reals per domain, decoding included) are timed by direct library calls; refiner
-fit, refining, detector fit and scoring come from the run's own ``run.json`` timings.
+(on up to ``--feature-images`` images decoded beforehand: compute only), PSNR/SSIM (64 decoded image
+pairs, pairs/s) and FID feature extraction (``--quality-images`` reals per domain, decoding included)
+are timed by direct library calls; refiner fit, refining, detector fit and scoring come from the
+run's own ``run.json`` timings.
 
 Synthetic images: a real is a colour ``1/f`` noise field (the spectrum of natural images); a fake is
 the same at half the size, up-sampled by a stride-2 transposed convolution with a slightly uneven
@@ -221,9 +222,11 @@ def _rate(n: int, fn: Any) -> float:
 
 
 def direct_throughput(real: Path, fake: Path, detectors: list[str], feature_images: int,
-                      quality_images: int) -> dict[str, float]:
-    """Images/s of decoding every file, of each detector's features and of FID features (both domains)."""
+                      quality_images: int, fidelity_images: int = 64) -> dict[str, float]:
+    """Images/s of decoding every file, of each detector's features, of PSNR/SSIM (image pairs, as the
+    run's quality stage computes them) and of FID features (both domains)."""
     from stigbench.core.imageset import ArrayImageSet, FileImageSet
+    from stigbench.measures.fidelity import mean_fidelity
     from stigbench.detection.registry import detectors as registry
     from stigbench.evaluation.quality import extract_features, get_extractor
 
@@ -235,6 +238,8 @@ def direct_throughput(real: Path, fake: Path, detectors: list[str], feature_imag
     for name in detectors:
         det = registry().get(name)()
         rates[f"features:{name}"] = _rate(len(decoded), lambda det=det: det.extract(decoded))
+    pairs = ArrayImageSet(files.subset(pick[:fidelity_images]).to_array())
+    rates["psnr_ssim"] = _rate(len(pairs), lambda: mean_fidelity(zip(pairs.batches(64), pairs.batches(64))))
     extractor = get_extractor()
     reals = FileImageSet(sorted(real.glob("*.png")), 256)
     n_q = min(quality_images, len(reals))
@@ -302,7 +307,7 @@ def tables(results: list[dict[str, Any]], detectors: list[str]) -> str:
                      f"{r['peak_pss'] / GIB:.2f} GiB | {r['peak_anonymous'] / GIB:.2f} GiB | {growth:+.0%} | "
                      f"{phases} GiB | {r['wall_s']:.0f} |")
     keys = [k for k in results[-1] if k.split(":")[0] in
-            ("decode", "refiner_fit", "refine", "features", "fit", "score", "fid")]
+            ("decode", "refiner_fit", "refine", "features", "fit", "score", "psnr_ssim", "fid")]
     lines += ["", "Throughput (images/s):", "",
               "| stage | " + " | ".join(str(r["n_per_class"]) for r in results) + " |",
               "| --- | " + " | ".join("---:" for _ in results) + " |"]
