@@ -160,3 +160,49 @@ def test_mean_fidelity_in_chunks_is_the_whole_batch_bit_for_bit(monkeypatch: pyt
     assert fidelity.mean_fidelity(pairs) == whole
     per_image = torch.cat([fidelity.ssim(x[a:b].double(), y[a:b].double()) for a, b in fidelity.chunk_bounds(11, 2)])
     assert torch.equal(per_image, fidelity.ssim(x[:11].double(), y[:11].double()))
+
+
+# -- heap growth (stigbench.core.memory) ------------------------------------------------------------
+_MALLINFO = """
+import ctypes, os, sys
+import numpy as np
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+if sys.argv[1] == "limit":
+    from stigbench.core.memory import limit_heap_growth
+    print(limit_heap_growth(), limit_heap_growth())
+big = np.ones(20 << 20, np.uint8)  # freed from its own mapping: glibc raises its threshold to 20 MiB
+del big
+before = libc.mallinfo2().hblks
+block = np.ones(2 << 20, np.uint8)
+print("mapped" if libc.mallinfo2().hblks == before + 1 else "heap")
+"""
+
+
+def _glibc_with_mallinfo2() -> bool:
+    import ctypes
+
+    try:
+        return hasattr(ctypes.CDLL("libc.so.6"), "mallinfo2")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _glibc_with_mallinfo2(), reason="needs glibc >= 2.33 (mallinfo2)")
+@pytest.mark.parametrize("mode, env, expected", [
+    ("plain", {}, ["heap"]),  # the fragmentation this guards against: 2 MiB blocks go to the heap
+    ("limit", {}, ["True True", "mapped"]),  # fixed at 1 MiB: they keep their own mapping
+    ("limit", {"MALLOC_MMAP_THRESHOLD_": "33554432"}, ["False False", "heap"]),  # the user's choice wins
+])
+def test_limit_heap_growth_keeps_large_blocks_off_the_heap(mode: str, env: dict[str, str],
+                                                             expected: list[str]) -> None:
+    import subprocess
+    import sys
+
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", _MALLINFO, mode], env={**base_env, **env},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:-1] == expected

@@ -46,6 +46,7 @@ from stigbench.core import distributed
 from stigbench.core.device import seed_everything
 from stigbench.core.imageset import ImageSet, set_progress
 from stigbench.core.io import fresh_dir, read_json, write_json
+from stigbench.core.memory import limit_heap_growth
 from stigbench.core.provenance import provenance
 from stigbench.data.specs import cache_dir, load_dataset
 from stigbench.data.split import make_split, split_frame
@@ -110,6 +111,7 @@ def run_benchmark(config: RunConfig) -> RunResult:
 def execute(plan: Plan) -> RunResult:
     """Execute a resolved plan: load the data, run every stage, write the run folder."""
     config, ctx = plan.config, plan.context
+    limit_heap_growth()  # else memory creeps up with the number of batches (see stigbench.core.memory)
     set_progress(ctx.progress)
     seed_everything(ctx.seed)
     dataset = load_dataset(plan.spec, size=config.size, progress=ctx.progress)
