@@ -206,3 +206,87 @@ def test_limit_heap_growth_keeps_large_blocks_off_the_heap(mode: str, env: dict[
     out = subprocess.run([sys.executable, "-c", _MALLINFO, mode], env={**base_env, **env},
                          capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[:-1] == expected
+
+
+# -- training sets drawn by index: in memory when small, memory-mapped when large ------------------
+def _png_folder(tmp_path: Path, n: int, size: int = 24) -> list[Path]:
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    paths = []
+    for i in range(n):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(paths[-1])
+    return paths
+
+
+def test_random_access_array_in_memory_mapped_or_as_is(tmp_path: Path) -> None:
+    from stigbench.attacks.stig.selection import IndexedSet
+    from stigbench.core.imageset import FileImageSet, random_access_array, to_uint8
+
+    files = FileImageSet(_png_folder(tmp_path, 7), 24)
+    small = random_access_array(files, in_memory_limit=1 << 30, batch_size=3)
+    large = random_access_array(files, in_memory_limit=0, batch_size=3)
+    assert not isinstance(small, np.memmap) and isinstance(large, np.memmap)
+    assert np.array_equal(small, files.to_array()) and np.array_equal(large, files.to_array())
+    held = ArrayImageSet(files.to_array())
+    assert random_access_array(held, 0) is held.array  # already an array: no copy
+    # any ImageSetLike (here float images not on the 8-bit grid) is rounded as a saved PNG would be
+    floats = torch.rand(5, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    like = IndexedSet(type("Floats", (), {"__getitem__": lambda self, i: floats[i], "__len__": lambda self: 5})(),
+                      np.arange(5))
+    assert np.array_equal(random_access_array(like, 0, batch_size=2), to_uint8(floats))
+
+
+def _stig_training(fakes, reals, monkeypatch: pytest.MonkeyPatch, cache_bytes: int, log_dir: Path) -> list[dict]:
+    """Every logged loss of a short STIG training (the seconds column aside), and the kept weights."""
+    import csv
+
+    from stigbench.attacks.stig import StigRefiner, trainer
+
+    from test_stig_refiner import TINY
+
+    monkeypatch.setattr(trainer, "_CACHE_BYTES", cache_bytes)
+    refiner = StigRefiner(**{**TINY, "iterations": 6, "checkpoint_every": 1, "select_fraction": 0.4})
+    refiner.fit(fakes, reals, log_dir=log_dir)
+    with open(log_dir / trainer.TRAIN_LOG, newline="") as f:
+        rows = [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+    return [*rows, {k: v.clone() for k, v in refiner.translator_.state_dict().items()}]
+
+
+def test_stig_pools_give_the_same_training_in_memory_mapped_or_read_per_image(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stigbench.attacks.stig.selection import IndexedSet
+    from stigbench.core.imageset import FileImageSet
+
+    from test_stig_refiner import _images
+
+    fakes = FileImageSet(_png_folder(tmp_path, 20, size=32), 32)
+    reals = _images(20, seed=12)
+    ref = _stig_training(fakes, reals, monkeypatch, 256 << 20, tmp_path / "ref")  # uint8 in memory
+    variants = {
+        "uint8, memory-mapped": (fakes, reals, 0),
+        "float32 in memory (not an ImageSet)": (IndexedSet(fakes, np.arange(20)), IndexedSet(reals, np.arange(20)), 1 << 30),
+        "read per image (not an ImageSet)": (IndexedSet(fakes, np.arange(20)), IndexedSet(reals, np.arange(20)), 0),
+    }
+    for name, (f, r, limit) in variants.items():
+        got = _stig_training(f, r, monkeypatch, limit, tmp_path / name)
+        assert got[:-1] == ref[:-1] and len(ref) > 5, name
+        assert all(torch.equal(ref[-1][k], got[-1][k]) for k in ref[-1]), name
+
+
+def test_cnn_training_set_memory_mapped_gives_the_same_detector(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from stigbench.core.imageset import ConcatImageSet, FileImageSet
+    from stigbench.detection import cnn
+
+    from test_stig_refiner import _images
+
+    train = ConcatImageSet([FileImageSet(_png_folder(tmp_path, 12, size=32), 32), _images(12, seed=3)])
+    labels = np.r_[np.zeros(12, int), np.ones(12, int)]
+    scores = {}
+    for limit in (1 << 30, 0):
+        monkeypatch.setattr(cnn, "IN_MEMORY_LIMIT", limit)
+        det = detectors().get("spectrum-cnn")(epochs=2, batch_size=8, seed=0, device="cpu")
+        scores[limit] = det.fit(train, labels).score(_images(6, seed=4))
+    assert np.array_equal(scores[1 << 30], scores[0])

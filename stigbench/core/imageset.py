@@ -14,11 +14,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageFile
 from tqdm.auto import tqdm
+
+from stigbench.core.io import scratch_array
 
 # Pillow's default is to raise on truncated files, which is what we want; make it explicit since a
 # plug-in setting it globally would silently let half-decoded images into a benchmark.
@@ -367,6 +370,35 @@ def map_batches(
     if isinstance(out, np.memmap):
         out.flush()
     return ArrayImageSet(out, ids=image_set.ids)
+
+
+def random_access_array(images: Any, in_memory_limit: int, batch_size: int = 256) -> np.ndarray:
+    """Every image of ``images`` as one ``uint8`` array ``(N, 3, S, S)``, for drawing batches by index.
+
+    A set that already is an array (in memory or memory-mapped from a stage's ``images.npy``) is used
+    as it is. Otherwise the set is decoded once: into memory when it takes at most
+    ``in_memory_limit`` bytes, else into a memory-mapped scratch file (:func:`~stigbench.core.io.scratch_array`),
+    batch by batch, so a training set of any size costs disk, not memory. Sets that are not
+    :class:`ImageSet` (any ``ImageSetLike``) are rounded to 8 bits, as a saved PNG would be.
+    """
+    if isinstance(images, ArrayImageSet):
+        return images.array
+    n = len(images)
+    if n == 0:
+        raise ValueError("no images")
+    first = images[0]
+    shape = (n, *first.shape)
+    out: np.ndarray = (np.empty(shape, np.uint8) if n * first.numel() <= in_memory_limit
+                       else scratch_array(shape, np.uint8, prefix="stigbench-images-"))
+    if isinstance(images, ImageSet):
+        for start in range(0, n, batch_size):
+            out[start:start + batch_size] = images._load_many(list(range(start, min(n, start + batch_size))))
+    else:
+        start = 0
+        for batch in images.batches(batch_size):
+            out[start:start + len(batch)] = to_uint8(batch)
+            start += len(batch)
+    return out
 
 
 @dataclass(frozen=True)

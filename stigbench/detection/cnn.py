@@ -41,7 +41,7 @@ from stigbench.core import distributed
 from stigbench.core.contracts import ImageSetLike
 from stigbench.core.device import PRECISIONS, autocast, resolve_device, resolve_precision, torch_rng
 from stigbench.core.estimator import Estimator
-from stigbench.core.imageset import progress_bar, to_float
+from stigbench.core.imageset import progress_bar, random_access_array, to_float
 from stigbench.core.io import read_json, write_json
 from stigbench.detection.base import _check_labels, check_choice
 from stigbench.measures.metrics import auc as auc_score
@@ -50,8 +50,9 @@ MODEL_FILE = "model.pt"
 FIT_FILE = "fit_info.json"
 OPTIMIZERS = ("adam", "adamw", "sgd")
 MONITORS = ("val_loss", "val_auc")
-# Training images are held in memory as uint8 up to this size; larger sets are read batch by batch.
-IN_MEMORY_LIMIT = 2 * 1024**3
+# Training images are held in memory as uint8 up to this size; larger sets are decoded once into a
+# memory-mapped scratch file (in TMPDIR), so memory stays flat in the training set's size.
+IN_MEMORY_LIMIT = 256 * 1024**2
 
 
 class CNNDetector(Estimator):
@@ -316,24 +317,15 @@ class CNNDetector(Estimator):
 
 
 class _Images:
-    """Random access to a training set by index: held in memory as uint8 when small, else read per batch."""
+    """Random access to a training set by index, as ``uint8``: in memory when small, else memory-mapped
+    from a scratch file decoded once (:func:`~stigbench.core.imageset.random_access_array`)."""
 
     def __init__(self, image_set: ImageSetLike) -> None:
-        self.image_set = image_set
-        first = image_set[0]
-        self.size = first.shape[-1]
-        nbytes = len(image_set) * first.numel()
-        self.array: np.ndarray | None = None
-        if nbytes <= IN_MEMORY_LIMIT:
-            if hasattr(image_set, "to_array"):
-                self.array = np.asarray(image_set.to_array())
-            else:
-                self.array = np.concatenate([(b * 255).round().to(torch.uint8).numpy() for b in image_set.batches(256)])
+        self.array = random_access_array(image_set, IN_MEMORY_LIMIT)
+        self.size = self.array.shape[-1]
 
     def get(self, indices: np.ndarray) -> torch.Tensor:
-        if self.array is not None:
-            return to_float(self.array[indices])
-        return torch.stack([self.image_set[int(i)] for i in indices])
+        return to_float(self.array[indices])
 
 
 # -- pretrained weights: from a package, a user's file, or a local cache; never downloaded -----------

@@ -54,7 +54,12 @@ from torch import nn
 from stigbench.core import distributed
 from stigbench.core.contracts import ImageSetLike
 from stigbench.core.device import autocast, torch_rng
-from stigbench.core.imageset import progress_bar
+from stigbench.core.imageset import (
+    ImageSet,
+    progress_bar,
+    random_access_array,
+    to_float,
+)
 from stigbench.core.io import atomic_write
 
 from .losses import (
@@ -85,7 +90,10 @@ LOSS_NAMES = ("D", "D_s", "G", "gan", "psd", "mean", "nce_fake", "nce_real", "ss
               "ssim_content",
               "lf_fake", "lf_real")
 LOG_FIELDS = ("iteration", "lr", "seconds", *LOSS_NAMES, *SELECT_COLUMNS)
-_CACHE_BYTES = 1 << 30  # image pools up to this size are held in memory as float32
+# A pool of 8-bit images (an ImageSet) is held as uint8 in memory up to this size, beyond it in a
+# memory-mapped scratch file; any other image set is held as float32 up to this size, beyond it read
+# image by image. Either way memory stays flat in the training set's size.
+_CACHE_BYTES = 256 << 20
 
 
 def _seed(*parts: int) -> int:
@@ -115,8 +123,11 @@ class _Pool:
         if self.n == 0:
             raise ValueError("cannot train STIG on an empty image set")
         size = images[0].shape[-1]
+        self.array: np.ndarray | None = None
         self.cache: torch.Tensor | None = None
-        if self.n * 3 * size * size * 4 <= _CACHE_BYTES:
+        if isinstance(images, ImageSet):
+            self.array = random_access_array(images, _CACHE_BYTES)
+        elif self.n * 3 * size * size * 4 <= _CACHE_BYTES:
             self.cache = torch.cat(list(images.batches(256)))
         self._perm: tuple[int, torch.Tensor] | None = None
 
@@ -131,11 +142,15 @@ class _Pool:
         start, stop = part if part is not None else (0, batch_size)
         ks = range(iteration * batch_size + start, iteration * batch_size + stop)
         idx = [int(self._permutation(k // self.n)[k % self.n]) for k in ks]
+        if self.array is not None:
+            return to_float(self.array[idx])
         if self.cache is not None:
             return self.cache[idx]
         return torch.stack([self.set[i] for i in idx])
 
     def batches(self, batch_size: int):
+        if self.array is not None:
+            return (to_float(self.array[start:start + batch_size]) for start in range(0, self.n, batch_size))
         if self.cache is not None:
             return iter(self.cache.split(batch_size))
         return self.set.batches(batch_size)
@@ -156,7 +171,8 @@ def _carve_selection(config: StigPreset, fake_set: ImageSetLike, real_set: Image
         log.warning("stig: %s", why)
         return (fake_set, real_set), None, why
     selection = Selection(IndexedSet(fake_set, fs), IndexedSet(real_set, rs), config.refine_batch_size)
-    train = (IndexedSet(fake_set, fk), IndexedSet(real_set, rk))
+    # An ImageSet's own subset keeps it one, so its pool can hold it as 8-bit (same floats either way).
+    train = tuple(s.subset(k) if isinstance(s, ImageSet) else IndexedSet(s, k) for s, k in ((fake_set, fk), (real_set, rk)))
     return train, selection, f"kept the refiner with the lowest {CRITERION} on the selection set"
 
 
