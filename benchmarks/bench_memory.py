@@ -10,7 +10,12 @@ For each size it writes synthetic folders ``real/`` and ``fake/`` of that many 2
 
 as a subprocess in fresh stage and feature caches, and records its peak memory three ways:
 
-* ``ru_maxrss`` of the process tree (``os.wait4`` on the run: its own and its waited-for children's);
+* ``ru_maxrss`` of the process tree (``os.wait4`` on the run: its own and its waited-for children's),
+  taken by a small launcher process: a child's ``ru_maxrss`` starts from its parent's peak RSS (the
+  kernel carries the old address space's high-water mark across ``exec``), so measured from this
+  script, which grows while it times the direct calls below, a run would inherit this script's peak;
+* ``VmHWM`` (peak RSS) of every process of the tree, from ``/proc/<pid>/status``: monotonic, so a
+  brief spike between two samples is not missed;
 * a sampler thread (every ``--interval`` s) summing ``Rss``, ``Anonymous`` and ``Pss`` of
   ``/proc/<pid>/smaps_rollup`` over the process tree. ``Anonymous`` is what the run holds in memory;
   ``Rss`` also counts pages of memory-mapped files (the cached image arrays), which the kernel can
@@ -142,6 +147,27 @@ def smaps_rollup(pid: int) -> dict[str, int]:
     return out
 
 
+def vm_hwm(pid: int) -> int:
+    """Peak resident set size of one process so far (``VmHWM``, bytes; 0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+#: Runs ``argv[1:]`` and writes its ``ru_maxrss`` (bytes) to ``$BENCH_MAXRSS_FILE``; exits with its status.
+_LAUNCHER = (
+    "import os, subprocess, sys\n"
+    "p = subprocess.Popen(sys.argv[1:])\n"
+    "_, status, usage = os.wait4(p.pid, 0)\n"
+    "open(os.environ['BENCH_MAXRSS_FILE'], 'w').write(str(usage.ru_maxrss * 1024))\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
 class TreeSampler(threading.Thread):
     """Samples the summed ``smaps_rollup`` of a process tree until :meth:`stop`; keeps the peaks and a
     timeline (wall-clock time, Rss, Anonymous), also appended to ``log`` as it goes."""
@@ -150,6 +176,7 @@ class TreeSampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.interval, self.log = pid, interval, log
         self.peak = {"Rss": 0, "Anonymous": 0, "Pss": 0}
+        self.hwm: dict[int, int] = {}  # pid -> its VmHWM (bytes), the last value read
         self.timeline: list[tuple[float, int, int]] = []
         self._halt = threading.Event()  # not ``_stop``: Thread has a method of that name
 
@@ -161,6 +188,9 @@ class TreeSampler(threading.Thread):
                 for pid in tree_pids(self.pid):
                     for k, v in smaps_rollup(pid).items():
                         total[k] += v
+                    hwm = vm_hwm(pid)
+                    if hwm:
+                        self.hwm[pid] = max(self.hwm.get(pid, 0), hwm)
                 for k, v in total.items():
                     self.peak[k] = max(self.peak[k], v)
                 now = time.time()
@@ -177,18 +207,21 @@ class TreeSampler(threading.Thread):
 def measure(cmd: list[str], env: dict[str, str], work: Path, interval: float) -> dict[str, Any]:
     """Run ``cmd``; its tree's peak ``ru_maxrss`` and sampled ``smaps_rollup`` peaks (bytes), wall time."""
     t0 = time.perf_counter()
+    maxrss_file = work / "ru_maxrss"
     with open(work / "run.out", "w", encoding="utf-8") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        # Through the launcher (a fresh, small process), so the run's ru_maxrss is its own, not this
+        # script's; wait4 on the launcher alone, not getrusage(RUSAGE_CHILDREN), which is the max over
+        # every child this script ever waited for.
+        proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, *cmd], env={**env, "BENCH_MAXRSS_FILE": str(maxrss_file)},
+                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
         sampler = TreeSampler(proc.pid, interval, work / "memory.csv")
         sampler.start()
-        # wait4, not getrusage(RUSAGE_CHILDREN): the latter is the max over every child this script
-        # ever waited for, so a later size would inherit an earlier one's peak.
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc.wait()
         sampler.stop()
     if proc.returncode:
         raise SystemExit(f"run failed with status {proc.returncode}; see {work / 'run.out'}")
-    return {"ru_maxrss": usage.ru_maxrss * 1024, **{f"peak_{k.lower()}": v for k, v in sampler.peak.items()},
+    return {"ru_maxrss": int(maxrss_file.read_text()), "vm_hwm": max(sampler.hwm.values(), default=0),
+            **{f"peak_{k.lower()}": v for k, v in sampler.peak.items()},
             "wall_s": time.perf_counter() - t0, "timeline": sampler.timeline}
 
 
@@ -288,7 +321,7 @@ def bench_size(n: int, args: argparse.Namespace, detectors: list[str]) -> dict[s
     if args.throughput:
         result.update(direct_throughput(real, fake, detectors, args.feature_images, args.quality_images))
     print(f"[{n}] " + ", ".join(f"{k} {result[k] / GIB:.2f} GiB" for k in
-                               ("ru_maxrss", "peak_rss", "peak_anonymous", "peak_pss")) + f", {mem['wall_s']:.0f} s",
+                               ("ru_maxrss", "vm_hwm", "peak_rss", "peak_anonymous", "peak_pss")) + f", {mem['wall_s']:.0f} s",
           flush=True)
     (work / "result.json").write_text(json.dumps(result, indent=1, default=str))
     print(f"[{n}] results in {work / 'result.json'}", flush=True)
@@ -297,15 +330,15 @@ def bench_size(n: int, args: argparse.Namespace, detectors: list[str]) -> dict[s
 
 def tables(results: list[dict[str, Any]], detectors: list[str]) -> str:
     first = results[0]
-    lines = [("| images per class | ru_maxrss (tree) | peak Rss | peak Pss | peak Anonymous | Anonymous vs "
-              f"{first['n_per_class']} | Anonymous: load + refine / detectors / rest | wall s |"),
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    gib = lambda v: f"{v / GIB:.2f} GiB" if v else "–"
+    lines = [("| images per class | ru_maxrss (tree) | VmHWM (largest process) | peak Rss | peak Pss | peak Anonymous | "
+              f"Anonymous vs {first['n_per_class']} | Anonymous: load + refine / detectors / rest | wall s |"),
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         growth = r["peak_anonymous"] / first["peak_anonymous"] - 1
         phases = " / ".join(f"{r[f'anonymous_{p}'] / GIB:.2f}" for p in ("load_refine", "detectors", "rest"))
-        lines.append(f"| {r['n_per_class']} | {r['ru_maxrss'] / GIB:.2f} GiB | {r['peak_rss'] / GIB:.2f} GiB | "
-                     f"{r['peak_pss'] / GIB:.2f} GiB | {r['peak_anonymous'] / GIB:.2f} GiB | {growth:+.0%} | "
-                     f"{phases} GiB | {r['wall_s']:.0f} |")
+        lines.append(f"| {r['n_per_class']} | {gib(r.get('ru_maxrss'))} | {gib(r.get('vm_hwm'))} | {gib(r['peak_rss'])} | "
+                     f"{gib(r['peak_pss'])} | {gib(r['peak_anonymous'])} | {growth:+.0%} | {phases} GiB | {r['wall_s']:.0f} |")
     keys = [k for k in results[-1] if k.split(":")[0] in
             ("decode", "refiner_fit", "refine", "features", "fit", "score", "psnr_ssim", "fid")]
     lines += ["", "Throughput (images/s):", "",
