@@ -176,7 +176,7 @@ class TreeSampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.interval, self.log = pid, interval, log
         self.peak = {"Rss": 0, "Anonymous": 0, "Pss": 0}
-        self.hwm: dict[int, int] = {}  # pid -> its VmHWM (bytes), the last value read
+        self.peak_hwm = 0  # the largest VmHWM of any process of the tree (bytes)
         self.timeline: list[tuple[float, int, int]] = []
         self._halt = threading.Event()  # not ``_stop``: Thread has a method of that name
 
@@ -188,9 +188,7 @@ class TreeSampler(threading.Thread):
                 for pid in tree_pids(self.pid):
                     for k, v in smaps_rollup(pid).items():
                         total[k] += v
-                    hwm = vm_hwm(pid)
-                    if hwm:
-                        self.hwm[pid] = max(self.hwm.get(pid, 0), hwm)
+                    self.peak_hwm = max(self.peak_hwm, vm_hwm(pid))
                 for k, v in total.items():
                     self.peak[k] = max(self.peak[k], v)
                 now = time.time()
@@ -220,7 +218,7 @@ def measure(cmd: list[str], env: dict[str, str], work: Path, interval: float) ->
         sampler.stop()
     if proc.returncode:
         raise SystemExit(f"run failed with status {proc.returncode}; see {work / 'run.out'}")
-    return {"ru_maxrss": int(maxrss_file.read_text()), "vm_hwm": max(sampler.hwm.values(), default=0),
+    return {"ru_maxrss": int(maxrss_file.read_text()), "vm_hwm": sampler.peak_hwm,
             **{f"peak_{k.lower()}": v for k, v in sampler.peak.items()},
             "wall_s": time.perf_counter() - t0, "timeline": sampler.timeline}
 
@@ -259,9 +257,9 @@ def direct_throughput(real: Path, fake: Path, detectors: list[str], feature_imag
     """Images/s of decoding every file, of each detector's features, of PSNR/SSIM (image pairs, as the
     run's quality stage computes them) and of FID features (both domains)."""
     from stigbench.core.imageset import ArrayImageSet, FileImageSet
-    from stigbench.measures.fidelity import mean_fidelity
     from stigbench.detection.registry import detectors as registry
     from stigbench.evaluation.quality import extract_features, get_extractor
+    from stigbench.measures.fidelity import mean_fidelity
 
     paths = sorted(real.glob("*.png")) + sorted(fake.glob("*.png"))
     files = FileImageSet(paths, 256)

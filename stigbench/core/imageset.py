@@ -360,16 +360,22 @@ def map_batches(
         out: np.ndarray = np.lib.format.open_memmap(store, mode="w+", dtype=np.uint8, shape=shape)
     else:
         out = np.empty(shape, np.uint8)
+    _write_batches(out, image_set.batches(batch_size, progress=progress), fn)
+    if isinstance(out, np.memmap):
+        out.flush()
+    return ArrayImageSet(out, ids=image_set.ids)
+
+
+def _write_batches(out: np.ndarray, batches: Iterable[torch.Tensor],
+                   fn: Callable[[torch.Tensor], torch.Tensor] = lambda batch: batch) -> None:
+    """``fn`` of each float batch, rounded to 8 bits, into consecutive rows of ``out``."""
     pos = 0
-    for batch in image_set.batches(batch_size, progress=progress):
+    for batch in batches:
         result = fn(batch)
         if result.shape != batch.shape:
             raise ValueError(f"refinement changed the batch shape {tuple(batch.shape)} -> {tuple(result.shape)}")
         out[pos : pos + len(batch)] = to_uint8(result)
         pos += len(batch)
-    if isinstance(out, np.memmap):
-        out.flush()
-    return ArrayImageSet(out, ids=image_set.ids)
 
 
 def random_access_array(images: Any, in_memory_limit: int, batch_size: int = 256) -> np.ndarray:
@@ -378,8 +384,8 @@ def random_access_array(images: Any, in_memory_limit: int, batch_size: int = 256
     A set that already is an array (in memory or memory-mapped from a stage's ``images.npy``) is used
     as it is. Otherwise the set is decoded once: into memory when it takes at most
     ``in_memory_limit`` bytes, else into a memory-mapped scratch file (:func:`~stigbench.core.io.scratch_array`),
-    batch by batch, so a training set of any size costs disk, not memory. Sets that are not
-    :class:`ImageSet` (any ``ImageSetLike``) are rounded to 8 bits, as a saved PNG would be.
+    batch by batch, so a training set of any size costs disk, not memory. Images are rounded to 8
+    bits, as a saved PNG would be (exact for an :class:`ImageSet`, whose floats are ``k / 255``).
     """
     if isinstance(images, ArrayImageSet):
         return images.array
@@ -390,14 +396,7 @@ def random_access_array(images: Any, in_memory_limit: int, batch_size: int = 256
     shape = (n, *first.shape)
     out: np.ndarray = (np.empty(shape, np.uint8) if n * first.numel() <= in_memory_limit
                        else scratch_array(shape, np.uint8, prefix="stigbench-images-"))
-    if isinstance(images, ImageSet):
-        for start in range(0, n, batch_size):
-            out[start:start + batch_size] = images._load_many(list(range(start, min(n, start + batch_size))))
-    else:
-        start = 0
-        for batch in images.batches(batch_size):
-            out[start:start + len(batch)] = to_uint8(batch)
-            start += len(batch)
+    _write_batches(out, images.batches(batch_size))
     return out
 
 
