@@ -37,6 +37,9 @@ TOWARD, AWAY, PAST, UNCHANGED, AT_CHANCE, NO_INTERVAL = "toward", "away", "past"
 MOVES = (TOWARD, AWAY, PAST, UNCHANGED, AT_CHANCE, NO_INTERVAL)
 EVIDENCE = "attack adds evidence"
 DETECTOR_AT_CHANCE = "detector at chance"
+#: A detector "works" on the fakes from this AUC on (the fake AUC, not its interval): the benchmarks
+#: average the attack's effect over such detectors only, since one at 0.55 has little to lose.
+WORKING_AUC = 0.65
 
 
 def _known(*values: float) -> bool:
@@ -138,5 +141,6 @@ def counts_line(counts: pd.DataFrame) -> str:
 
 __all__ = [
     "AT_CHANCE", "AWAY", "DETECTOR_AT_CHANCE", "EVIDENCE", "MOVES", "NO_INTERVAL", "PAST", "TOWARD", "UNCHANGED",
+    "WORKING_AUC",
     "adds_evidence", "at_chance", "classify_move", "counts_line", "counts_text", "move_columns", "move_counts", "moves",
 ]
