@@ -23,23 +23,45 @@ The *evidence* flag (``attack adds evidence``) compares distances from chance, `
 the refined distance interval lies wholly above the fake one. That is every ``away`` detector, and a
 ``past`` one that lands further from 0.5 on the other side than the fake AUC's whole interval
 (``-Hr > Hf``); such a detector carries both flags, evidence and over-correction.
+
+An attack that did nothing is not a result about the detectors: its refined images are the fakes, so
+every detector stays ``unchanged``, which would read as robustness. Such a refiner is flagged
+``attack inactive`` (:func:`inactive_reason`) and its detectors get that class instead of a move
+(``evidence`` is still computed). It is inactive, at strength 1 only (a refine-time ``strength=`` in
+its display name other than 1 is never flagged), when
+
+* it kept its starting point: ``fit_info["selection"]`` has ``kept == "best"`` at
+  ``best_iteration == 0`` (STIG's checkpoint selection, :mod:`stigbench.attacks.stig.selection`);
+* its refined test images are within more than :data:`INACTIVE_PSNR_DB` dB mean PSNR of the fakes
+  (fixed: moving it to make a run pass would hide the failure it is there to show);
+* its ``fit_info`` says so itself under :data:`INACTIVE_KEY` (for plug-ins; the value is the reason,
+  read after the refiner's name).
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 
 CHANCE = 0.5
 TOWARD, AWAY, PAST, UNCHANGED, AT_CHANCE, NO_INTERVAL = "toward", "away", "past", "unchanged", "at chance", "no interval"
-#: Every class, in the order the reports count them.
-MOVES = (TOWARD, AWAY, PAST, UNCHANGED, AT_CHANCE, NO_INTERVAL)
+INACTIVE = "attack inactive"
+#: Every class, in the order the reports count them (``attack inactive``: of the refiner, not a move).
+MOVES = (TOWARD, AWAY, PAST, UNCHANGED, AT_CHANCE, NO_INTERVAL, INACTIVE)
 EVIDENCE = "attack adds evidence"
 DETECTOR_AT_CHANCE = "detector at chance"
 #: A detector "works" on the fakes from this AUC on (the fake AUC, not its interval): the benchmarks
 #: average the attack's effect over such detectors only, since one at 0.55 has little to lose.
 WORKING_AUC = 0.65
+#: Refined images closer than this to their fakes (mean PSNR, dB) are the fakes: the attack did nothing.
+#: (Rounding a float image to 8 bits alone costs about 59 dB: a uniform error of one level.)
+INACTIVE_PSNR_DB = 50.0
+#: The ``fit_info`` key under which a refiner may give its own reason for being inactive.
+INACTIVE_KEY = "inactive"
 
 
 def _known(*values: float) -> bool:
@@ -82,6 +104,60 @@ def adds_evidence(fake: tuple[float, float, float], refined: tuple[float, float,
     return -hr > hf
 
 
+def display_strength(display: str) -> float | None:
+    """The refine-time strength a refiner's display name carries (``stig:strength=0.5`` -> 0.5): 1.0
+    without ``strength=``, ``None`` when its value is not a number (then it is not strength 1)."""
+    found = re.search(r"(?:^|[:,])strength=([^,:\s]+)", display)
+    if found is None:
+        return 1.0
+    try:
+        return float(found.group(1))
+    except ValueError:
+        return None
+
+
+def inactive_reason(psnr: float | None, fit_info: Mapping[str, Any] | None, strength: float | None = 1.0) -> str | None:
+    """Why a refiner's attack did nothing (module docstring), read after its name (``stig kept its
+    starting point ...``); ``None`` when it is active or not at strength 1. ``psnr``: mean PSNR (dB) of
+    its refined test images to their fakes; ``fit_info``: what it recorded when fitted."""
+    if strength != 1.0:
+        return None
+    info = fit_info or {}
+    reasons = []
+    if info.get(INACTIVE_KEY):
+        reasons.append(str(info[INACTIVE_KEY]))
+    selection = info.get("selection")
+    if isinstance(selection, Mapping) and selection.get("kept") == "best" and selection.get("best_iteration") == 0:
+        total = info.get("iterations")
+        reasons.append(f"kept its starting point (iteration 0{f' of {total}' if total else ''} on the selection set)")
+    if _known(psnr) and psnr > INACTIVE_PSNR_DB:
+        reasons.append(f"returned the fakes unchanged (mean PSNR {psnr:.2f} dB to them, over {INACTIVE_PSNR_DB:g} dB)")
+    return " and ".join(reasons) or None
+
+
+def refined_psnr(metrics: pd.DataFrame) -> dict[str, float]:
+    """Mean PSNR of each refiner's refined images to their fakes, from a cleaned ``metrics.csv`` frame."""
+    m = metrics[(metrics["metric"] == "psnr") & (metrics["condition"] == "refined")]
+    return {str(k): float(v) for k, v in m.groupby("refiner", sort=False)["value"].mean().items()}
+
+
+def inactive_attacks(metrics: pd.DataFrame, fit_infos: Mapping[str, Mapping[str, Any] | None]) -> dict[str, str]:
+    """``{refiner: reason}`` for every inactive refiner of a run: its PSNR rows in ``metrics`` (cleaned,
+    the run's own test split) and its ``fit_info`` by display name (``{}`` where none is known)."""
+    psnr = refined_psnr(metrics)
+    out = {}
+    for refiner in dict.fromkeys([*psnr, *fit_infos]):
+        reason = inactive_reason(psnr.get(refiner), fit_infos.get(refiner), display_strength(refiner))
+        if reason:
+            out[refiner] = reason
+    return out
+
+
+def inactive_line(refiner: str, reason: str) -> str:
+    """The warning that heads a report: ``ATTACK INACTIVE: stig kept its starting point (...): ...``."""
+    return f"ATTACK INACTIVE: {refiner} {reason}: its rows say nothing about robustness."
+
+
 def move_columns(auc: pd.DataFrame) -> pd.DataFrame:
     """``move``, ``evidence`` and ``fake_at_chance`` for rows of ``auc``, a frame with columns
     ``auc, auc_ci_low, auc_ci_high`` (the refined set) and ``fake_auc, fake_ci_low, fake_ci_high``
@@ -95,10 +171,13 @@ def move_columns(auc: pd.DataFrame) -> pd.DataFrame:
     }, index=auc.index)
 
 
-def moves(metrics: pd.DataFrame, trained_on: str = "fake", perturbation: str = "none") -> pd.DataFrame:
+def moves(metrics: pd.DataFrame, trained_on: str = "fake", perturbation: str = "none",
+          inactive: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per (refiner, detector) of a cleaned ``metrics.csv`` frame (see
     :func:`stigbench.reporting.run_report.clean_metrics`), for detectors trained on ``trained_on`` and scored under
-    ``perturbation``: the fake and refined AUCs with their intervals, ``move`` and ``evidence``."""
+    ``perturbation``: the fake and refined AUCs with their intervals, ``move`` and ``evidence``. The
+    refiners of ``inactive`` (``{refiner: reason}``, :func:`inactive_attacks`) get ``attack inactive``
+    as their move."""
     m = metrics[(metrics["metric"] == "auc") & (metrics["detector"] != "") & (metrics["trained_on"] == trained_on)
                 & (metrics["perturbation"] == perturbation)]
     cols = ["value", "ci_low", "ci_high"]
@@ -107,7 +186,9 @@ def moves(metrics: pd.DataFrame, trained_on: str = "fake", perturbation: str = "
     ref = m[m["condition"] == "refined"].groupby(["refiner", "detector"], sort=False)[cols].mean().reset_index()
     ref = ref.rename(columns={"value": "auc", "ci_low": "auc_ci_low", "ci_high": "auc_ci_high"})
     ref = ref.join(fake, on="detector")
-    return pd.concat([ref, move_columns(ref)], axis=1)
+    out = pd.concat([ref, move_columns(ref)], axis=1)
+    out.loc[out["refiner"].isin(list(inactive or {})), "move"] = INACTIVE
+    return out
 
 
 def move_counts(table: pd.DataFrame) -> pd.DataFrame:
@@ -130,17 +211,27 @@ def counts_text(row: pd.Series | dict) -> str:
     return ", ".join(parts)
 
 
-def counts_line(counts: pd.DataFrame) -> str:
-    """The one line at the top of a run report: per refiner, where the detectors moved."""
+def inactive_text(row: pd.Series | dict, reason: str) -> str:
+    """``attack inactive (reason): its 4 detectors are not counted`` (and any evidence it added)."""
+    text = f"{INACTIVE} ({reason}): its {row['detectors']} detectors are not counted"
+    return text + (f", though {row['evidence']} moved away (attack adds evidence)" if row.get("evidence", 0) else "")
+
+
+def counts_line(counts: pd.DataFrame, inactive: Mapping[str, str] | None = None) -> str:
+    """The one line at the top of a run report: per refiner, where the detectors moved; for a refiner
+    of ``inactive`` (``{refiner: reason}``), that its attack did nothing instead."""
     if counts.empty:
         return "Moves against chance: no refined AUC to compare."
-    per = "; ".join(f"{r['refiner']}: {counts_text(r)}" for _, r in counts.iterrows())
+    inactive = inactive or {}
+    per = "; ".join(f"{r['refiner']}: " + (inactive_text(r, inactive[r['refiner']]) if r["refiner"] in inactive
+                                           else counts_text(r)) for _, r in counts.iterrows())
     return (f"Moves against chance (AUC 95 % intervals, detectors trained on the fakes, clean test images): {per}. "
             "Definitions: stigbench/evaluation/evidence.py.")
 
 
 __all__ = [
-    "AT_CHANCE", "AWAY", "DETECTOR_AT_CHANCE", "EVIDENCE", "MOVES", "NO_INTERVAL", "PAST", "TOWARD", "UNCHANGED",
-    "WORKING_AUC",
-    "adds_evidence", "at_chance", "classify_move", "counts_line", "counts_text", "move_columns", "move_counts", "moves",
+    "AT_CHANCE", "AWAY", "DETECTOR_AT_CHANCE", "EVIDENCE", "INACTIVE", "INACTIVE_KEY", "INACTIVE_PSNR_DB", "MOVES",
+    "NO_INTERVAL", "PAST", "TOWARD", "UNCHANGED", "WORKING_AUC",
+    "adds_evidence", "at_chance", "classify_move", "counts_line", "counts_text", "display_strength", "inactive_attacks",
+    "inactive_line", "inactive_reason", "inactive_text", "move_columns", "move_counts", "moves", "refined_psnr",
 ]

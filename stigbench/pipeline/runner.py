@@ -240,6 +240,16 @@ class _Run(RunState):
                                        test_dataset=test_dataset)
         return {**result.to_dict(), "rows": None}
 
+    def inactive_attacks(self, metrics: pd.DataFrame) -> dict[str, str]:
+        """``{refiner: reason}`` of the attacks that did nothing (kept their starting point, or left the
+        fakes as they were), each also logged as a warning."""
+        from stigbench.reporting.inactive import inactive_lines, run_inactive
+
+        inactive = run_inactive(metrics, {"refiners": self.refiner_info})
+        for line in inactive_lines(inactive):
+            log.warning("%s", line)
+        return inactive
+
     def write(self, spectra: dict[str, torch.Tensor], prov: dict[str, Any], quality_info: dict[str, Any],
               t_start: float) -> RunResult:
         from stigbench.reporting.run_report import save_spectra, write_run_report
@@ -254,6 +264,7 @@ class _Run(RunState):
                                        seed=self.ctx.seed, n_boot=self.config.n_boot)
         metrics = pd.DataFrame(detection + self.rows, columns=METRIC_COLUMNS)
         metrics.to_csv(self.run_dir / "metrics.csv", index=False)
+        inactive = self.inactive_attacks(metrics)
         record = {
             "status": COMPLETE,
             "owner": read_json(self.run_dir / "run.json").get("owner"),
@@ -265,6 +276,8 @@ class _Run(RunState):
                         "real": len(self.dataset.real), "fake": len(self.dataset.fake),
                         "skipped": len(self.dataset.skipped), "split": self.split.counts()},
             "refiners": self.refiner_info,
+            # {refiner: why its attack did nothing} (stigbench.evaluation.evidence.inactive_reason)
+            "attack_inactive": inactive,
             "detectors": self.detector_info,
             "perturbations": [p.name for p in self.perturbations],
             "quality": quality_info,

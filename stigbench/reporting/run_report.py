@@ -33,6 +33,7 @@ from stigbench.core.io import read_json, write_text
 from stigbench.evaluation.evidence import counts_line, move_counts, moves
 from stigbench.measures.metrics import METRICS
 from stigbench.reporting import html as H
+from stigbench.reporting.inactive import inactive_lines, mark_summary, run_inactive
 from stigbench.reporting.plots import (
     attack_plot,
     examples_plot,
@@ -236,15 +237,17 @@ DETECTION_NOTE = ("ΔAUC and ΔAcc are against the unrefined fakes of the same d
                   "catch those images). `move` compares the AUC intervals of refined and unrefined fakes: "
                   "`toward` / `past` chance, `away` from it (`attack adds evidence`, also given to a detector "
                   "pushed past 0.5 further than it stood before), `unchanged` (the intervals overlap); a detector "
-                  "whose fake-AUC interval contains 0.5 is `at chance` and gets no other flag. "
+                  "whose fake-AUC interval contains 0.5 is `at chance` and gets no other flag; `attack inactive`: "
+                  "the refiner did nothing (named at the top), so its rows are no result. "
                   "Brackets: 95 % bootstrap confidence interval on the test split.")
 
 
 def render_run_html(run_dir: Path, summary: pd.DataFrame, quality: pd.DataFrame, record: dict[str, Any],
                     config: dict[str, Any], seed: Any, notes: Sequence[str] = (), lead: str = "",
-                    cross: Sequence[pd.DataFrame] = ()) -> str:
+                    cross: Sequence[pd.DataFrame] = (), alerts: Sequence[str] = ()) -> str:
     """The body of ``report.html`` around the tables and the plots found in ``run_dir``; ``lead`` is
-    the line shown first (the moves against chance); ``cross``: the tables of :func:`cross_section`."""
+    the line shown first (the moves against chance); ``cross``: the tables of :func:`cross_section`;
+    ``alerts``: lines shown above everything (the attacks that did nothing)."""
     ds = record.get("dataset", {})
     parts: list[str] = []
     nav = [("detection", "Detection"), ("quality", "Quality"), ("roc", "ROC"), ("scores", "Scores"),
@@ -255,6 +258,8 @@ def render_run_html(run_dir: Path, summary: pd.DataFrame, quality: pd.DataFrame,
     if len(cross_auc) or len(cross_info):
         nav.insert(2, ("cross", "Cross-dataset"))
     parts.append("<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in nav) + "</nav>")
+    if alerts:
+        parts.append(H.box("error", "Attack inactive: these refiners did nothing", alerts))
     if lead:
         parts.append(f'<p class="lead">{H.esc(lead)}</p>')
     errors = record.get("errors") or {}
@@ -360,21 +365,24 @@ def write_run_report(run_dir: Path) -> pd.DataFrame:
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir / "metrics.csv")
     record = read_json(run_dir / "run.json")
-    summary = summarize(metrics)
+    inactive = run_inactive(metrics, record, run_dir)
+    summary = mark_summary(summarize(metrics), inactive)
     summary.to_csv(run_dir / "summary.csv", index=False)
     quality = quality_table(metrics)
     config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
     seed = _seed(metrics, config)
     notes = run_plots(run_dir, record, metrics)
-    table = moves(own_rows(metrics))
+    table = moves(own_rows(metrics), inactive=inactive)
     table.to_csv(run_dir / "moves.csv", index=False)
-    lead = counts_line(move_counts(table))
+    lead = counts_line(move_counts(table), inactive)
+    alerts = inactive_lines(inactive)
 
     ds = record["dataset"]
     prov = record.get("provenance", {})
     lines = [
         f"# stigbench run: {ds['name']} (seed {seed})",
         "",
+        *[f"**{line}**\n" for line in alerts],
         lead,
         "",
         f"- images: {_dataset_line(record)}",
@@ -415,7 +423,7 @@ def write_run_report(run_dir: Path) -> pd.DataFrame:
     write_text(run_dir / "summary.md", "\n".join(lines))
     cross = (cross_auc, cross_info, cross_quality)
     write_text(run_dir / "report.html", render_run_html(run_dir, summary, quality, record, config, seed, notes, lead,
-                                                        cross))
+                                                        cross, alerts))
     return summary
 
 
