@@ -8,7 +8,7 @@ Then, from the run folder:
 * per detector: AUC on real vs fake and real vs refined with bootstrap CIs, and the move the run
   report shows (:mod:`stigbench.evaluation.evidence`): "away" = the attack added evidence, "past" = over-corrected
   beyond the CI (the "over" column), "toward", "unchanged", or "at chance" (fake CI holds 0.5);
-* mean ``|AUC - 0.5|`` over the detectors that work on the fakes (fake AUC >= 0.65), fake and refined;
+* mean ``|AUC - 0.5|`` over the detectors that work on the fakes (fake AUC >= ``WORKING_AUC``, 0.65), fake and refined;
 * LFD of fakes and of each refined set to the test reals, PSNR of each refined set to its fakes;
 * the real-image oracle: each refiner applied to the *test reals*, scored against the same reals by
   the detectors of the run (trained on real vs fake): an attack that leaves reals real gives AUC 0.5.
@@ -39,7 +39,7 @@ from _common import append_section  # noqa: E402
 from stigbench.measures import metrics as M  # noqa: E402
 from stigbench.attacks.registry import load_refiner  # noqa: E402
 from stigbench.data.specs import load_dataset  # noqa: E402
-from stigbench.evaluation.evidence import adds_evidence, classify_move  # noqa: E402
+from stigbench.evaluation.evidence import WORKING_AUC, adds_evidence, classify_move  # noqa: E402
 from stigbench.core.imageset import ArrayImageSet  # noqa: E402
 from stigbench.core.io import read_json  # noqa: E402
 from stigbench.detection.registry import detectors as detector_registry  # noqa: E402
@@ -47,7 +47,6 @@ from stigbench.pipeline.plan import RunConfig, resolve_spec  # noqa: E402
 from stigbench.pipeline.runner import run_benchmark  # noqa: E402
 from stigbench.data.split import make_split  # noqa: E402
 
-WORKING = 0.65  # a detector "works" on the fakes from this AUC on
 REFINERS = ("stig", "spectral-match")
 
 
@@ -123,7 +122,7 @@ def run_cell(dataset: str, seed: int, stig: dict, out: Path, n_boot: int) -> dic
 
 def summarise(cell: dict, ref: str) -> dict:
     dets = cell["detectors"]
-    working = [d for d, v in dets.items() if v["fake"][0] >= WORKING]
+    working = [d for d, v in dets.items() if v["fake"][0] >= WORKING_AUC]
     before = float(np.mean([abs(dets[d]["fake"][0] - 0.5) for d in working])) if working else float("nan")
     after = float(np.mean([abs(dets[d][ref][0] - 0.5) for d in working])) if working else float("nan")
     classes = [v[f"{ref}:class"] for v in dets.values()]
