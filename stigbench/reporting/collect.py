@@ -27,6 +27,7 @@ import pandas as pd
 
 from stigbench.core.settings import result_settings
 from stigbench.data.specs import folder_dataset_name
+from stigbench.reporting.inactive import run_inactive
 from stigbench.reporting.tables import clean_metrics
 
 #: Dataset-spec fields that only document the data.
@@ -119,6 +120,8 @@ class RunInfo:
     metrics: pd.DataFrame
     record: dict[str, Any]
     recorded_name: str = ""
+    #: ``{refiner: reason}`` of its attacks that did nothing (:mod:`stigbench.reporting.inactive`)
+    inactive: dict[str, str] = field(default_factory=dict)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -156,7 +159,7 @@ def load_run(run_dir: str | Path) -> RunInfo:
     seed = config.get("config", {}).get("seed", metrics["seed"].iloc[0])
     settings = run_settings(config)
     return RunInfo(run_dir, display_name(config, recorded), seed, settings, settings_hash(settings), metrics, record,
-                   recorded)
+                   recorded, run_inactive(metrics, record, run_dir))
 
 
 @dataclass

@@ -52,6 +52,7 @@ from stigbench.reporting.comparison_tables import (
 )
 from stigbench.reporting.cross import CROSS_NOTE, cross_aggregate, cross_errors, cross_matrix_table, has_cross_rows
 from stigbench.reporting.grouping import commit_of, group_runs
+from stigbench.reporting.inactive import inactive_lines
 from stigbench.reporting.leaderboard import (
     attack_detail_table,
     attack_summary,
@@ -107,7 +108,7 @@ def move_summary(runs: Sequence[RunInfo], labels: dict[int, str]) -> pd.DataFram
     one run) and ``n`` runs. Runs without intervals count under ``no interval``."""
     frames = []
     for i, r in enumerate(runs):
-        counts = move_counts(detector_moves(own_rows(r.metrics)))
+        counts = move_counts(detector_moves(own_rows(r.metrics), inactive=r.inactive))
         counts.insert(0, "group", labels[i])
         frames.append(counts)
     cols = ["group", "refiner", "move", "mean", "std", "n"]
@@ -118,6 +119,11 @@ def move_summary(runs: Sequence[RunInfo], labels: dict[int, str]) -> pd.DataFram
                                                      var_name="move", value_name="count")
     out = long.groupby(["group", "refiner", "move"], sort=False)["count"].agg(["mean", "std", "count"])
     return out.rename(columns={"count": "n"}).reset_index()[cols]
+
+
+def inactive_warnings(runs: Sequence[RunInfo], labels: dict[int, str]) -> list[str]:
+    """One ``<group> seed <s>: ATTACK INACTIVE: ...`` line per attack that did nothing in a run."""
+    return [f"{labels[i]} seed {r.seed}: {line}" for i, r in enumerate(runs) for line in inactive_lines(r.inactive)]
 
 
 # -- the comparison ------------------------------------------------------------------------------
@@ -148,11 +154,13 @@ CELL_NOTE = ("Cells: mean ± sample standard deviation (ddof = 1) over the seeds
              f"{SEED_NOTE} {OVER_MARK} over-correction: AUC below 0.5 after refinement.")
 MOVES_NOTE = ("Per group and refiner, how many detectors (trained on the fakes, clean test images) the refined "
               "fakes moved toward, away from (attack adds evidence) or past chance, or left unchanged, judged on "
-              "each run's 95 % AUC intervals (definitions: stigbench/evaluation/evidence.py); mean ± sample standard "
+              "each run's 95 % AUC intervals, or that the attack did nothing (attack inactive: named under Warnings) "
+              "(definitions: stigbench/evaluation/evidence.py); mean ± sample standard "
               f"deviation (ddof = 1) over the group's runs (data: moves.csv). {SEED_NOTE}")
 BOARD_NOTE = ("Mean AUC over the datasets (each first averaged over its seeds) of detectors trained on the fakes, "
               "clean test images; brackets: 95 % percentile bootstrap interval over datasets. Ranked by the lowest "
-              "mean AUC after any attack (most robust first). Data: leaderboard.csv.")
+              "mean AUC after any attack (most robust first). A dataset where an attack did nothing (attack "
+              "inactive) is left out of its mean and the rank. Data: leaderboard.csv.")
 DETAIL_NOTE = ("Per attack: mean AUC after it, ΔAUC (after − fake) and |AUC − 0.5| (0: at chance; pushed below "
                "0.5 counts as far from chance) over datasets, with bootstrap intervals over datasets; counts of "
                "datasets where the refined AUC's 95 % interval contains 0.5 (at chance) and where the attack moved "
@@ -246,7 +254,7 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     collected = collect_runs(run_dirs)
     runs = collected.runs
     labels, groups, warnings = group_runs(runs)
-    warnings = [*collected.skipped, *warnings]
+    warnings = [*collected.skipped, *inactive_warnings(runs, labels), *warnings]
     agg = aggregate(runs, labels)
     board = leaderboard(runs, labels)
     attacks = attack_summary(runs, labels)

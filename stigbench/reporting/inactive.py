@@ -1,4 +1,5 @@
-"""Which attacks of a run did nothing, read from its folder (the rule: :func:`stigbench.evaluation.evidence.inactive_reason`).
+"""Which attacks of a run did nothing, read from its folder (the rule:
+:func:`stigbench.evaluation.evidence.inactive_reason`).
 
 The runner records ``{refiner: reason}`` in ``run.json`` under :data:`RECORD_KEY` (``{}`` when every
 attack ran). A run folder written before that is judged the same way from what it holds: the PSNR

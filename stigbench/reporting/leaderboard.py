@@ -13,7 +13,11 @@ refined AUC:
   (:func:`stigbench.evaluation.evidence.at_chance`);
 * ``toward``, ``away``, ``past``, ``unchanged``, ``at_chance_before``, ``no_interval``: how many datasets
   fall in each class of :func:`stigbench.evaluation.evidence.classify_move`, ``evidence`` how many carry
-  the "attack adds evidence" flag.
+  the "attack adds evidence" flag;
+* ``inactive``: how many datasets the attack did nothing on (``attack inactive``,
+  :func:`stigbench.evaluation.evidence.inactive_reason`; why: ``inactive_reason``, per dataset). Its AUCs
+  there are the fakes' and say nothing about robustness: they are left out of every mean, count and
+  rank above, so ``datasets`` counts only those where the attack ran.
 
 A dataset with several seeds counts as the fraction of its runs in a class, so counts may be fractional.
 A "dataset" is a group of the comparison: a dataset run with two settings counts twice (its groups
@@ -29,13 +33,13 @@ detectors of ``|AUC - 0.5|``) against its mean quality cost (LFD, FID, PSNR...),
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from stigbench.evaluation.evidence import AT_CHANCE, MOVES, NO_INTERVAL, at_chance, moves
+from stigbench.evaluation.evidence import AT_CHANCE, INACTIVE, MOVES, NO_INTERVAL, at_chance, moves
 from stigbench.reporting.tables import (
     ATTACK_COSTS,
     DEFAULT_PERTURBATION,
@@ -51,11 +55,13 @@ from stigbench.reporting.tables import (
 #: Bootstrap resamples of the datasets for every interval of the leaderboard.
 BOOT = 2000
 #: The leaderboard's column for each class of :data:`stigbench.evaluation.evidence.MOVES`.
-MOVE_COLUMNS = {m: {AT_CHANCE: "at_chance_before", NO_INTERVAL: "no_interval"}.get(m, m) for m in MOVES}
+MOVE_COLUMNS = {m: {AT_CHANCE: "at_chance_before", NO_INTERVAL: "no_interval", INACTIVE: "inactive"}.get(m, m)
+                for m in MOVES}
 COUNT_COLUMNS = ["at_chance_after", *MOVE_COLUMNS.values(), "evidence"]
 MEAN_COLUMNS = ["auc_fake", "auc", "delta_auc", "chance_distance"]
 BOARD_COLUMNS = ["rank", "detector", "attack", "datasets",
-                 *[f"{c}{s}" for c in MEAN_COLUMNS for s in ("", "_ci_low", "_ci_high")], *COUNT_COLUMNS]
+                 *[f"{c}{s}" for c in MEAN_COLUMNS for s in ("", "_ci_low", "_ci_high")], *COUNT_COLUMNS,
+                 "inactive_reason"]
 
 
 def bootstrap_mean_ci(values: Sequence[float], n_boot: int = BOOT, seed: int = 0,
@@ -71,20 +77,25 @@ def bootstrap_mean_ci(values: Sequence[float], n_boot: int = BOOT, seed: int = 0
     return float(lo), float(hi)
 
 
-def run_scores(metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def run_scores(metrics: pd.DataFrame, inactive: Mapping[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One run's fake AUC per detector (``detector, auc_fake``) and, per attack and detector, its
-    refined AUC with the indicators of the module docstring (0/1 per column)."""
+    refined AUC with the indicators of the module docstring (0/1 per column). The attacks of
+    ``inactive`` (``{attack: reason}``) get no AUC, only ``inactive`` = 1 and the reason."""
     m = own_rows(metrics)
     fake = m[(m["metric"] == "auc") & (m["detector"] != "") & (m["trained_on"] == DEFAULT_TRAINED_ON)
              & (m["perturbation"] == DEFAULT_PERTURBATION) & (m["condition"] == "fake") & m["value"].notna()]
     fake = fake.groupby("detector", sort=False)["value"].mean().rename("auc_fake").reset_index()
-    t = moves(m)
+    t = moves(m, inactive=inactive)
     t = t[t["auc"].notna() & t["fake_auc"].notna()]
-    out = pd.DataFrame({"attack": t["refiner"], "detector": t["detector"], "auc_fake": t["fake_auc"], "auc": t["auc"],
-                        "at_chance_after": [float(at_chance(lo, hi)) for lo, hi in zip(t["auc_ci_low"], t["auc_ci_high"])]})
+    off = t["move"] == INACTIVE  # the fakes' AUC again: not a robustness result
+    out = pd.DataFrame({"attack": t["refiner"], "detector": t["detector"], "auc_fake": t["fake_auc"].mask(off),
+                        "auc": t["auc"].mask(off),
+                        "at_chance_after": [float(at_chance(lo, hi) and not o)
+                                            for lo, hi, o in zip(t["auc_ci_low"], t["auc_ci_high"], off)]})
     for move, col in MOVE_COLUMNS.items():
         out[col] = (t["move"] == move).astype(float).to_numpy()
     out["evidence"] = t["evidence"].astype(float).to_numpy()
+    out["inactive_reason"] = [(inactive or {}).get(a, "") for a in t["refiner"]]
     return fake, out.reset_index(drop=True)
 
 
@@ -93,14 +104,16 @@ def dataset_scores(runs: Sequence[Any], labels: dict[int, str]) -> tuple[pd.Data
     group: ``(group, detector, auc_fake)`` and ``(group, attack, detector, auc_fake, auc, <counts>)``."""
     fakes, attacks = [], []
     for i, r in enumerate(runs):
-        fake, att = run_scores(r.metrics)
+        fake, att = run_scores(r.metrics, getattr(r, "inactive", None))
         fakes.append(fake.assign(group=labels[i]))
         attacks.append(att.assign(group=labels[i]))
     fake = pd.concat(fakes, ignore_index=True) if fakes else pd.DataFrame(columns=["group", "detector", "auc_fake"])
     att = pd.concat(attacks, ignore_index=True) if attacks else pd.DataFrame(
-        columns=["group", "attack", "detector", "auc_fake", "auc", *COUNT_COLUMNS])
+        columns=["group", "attack", "detector", "auc_fake", "auc", *COUNT_COLUMNS, "inactive_reason"])
     fake = fake.groupby(["group", "detector"], sort=False)["auc_fake"].mean().reset_index()
-    att = att.groupby(["group", "attack", "detector"], sort=False)[["auc_fake", "auc", *COUNT_COLUMNS]].mean().reset_index()
+    by = att.groupby(["group", "attack", "detector"], sort=False)
+    reasons = by["inactive_reason"].agg(lambda s: "; ".join(dict.fromkeys(x for x in s if x)))
+    att = by[["auc_fake", "auc", *COUNT_COLUMNS]].mean().join(reasons).reset_index()
     return fake, att
 
 
@@ -118,10 +131,12 @@ def leaderboard(runs: Sequence[Any], labels: dict[int, str]) -> pd.DataFrame:
     for detector, g in fake.groupby("detector", sort=False):
         rows.append({"detector": detector, "attack": "", "datasets": len(g), **_mean_ci(g["auc_fake"], "auc_fake")})
     for (attack, detector), g in att.groupby(["attack", "detector"], sort=False):
-        row: dict[str, Any] = {"detector": detector, "attack": attack, "datasets": len(g)}
+        # datasets where the attack ran (an inactive attack's AUC is NaN: out of every mean and the rank)
+        row: dict[str, Any] = {"detector": detector, "attack": attack, "datasets": int(g["auc"].notna().sum())}
         row |= _mean_ci(g["auc_fake"], "auc_fake") | _mean_ci(g["auc"], "auc")
         row |= _mean_ci(g["auc"] - g["auc_fake"], "delta_auc") | _mean_ci((g["auc"] - 0.5).abs(), "chance_distance")
         row |= {c: float(g[c].sum()) for c in COUNT_COLUMNS}
+        row["inactive_reason"] = "; ".join(f"{grp}: {r}" for grp, r in zip(g["group"], g["inactive_reason"]) if r)
         rows.append(row)
     board = pd.DataFrame(rows).reindex(columns=BOARD_COLUMNS)
     if board.empty:
@@ -175,6 +190,15 @@ def _signed_ci(rec: pd.Series, name: str) -> str:
     return f"{text} [{format_delta(lo)}, {format_delta(hi)}]" if text and np.isfinite(lo) and np.isfinite(hi) else text
 
 
+def _after(rec: pd.Series) -> str:
+    """The mean AUC after an attack, or ``attack inactive (why)`` where it did nothing on every dataset;
+    datasets where it did nothing are named beside the mean of the others."""
+    if rec["inactive"] > 0 and rec["datasets"] == 0:
+        return f"{INACTIVE} ({rec['inactive_reason']})"
+    text = _ci(rec, "auc")
+    return text + (f" ({INACTIVE} on {count_text(rec['inactive'])} more dataset(s))" if rec["inactive"] > 0 else "")
+
+
 def leaderboard_table(board: pd.DataFrame) -> pd.DataFrame:
     """One row per detector, ranked: ``rank``, ``detector``, ``datasets``, then the mean AUC
     [bootstrap interval over datasets] on ``fake`` and after each attack (``refined:<attack>``)."""
@@ -187,7 +211,7 @@ def leaderboard_table(board: pd.DataFrame) -> pd.DataFrame:
                "datasets": int(base.loc[detector, "datasets"]) if detector in base.index else 0,
                "fake": _ci(base.loc[detector], "auc_fake") if detector in base.index else ""}
         for _, rec in g[g["attack"] != ""].iterrows():
-            row[f"refined:{rec['attack']}"] = _ci(rec, "auc")
+            row[f"refined:{rec['attack']}"] = _after(rec)
         rows.append(row)
     return pd.DataFrame(rows).fillna("")
 
@@ -195,8 +219,8 @@ def leaderboard_table(board: pd.DataFrame) -> pd.DataFrame:
 def attack_detail_table(board: pd.DataFrame) -> pd.DataFrame:
     """One row per attack × detector (detectors in rank order): the mean AUC after the attack, ΔAUC
     and ``|AUC − 0.5|`` with their intervals, and the dataset counts (at chance after the attack,
-    toward / away from / past chance; ``unchanged``, ``at chance before``, ``evidence`` and ``no
-    interval`` where any occurs)."""
+    toward / away from / past chance; ``unchanged``, ``at chance before``, ``evidence``, ``no
+    interval`` and ``attack inactive`` where any occurs)."""
     att = board[board["attack"] != ""]
     if att.empty:
         return pd.DataFrame()
@@ -204,13 +228,13 @@ def attack_detail_table(board: pd.DataFrame) -> pd.DataFrame:
                               kind="stable")]
     out = pd.DataFrame({"attack": att["attack"], "rank": att["rank"].astype(int), "detector": att["detector"],
                         "datasets": att["datasets"].astype(int),
-                        "AUC after": [_ci(r, "auc") for _, r in att.iterrows()],
+                        "AUC after": [_after(r) for _, r in att.iterrows()],
                         "ΔAUC": [_signed_ci(r, "delta_auc") for _, r in att.iterrows()],
                         "|AUC − 0.5|": [_ci(r, "chance_distance") for _, r in att.iterrows()],
                         "at chance": [count_text(v) for v in att["at_chance_after"]]})
-    for col in ("toward", "away", "past", "unchanged", "at_chance_before", "evidence", "no_interval"):
+    for col in ("toward", "away", "past", "unchanged", "at_chance_before", "evidence", "no_interval", "inactive"):
         if col in ("toward", "away", "past") or (att[col] > 0).any():
-            out[col.replace("_", " ")] = [count_text(v) for v in att[col]]
+            out[INACTIVE if col == "inactive" else col.replace("_", " ")] = [count_text(v) for v in att[col]]
     return out.reset_index(drop=True)
 
 
