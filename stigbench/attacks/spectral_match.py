@@ -6,11 +6,15 @@ Each frequency of a fake gets the gain ``exp(strength * (M_real - M_fake))`` on 
 what detectors key on). The image's own phase is kept; the result is the real part of the inverse
 FFT, clamped to ``[0, 1]``. Because one gain serves every image, it over-corrects images whose
 spectrum already looked real.
+
+``strength`` in ``[0, 1]`` scales the log-gain at refine time (0 = the fakes, 1 = the means matched):
+a sweep (``--refiner 'spectral-match:strength=*'``) fits the means once (:mod:`stigbench.attacks.strength`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -19,6 +23,7 @@ from stigbench.core.contracts import ImageSetLike
 from stigbench.core.estimator import Estimator
 from stigbench.core.imageset import ArrayImageSet, map_batches
 from stigbench.attacks.registry import register_refiner
+from stigbench.attacks.strength import STRENGTHS, check_strength
 from stigbench.measures.spectrum import from_log_magnitude, magnitude_phase, mean_log_spectrum
 
 
@@ -28,17 +33,26 @@ class SpectralMatch(Estimator):
     """Per-frequency log-magnitude gain, fitted from dataset means.
 
     Args:
-        strength: fraction of the log-gain applied (1 = full matching of the means).
+        strength: fraction of the log-gain applied, in ``[0, 1]`` (1 = full matching of the means);
+            used at refine time only.
         batch_size: images per batch when computing spectra and refining.
     """
+
+    #: Acts at refine time only: not part of the fit stage's key, so a sweep fits once.
+    refine_params: ClassVar[tuple[str, ...]] = ("strength",)
+    #: What ``spectral-match:strength=*`` expands to.
+    param_grids: ClassVar[dict[str, tuple[float, ...]]] = {"strength": STRENGTHS}
 
     def __init__(self, strength: float = 1.0, batch_size: int = 64) -> None:
         self.strength = strength
         self.batch_size = batch_size
 
+    def check_params(self) -> None:
+        """Validate the hyper-parameters (a run's plan calls this before any image is read)."""
+        check_strength(self.strength)
+
     def fit(self, fake_set: ImageSetLike, real_set: ImageSetLike) -> SpectralMatch:
-        if not 0.0 <= self.strength <= 2.0:
-            raise ValueError(f"strength must be in [0, 2], got {self.strength}")
+        self.check_params()
         m_fake = mean_log_spectrum(fake_set.batches(self.batch_size, progress="spectral-match: fakes"))
         m_real = mean_log_spectrum(real_set.batches(self.batch_size, progress="spectral-match: reals"))
         self.log_gain_ = (m_real - m_fake).float()

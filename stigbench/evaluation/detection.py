@@ -65,3 +65,37 @@ def detection_rows(scores: pd.DataFrame, thresholds: pd.DataFrame, *, dataset: s
                         condition=condition, perturbation=pert)
         rows += [{**base, "metric": m, "value": v, "ci_low": lo, "ci_high": hi} for m, (v, lo, hi) in values.items()]
     return rows
+
+
+def success_rows(scores: pd.DataFrame, thresholds: pd.DataFrame, *, dataset: str, seed: int,
+                 n_boot: int) -> list[dict[str, Any]]:
+    """``asr`` rows (:func:`stigbench.measures.metrics.attack_success_rate`): per detector trained on the
+    fakes, test set and perturbation, and per refiner, the share of the test fakes flagged at the
+    validation threshold whose refined versions are no longer flagged. Fakes and refined fakes are
+    paired by path; the interval is a percentile bootstrap over the flagged fakes. No row where no fake
+    is flagged."""
+    if "test_dataset" not in scores:
+        scores = scores.assign(test_dataset=dataset)
+    fakes = scores[(scores["label"] == 1) & (scores["trained_on"] == "fake")]
+    rows: list[dict[str, Any]] = []
+    keys = ["test_dataset", "detector", "perturbation"]
+    for (test_dataset, det, pert), g in fakes.groupby(keys, sort=False):
+        fake = g[g["condition"] == "fake"].set_index("path")["score"]
+        threshold = threshold_of(thresholds, det, "fake", "")
+        flagged = fake[fake >= threshold]
+        if flagged.empty:
+            continue
+        for refiner, r in g[g["condition"] == "refined"].groupby("refiner", sort=False):
+            refined = r.set_index("path")["score"].reindex(flagged.index).to_numpy(np.float64)
+            if np.isnan(refined).any():
+                raise ValueError(f"scores of {det}/refined:{refiner}/{pert} lack some of the fakes they refine")
+            evaded = (refined < threshold).astype(np.float64)
+            value = M.attack_success_rate(flagged.to_numpy(np.float64), refined, threshold)
+            lo = hi = float("nan")
+            if n_boot > 0:
+                draws = np.random.default_rng(seed).integers(0, evaded.size, (n_boot, evaded.size))
+                lo, hi = (float(q) for q in np.quantile(evaded[draws].mean(axis=1), [0.025, 0.975]))
+            base = base_row(dataset, seed, test_dataset, refiner=refiner, detector=det, trained_on="fake",
+                            condition="refined", perturbation=pert)
+            rows.append({**base, "metric": "asr", "value": value, "ci_low": lo, "ci_high": hi})
+    return rows

@@ -112,6 +112,22 @@ def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, max_fpr: float = 0.05) ->
     return float(tpr[fpr <= max_fpr + 1e-12].max())
 
 
+def attack_success_rate(fake_scores: np.ndarray, refined_scores: np.ndarray, threshold: float) -> float:
+    """The share of the fakes a detector flags at ``threshold`` (``score >= threshold``) whose refined
+    versions it no longer flags: ``|{i: f_i >= t, r_i < t}| / |{i: f_i >= t}|``, with ``fake_scores[i]``
+    and ``refined_scores[i]`` the same image before and after the attack. NaN when no fake is flagged
+    (the attack has nothing to evade). The attack success rate of adversarial-robustness and watermark
+    benchmarks, at the operating point the detector would be deployed with (its validation threshold)."""
+    fake = np.asarray(fake_scores, dtype=np.float64).ravel()
+    refined = np.asarray(refined_scores, dtype=np.float64).ravel()
+    if fake.shape != refined.shape:
+        raise ValueError(f"{fake.size} fake scores but {refined.size} refined scores: the same images are needed")
+    flagged = fake >= threshold
+    if not flagged.any():
+        return float("nan")
+    return float(np.mean(refined[flagged] < threshold))
+
+
 @dataclass(frozen=True)
 class MetricInfo:
     """How to read a metric: its family and which direction is better (for the detector, for
@@ -130,6 +146,8 @@ METRICS: dict[str, MetricInfo] = {
     "acc_fake": MetricInfo("detection", True, "accuracy on the fake (or refined) images at that threshold"),
     "eer": MetricInfo("detection", False, "equal error rate"),
     "tpr_at_fpr05": MetricInfo("detection", True, "true-positive rate at 5 % false-positive rate"),
+    "asr": MetricInfo("detection", False, "attack success rate: share of the fakes flagged at the validation "
+                      "threshold that are no longer flagged after the attack"),
     "lfd": MetricInfo("quality", False, "log frequency distance of mean log-spectra to the reals"),
     "psnr": MetricInfo("fidelity", True, "PSNR (dB) of each refined image to its original fake, averaged"),
     "ssim": MetricInfo("fidelity", True, "SSIM of each refined image to its original fake, averaged"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import time
@@ -14,22 +15,38 @@ from stigbench.core.imageset import ArrayImageSet, ImageSet, map_batches
 from stigbench.core.io import read_json, write_json
 from stigbench.evaluation.rows import CLEAN
 from stigbench.pipeline.plan import Component
+from stigbench.pipeline.refiner_specs import refine_time_params
 from stigbench.pipeline.run_state import RunState, accepts, fit_component, fit_key, folder_name, load_array, save_pngs
 from stigbench.pipeline.stages import code_fingerprint
 
 log = logging.getLogger("stigbench")
 
 
+def fit_component_of(rs: Component) -> Component:
+    """``rs`` without its refine-time parameters (``strength``): what its fit stage builds and is keyed
+    by, so every point of a sweep shares one fit. Named by the display name without them."""
+    later = refine_time_params(rs.cls, rs.params)
+    if not later:
+        return rs
+    display = ":".join(part for part in rs.display.split(":") if part.partition("=")[0] not in later)
+    params = {k: v for k, v in rs.params.items() if k not in later}
+    kwargs = {k: v for k, v in rs.kwargs.items() if k not in later}
+    return dataclasses.replace(rs, display=display, params=params, kwargs=kwargs)
+
+
 def fit_refiners(state: RunState, keep_in_run: bool = True) -> dict[str, Path]:
     """Fit (or reuse) every refiner on the training reals and the fakes of the split part named by
-    ``fit_refiners_on`` (training fakes by default); returns stage folders. ``keep_in_run`` copies each
-    fitted refiner into the run folder (not for the refiners of a cross-dataset test set)."""
+    ``fit_refiners_on`` (training fakes by default); returns stage folders by display name. Refiners
+    that differ only in refine-time parameters (a strength sweep) share one fit stage and folder.
+    ``keep_in_run`` copies each fitted refiner into the run folder once, under its fit's display name
+    (not for the refiners of a cross-dataset test set)."""
     fit_on = state.config.fit_refiners_on
     fake_fit, real_train = state.part("fake", fit_on), state.part("real", "train")
     if fit_on == "test" and state.plan.refiners:
         log.warning("refiners are fitted on the test fakes they refine (transductive, as in the STIG paper)")
     out: dict[str, Path] = {}
-    for rs in state.plan.refiners:
+    for swept in state.plan.refiners:
+        rs = fit_component_of(swept)
         cls, params = rs.cls, rs.params
         payload = {"refiner": rs.name, "params": params, "code": code_fingerprint(cls), "fit_fakes": fit_on,
                    **fit_key(rs)}
@@ -51,19 +68,22 @@ def fit_refiners(state: RunState, keep_in_run: bool = True) -> dict[str, Path]:
             n_computed = len(state.store.misses)
             # A refiner that checkpoints into log_dir continues an interrupted fit from its work folder.
             folder = state.stage("refiner", rs.display, payload, make, resumable=accepts(cls.fit, "log_dir"))
-            out[rs.display] = folder
+            out[swept.display] = folder
             info = read_json(folder / "info.json")
             info["cached"] = len(state.store.misses) == n_computed
             info["fit_fakes"] = fit_on
-            state.refiner_info[rs.display] = info
-            if keep_in_run:
-                shutil.copytree(folder, state.run_dir / "refiners" / folder_name(rs.display), dirs_exist_ok=False,
-                                ignore=shutil.ignore_patterns(".complete", "stage.json", "manifest.json"))
-            log.info("refiner %s ready in %.1fs%s", rs.display, time.perf_counter() - t0,
+            later = refine_time_params(swept.cls, swept.params)
+            if later:  # a sweep point: the shared fit's record, with the point's own refine-time parameters
+                info.update(params={**info.get("params", {}), **later}, refine_params=later, fitted_as=rs.display)
+            state.refiner_info[swept.display] = info
+            kept = state.run_dir / "refiners" / folder_name(rs.display)
+            if keep_in_run and not kept.exists():  # a sweep's points share their fit's copy
+                shutil.copytree(folder, kept, ignore=shutil.ignore_patterns(".complete", "stage.json", "manifest.json"))
+            log.info("refiner %s ready in %.1fs%s", swept.display, time.perf_counter() - t0,
                      " (cached)" if info["cached"] else "")
         except Exception as exc:  # a failing refiner must not take the other results down
-            state.errors[f"refiner:{rs.display}"] = f"{type(exc).__name__}: {exc}"
-            log.error("refiner %s failed:\n%s", rs.display, traceback.format_exc())
+            state.errors[f"refiner:{swept.display}"] = f"{type(exc).__name__}: {exc}"
+            log.error("refiner %s failed:\n%s", swept.display, traceback.format_exc())
     return out
 
 
@@ -71,8 +91,13 @@ def refined_set(state: RunState, display: str, refiner_folder: Path, part: str) 
     """The ``part`` fakes refined by a fitted refiner (cached as an 8-bit array)."""
     fakes = state.part("fake", part)
 
+    component = state.refiner_components[display]
+    later = refine_time_params(component.cls, component.params)
+
     def make(folder: Path) -> None:
-        refiner = state.refiner_components[display].cls.load(refiner_folder)  # by registry entry, not class path
+        refiner = component.cls.load(refiner_folder)  # by registry entry, not class path
+        for name, value in later.items():  # a sweep point: its fit is shared, its strength is its own
+            setattr(refiner, name, value)
         t0 = time.perf_counter()
         if accepts(refiner.refine, "store"):
             out = refiner.refine(fakes, store=folder / "images.npy")
@@ -86,7 +111,8 @@ def refined_set(state: RunState, display: str, refiner_folder: Path, part: str) 
         write_json(folder / "info.json", {"refine_seconds": round(time.perf_counter() - t0, 2)})
 
     try:
-        folder = state.stage("refined", f"{display}-{part}", {"refiner_stage": refiner_folder.name, "part": part}, make)
+        key = {"refiner_stage": refiner_folder.name, "part": part, **({"refine_params": later} if later else {})}
+        folder = state.stage("refined", f"{display}-{part}", key, make)
     except Exception as exc:
         state.errors[f"refiner:{display}"] = f"{type(exc).__name__}: {exc}"
         log.error("refining with %s failed:\n%s", display, traceback.format_exc())

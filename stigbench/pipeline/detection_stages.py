@@ -19,6 +19,7 @@ from stigbench.detection.registry import is_persistent
 from stigbench.evaluation.rows import CLEAN
 from stigbench.measures import metrics as M
 from stigbench.pipeline.attack_stages import refined_set
+from stigbench.pipeline.refiner_specs import refine_time_params
 from stigbench.pipeline.run_state import RunState, checked_scores, fit_component, fit_key
 from stigbench.pipeline.stages import code_fingerprint
 
@@ -125,11 +126,15 @@ def adaptive_defender(state: RunState, display: str, refiner_folder: Path, refin
         keep = np.linspace(0, len(real_train) - 1, len(refined_val)).round().astype(np.int64)
         real_train = real_train.subset(keep)
     sets = {"real": state.part("real", "test"), f"refined:{display}": refined_test}
+    component = state.refiner_components[display]
+    # The points of a strength sweep share their refiner's fit stage but not their refined fakes.
+    later = refine_time_params(component.cls, component.params)
+    extra = {"refiner_stage": refiner_folder.name, **({"refine_params": later} if later else {})}
     for name in state.detector_names:
         n_frames, n_thresholds = len(state.score_frames), len(state.thresholds)
         try:
             det, folder = fit_detector(state, name, labelled(real_train, refined_val), labelled(real_val, refined_val),
-                                            "refined", {"refiner_stage": refiner_folder.name})
+                                            "refined", extra)
             info = read_json(folder / "info.json")
             state.thresholds.append({"detector": name, "trained_on": "refined", "refiner": display,
                                     "threshold": info["threshold"]})

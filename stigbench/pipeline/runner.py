@@ -51,8 +51,15 @@ from stigbench.core.provenance import provenance
 from stigbench.data.specs import cache_dir, load_dataset
 from stigbench.data.split import make_split, split_frame
 from stigbench.evaluation.distances import distribution_rows, fidelity_rows, lfd_rows, mean_spectra
-from stigbench.evaluation.detection import THRESHOLD_COLUMNS, detection_rows, read_scores, read_thresholds
+from stigbench.evaluation.detection import (
+    THRESHOLD_COLUMNS,
+    detection_rows,
+    read_scores,
+    read_thresholds,
+    success_rows,
+)
 from stigbench.evaluation.rows import CLEAN, METRIC_COLUMNS
+from stigbench.evaluation.sweep import full_strength
 from stigbench.pipeline.cross_stages import cross_rows, run_cross
 from stigbench.pipeline.attack_stages import fit_refiners, perturbed_sets, refined_set
 from stigbench.pipeline.detection_stages import adaptive_defender, evaluate_detector
@@ -229,7 +236,8 @@ class _Run(RunState):
             extractor = get_extractor(self.config.fid_weights, device=self.device)
             if extractor.notice:
                 log.warning("%s", extractor.notice)
-            others = {k: s for k, s in sets.items() if k != "real"}
+            # FID/KID are slow: a strength sweep's points below 1 get PSNR, SSIM and LFD only.
+            others = {k: s for k, s in sets.items() if k != "real" and full_strength(k)}
             result = quality_metrics(sets["real"], others, extractor, max_images=self.config.quality_max_images,
                                      seed=self.ctx.seed, progress=self.ctx.progress, cache=self.ctx.cache)
         except Exception as exc:
@@ -259,9 +267,9 @@ class _Run(RunState):
         if self.score_frames:
             pd.concat(self.score_frames, ignore_index=True).to_csv(self.run_dir / "scores.csv", index=False)
             pd.DataFrame(self.thresholds, columns=THRESHOLD_COLUMNS).to_csv(self.run_dir / "thresholds.csv", index=False)
-            detection = detection_rows(read_scores(self.run_dir / "scores.csv"),
-                                       read_thresholds(self.run_dir / "thresholds.csv"), dataset=self.spec.name,
-                                       seed=self.ctx.seed, n_boot=self.config.n_boot)
+            scores, thresholds = read_scores(self.run_dir / "scores.csv"), read_thresholds(self.run_dir / "thresholds.csv")
+            kw = {"dataset": self.spec.name, "seed": self.ctx.seed, "n_boot": self.config.n_boot}
+            detection = detection_rows(scores, thresholds, **kw) + success_rows(scores, thresholds, **kw)
         metrics = pd.DataFrame(detection + self.rows, columns=METRIC_COLUMNS)
         metrics.to_csv(self.run_dir / "metrics.csv", index=False)
         inactive = self.inactive_attacks(metrics)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -24,6 +24,7 @@ from stigbench.core.estimator import PARAMS_FILE, Estimator
 from stigbench.core.imageset import ArrayImageSet, map_batches
 from stigbench.core.io import read_json, write_json
 from stigbench.attacks.registry import register_refiner
+from stigbench.attacks.strength import STRENGTHS, blend_log_magnitude, check_strength
 
 from .presets import StigPreset, get_preset
 from .trainer import StigTrainer, build_translator
@@ -46,10 +47,18 @@ class StigRefiner(Estimator):
     ``fit(fake_set, real_set, log_dir=None)`` trains on unpaired sets (resuming from a checkpoint in
     ``log_dir``); ``refine(image_set)`` returns the refined images; ``fit_info_`` describes the run.
     See :class:`~.presets.StigPreset` for the meaning of each hyper-parameter.
+
+    ``strength`` in ``[0, 1]`` acts at refine time only: each fake's log-magnitude is moved that far
+    toward the translator's output, its phase kept (:func:`~stigbench.attacks.strength.blend_log_magnitude`);
+    1 (the default) is the translator's output itself, 0 the fake.
     """
 
     #: Trains with every torchrun rank (:mod:`stigbench.core.distributed`).
     data_parallel = True
+    #: Acts at refine time only: not part of the fit stage's key, so a sweep trains once.
+    refine_params: ClassVar[tuple[str, ...]] = ("strength",)
+    #: What ``stig:strength=*`` expands to.
+    param_grids: ClassVar[dict[str, tuple[float, ...]]] = {"strength": STRENGTHS}
 
     def __init__(
         self,
@@ -96,11 +105,13 @@ class StigRefiner(Estimator):
         seed: int | None = None,
         checkpoint_every: int | None = None,
         refine_batch_size: int | None = None,
+        strength: float = 1.0,
         device: str = "auto",
         precision: str = "auto",
         progress: bool = True,
     ) -> None:
-        given = {k: v for k, v in locals().items() if k not in ("self", "preset", "device", "precision", "progress")}
+        given = {k: v for k, v in locals().items()
+                 if k not in ("self", "preset", "strength", "device", "precision", "progress")}
         resolved = get_preset(preset).params()
         # Iterations and epochs are alternatives: overriding one replaces the preset's choice of the other.
         if given["iterations"] is not None and given["epochs"] is None:
@@ -112,6 +123,7 @@ class StigRefiner(Estimator):
         self.preset = preset
         for name, value in resolved.items():
             setattr(self, name, value)
+        self.strength = strength
         self.device = device
         self.precision = precision
         self.progress = progress
@@ -126,6 +138,7 @@ class StigRefiner(Estimator):
     def check_params(self) -> None:
         """Validate every hyper-parameter now: a run's plan calls this before any image is read."""
         self.config()
+        check_strength(self.strength)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
@@ -153,7 +166,8 @@ class StigRefiner(Estimator):
         g_params = sum(p.numel() for p in trainer.G.parameters())
         self.fit_info_: dict[str, Any] = {
             "preset": self.preset,
-            "params": {k: v for k, v in self.get_params().items() if k not in ("device", "precision", "progress")},
+            "params": {k: v for k, v in self.get_params().items()
+                       if k not in ("strength", "device", "precision", "progress")},
             "variant": {
                 "identity_init": config.identity_init,
                 "spectrum_norm": config.spectrum_norm,
@@ -209,7 +223,7 @@ class StigRefiner(Estimator):
         self.translator_.to(device).eval()
         with torch.inference_mode(), autocast(device, precision):
             out = self.translator_(images.to(device))
-        return out.float().cpu()
+        return blend_log_magnitude(images.float().cpu(), out.float().cpu(), self.strength)
 
     def refine(self, image_set: ImageSetLike, store: str | Path | None = None) -> ArrayImageSet:
         self._check_fitted("translator_")
