@@ -32,7 +32,7 @@ its display name other than 1 is never flagged), when
 
 * it kept its starting point: ``fit_info["selection"]`` has ``kept == "best"`` at
   ``best_iteration == 0`` (STIG's checkpoint selection, :mod:`stigbench.attacks.stig.selection`);
-* its refined test images are within more than :data:`INACTIVE_PSNR_DB` dB mean PSNR of the fakes
+* the mean PSNR of its refined test images to their fakes is above :data:`INACTIVE_PSNR_DB` dB
   (fixed: moving it to make a run pass would hide the failure it is there to show);
 * its ``fit_info`` says so itself under :data:`INACTIVE_KEY` (for plug-ins; the value is the reason,
   read after the refiner's name).
