@@ -3,7 +3,12 @@ the plan, refine-time strength for ``stig`` and ``spectral-match``, one fit per 
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -12,6 +17,7 @@ from stigbench.attacks.stig import StigRefiner
 from stigbench.attacks.strength import STRENGTHS, blend_log_magnitude
 from stigbench.core.registry import RegistryError
 from stigbench.data.specs import DatasetSpec, load_dataset
+from stigbench.evaluation.sweep import interpolate_at
 from stigbench.measures.metrics import attack_success_rate
 from stigbench.measures.spectrum import lfd, mean_log_spectrum
 from stigbench.pipeline.plan import PlanError, RunConfig, resolve
@@ -21,6 +27,7 @@ from stigbench.pipeline.refiner_specs import (
     resolve_refiner_spec,
     resolve_refiner_specs,
 )
+from stigbench.reporting.sweeps import equal_cost_lines, equal_cost_table
 from test_stig_refiner import TINY as TINY_STIG
 from test_stig_refiner import _images
 
@@ -151,3 +158,96 @@ def test_attack_success_rate_by_hand():
     refined = np.array([0.4, 0.6, 0.1, 0.9])  # two of them no longer flagged; the unflagged one does not count
     assert attack_success_rate(fake, refined, 0.5) == pytest.approx(2 / 3)
     assert np.isnan(attack_success_rate(np.array([0.1]), np.array([0.9]), 0.5))
+
+
+# -- end to end: a 2-point sweep on a tiny dataset -------------------------------------------------------
+@pytest.fixture(scope="module")
+def sweep_run(tiny_dataset, tmp_path_factory, one_thread):
+    tmp = tmp_path_factory.mktemp("sweep")
+    cfg = RunConfig(real=str(tiny_dataset / "real"), fake=str(tiny_dataset / "fake"),
+                    refiners="stig:strength=0.5,stig,spectral-match:strength=0.5,spectral-match,blur:1",
+                    # not started at the identity, so that four iterations change the images
+                    refiner_params={"stig": {**TINY_STIG, "identity_init": False, "spectrum_norm": "minmax"}},
+                    detectors="durall,peaks", n_boot=20, quality_max_images=16, out=str(tmp / "runs"),
+                    cache_dir=str(tmp / "stages"), progress=False)
+    from stigbench.pipeline.runner import run_benchmark
+
+    return cfg, run_benchmark(cfg)
+
+
+def test_one_fit_serves_a_sweep(sweep_run):
+    cfg, result = sweep_run
+    stages = Path(cfg.cache_dir)
+    fits = sorted(p.name.rsplit("-", 1)[0] for p in (stages / "refiner").iterdir() if not p.name.startswith("."))
+    assert fits == ["blur_1", "spectral-match", "stig"]  # one fit per refiner, whatever its strengths
+    refined = [p.name for p in (stages / "refined").iterdir() if not p.name.startswith(".")]
+    assert len(refined) == 5  # ... and one refined set per point
+    assert sorted(p.name for p in (result.run_dir / "refiners").iterdir()) == ["blur_1", "spectral-match", "stig"]
+    record = json.loads((result.run_dir / "run.json").read_text())
+    assert record["refiners"]["stig:strength=0.5"]["refine_params"] == {"strength": 0.5}
+    assert record["refiners"]["stig:strength=0.5"]["fitted_as"] == "stig"
+    # a rerun with another point reuses the fit: only the new point's stages are computed
+    from stigbench.pipeline.runner import run_benchmark
+
+    again = run_benchmark(dataclasses.replace(cfg, refiners="spectral-match:strength=0.2", detectors="durall",
+                                              refiner_params={}, quality=False))
+    assert again.stage_misses > 0 and (again.run_dir / "refiners" / "spectral-match").is_dir()
+    assert sorted(p.name.rsplit("-", 1)[0] for p in (stages / "refiner").iterdir()
+                  if not p.name.startswith(".")) == fits  # no new fit
+
+
+def test_sweep_rows_and_images(sweep_run):
+    _, result = sweep_run
+    m = result.metrics
+    q = m[m.detector.isna() | (m.detector == "")]
+    for display in ("stig:strength=0.5", "spectral-match:strength=0.5"):
+        assert {"psnr", "ssim", "lfd"} <= set(q[q.refiner == display].metric)
+        assert not any(str(x).startswith(("fid", "kid", "fd_")) for x in q[q.refiner == display].metric)
+    assert any(str(x).startswith(("fid", "fd_")) for x in q[q.refiner == "spectral-match"].metric)
+    psnr = q[q.metric == "psnr"].set_index("refiner").value
+    assert psnr["spectral-match:strength=0.5"] > psnr["spectral-match"]  # half the change costs less
+    asr = m[m.metric == "asr"]
+    assert set(asr.trained_on) == {"fake"} and set(asr.condition) == {"refined"}
+    assert asr.value.between(0, 1).all()
+
+
+def test_sweep_curves_are_drawn_and_listed(sweep_run):
+    _, result = sweep_run
+    run = result.run_dir
+    assert (run / "sweeps.png").is_file() and (run / "sweeps.csv").is_file()
+    table = pd.read_csv(run / "sweeps.csv")
+    assert set(table.attack) == {"stig", "spectral-match", "blur:1"}
+    assert sorted(table[table.attack == "stig"].strength) == [0.5, 1.0]
+    equal = pd.read_csv(run / "equal_cost.csv", keep_default_na=False)
+    assert ("stig", "spectral-match") in set(zip(equal.attack, equal.against))
+    summary = (run / "summary.md").read_text()
+    assert "## Strength sweeps: attacks at equal image cost" in summary and "`sweeps.png`" in summary
+    assert 'id="sweeps"' in (run / "report.html").read_text()
+
+
+# -- comparisons at equal image cost -------------------------------------------------------------------
+def test_interpolate_at_never_extrapolates():
+    xs, ys = [27.0, 35.0, 45.0], [0.1, 0.3, 0.4]
+    assert interpolate_at(30.0, xs, ys) == pytest.approx(0.1 + 3 / 8 * 0.2)
+    assert interpolate_at(45.0, xs[::-1], ys[::-1]) == pytest.approx(0.4)  # unsorted input, at an end
+    assert interpolate_at(26.9, xs, ys) is None and interpolate_at(45.1, xs, ys) is None
+    assert interpolate_at(30.0, [27.0, float("nan"), 35.0], [0.1, 0.2, 0.3]) == pytest.approx(0.1 + 3 / 8 * 0.2)
+    assert interpolate_at(30.0, [30.0], [1.0]) is None  # one point is no sweep
+
+
+def test_equal_cost_table_interpolates_or_says_outside():
+    rows = [("stig", 0.5, 40.0, 0.02, 0.30, 0.2), ("stig", 1.0, 32.0, 0.01, 0.10, 0.6),
+            ("spectral-match", 0.2, 45.0, 0.09, 0.45, 0.0), ("spectral-match", 0.5, 35.0, 0.05, 0.40, 0.1),
+            ("spectral-match", 1.0, 27.0, 0.03, 0.30, 0.3)]
+    table = pd.DataFrame([{"attack": a, "strength": s, "refiner": a if s == 1 else f"{a}:strength={s:g}", "psnr": p,
+                           "ssim": 0.9, "lfd": lfd_, "evasion": e, "asr": asr, "working": 3}
+                          for a, s, p, lfd_, e, asr in rows])
+    equal = equal_cost_table(table).set_index(["attack", "against"])
+    hit = equal.loc[("stig", "spectral-match")]
+    assert hit["lfd_against"] == pytest.approx(0.03 + 5 / 8 * 0.02)  # 32 dB between 27 and 35 dB
+    assert hit["evasion_against"] == pytest.approx(0.30 + 5 / 8 * 0.10) and hit["lfd"] == 0.01 and hit["note"] == ""
+    out = equal.loc[("spectral-match", "stig")]  # 27 dB: below stig's sweep (32-40 dB)
+    assert np.isnan(out["lfd_against"]) and out["note"] == "outside the sweep (32.0–40.0 dB)"
+    lines = equal_cost_lines(equal_cost_table(table))
+    assert lines[0].startswith("At stig's PSNR (32.0 dB): spectral-match (interpolated on its sweep) evasion 0.363")
+    assert "outside the sweep (32.0–40.0 dB), not extrapolated" in lines[1]

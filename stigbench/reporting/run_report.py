@@ -10,7 +10,8 @@ report) reads ``metrics.csv`` (the single source of truth) and writes:
 * ``moves.csv`` — per refiner and detector, whether refinement moved the AUC toward, away from or past
   chance (:mod:`stigbench.evaluation.evidence`); their counts head ``summary.md`` and ``report.html``;
 * ``roc.csv`` + ``roc.png`` (from ``scores.csv``), ``score_hist.png``, ``examples.png``, ``spectra.png``
-  and ``radial_profiles.{png,csv}`` (from ``spectra.npz``), ``attacks.{csv,png}``, and ``selection.png``
+  and ``radial_profiles.{png,csv}`` (from ``spectra.npz``), ``attacks.{csv,png}``, ``sweeps.{csv,png}`` and
+  ``equal_cost.csv`` where a refiner was swept over its strength (:mod:`stigbench.reporting.sweeps`), and ``selection.png``
   where a refiner logged checkpoint-selection curves (:mod:`stigbench.reporting.selection_plot`);
 * ``report.html`` — one self-contained page with all of the above (see :mod:`stigbench.reporting.html`).
 
@@ -46,6 +47,7 @@ from stigbench.reporting.selection_plot import (
     selection_curves,
     selection_plot,
 )
+from stigbench.reporting.sweeps import sweep_html, sweep_markdown, sweep_table, write_sweeps
 from stigbench.reporting.tables import (
     attack_table,
     cross_auc_table,
@@ -161,6 +163,11 @@ def run_plots(run_dir: Path, record: dict[str, Any], metrics: pd.DataFrame) -> l
     except Exception as exc:
         notes.append(f"example grid failed: {type(exc).__name__}: {exc}")
         log.warning("report: example grid failed", exc_info=True)
+    try:  # only runs with a strength sweep (--refiner 'stig:strength=*') have these
+        write_sweeps(run_dir, sweep_table(metrics))
+    except Exception as exc:
+        notes.append(f"strength sweep curves failed: {type(exc).__name__}: {exc}")
+        log.warning("report: strength sweep curves failed", exc_info=True)
     try:  # only refiners that select a checkpoint (STIG) log the curves; others have no figure
         selection_plot(selection_curves(run_dir), run_dir / "selection.png")
     except Exception as exc:
@@ -254,6 +261,8 @@ def render_run_html(run_dir: Path, summary: pd.DataFrame, quality: pd.DataFrame,
            ("spectra", "Spectra"), ("examples", "Examples"), ("provenance", "Provenance")]
     if (run_dir / "selection.png").is_file():
         nav.insert(-1, ("selection", "Selection"))
+    if (run_dir / "sweeps.csv").is_file():
+        nav.insert(2, ("sweeps", "Sweeps"))
     cross_auc, cross_info, cross_quality = (*cross, pd.DataFrame(), pd.DataFrame(), pd.DataFrame())[:3]
     if len(cross_auc) or len(cross_info):
         nav.insert(2, ("cross", "Cross-dataset"))
@@ -330,6 +339,7 @@ def render_run_html(run_dir: Path, summary: pd.DataFrame, quality: pd.DataFrame,
         fig("attacks.png", "attacks", "Attacks against their quality cost",
             "Mean distance of the detectors' AUC from 0.5 (chance) on real vs refined, against each attack's "
             "distance to the reals and its PSNR to the original fakes (data: attacks.csv).")
+    parts.append(sweep_html(run_dir))
     fig("roc.png", "roc", "ROC curves", "Test reals against the unrefined fakes and each refined set (data: roc.csv).")
     fig("score_hist.png", "scores", "Score distributions",
         "P(fake) on the test reals, fakes and refined fakes; dashed: the threshold chosen on the validation split.")
@@ -417,8 +427,9 @@ def write_run_report(run_dir: Path) -> pd.DataFrame:
         lines += ["## Errors", ""] + [f"- **{k}**: {v}" for k, v in record["errors"].items()] + [""]
     if notes:
         lines += ["## Report notes", ""] + [f"- {n}" for n in notes] + [""]
-    plots = [n for n in ("attacks.png", "roc.png", "score_hist.png", "spectra.png", "radial_profiles.png", "examples.png",
-                         "selection.png") if (run_dir / n).is_file()]
+    lines += sweep_markdown(run_dir)
+    plots = [n for n in ("attacks.png", "sweeps.png", "roc.png", "score_hist.png", "spectra.png", "radial_profiles.png",
+                         "examples.png", "selection.png") if (run_dir / n).is_file()]
     lines += ["Full report with plots: `report.html`. Plots: " + ", ".join(f"`{n}`" for n in plots) + ".", ""]
     write_text(run_dir / "summary.md", "\n".join(lines))
     cross = (cross_auc, cross_info, cross_quality)
