@@ -225,6 +225,19 @@ def test_sweep_curves_are_drawn_and_listed(sweep_run):
     assert 'id="sweeps"' in (run / "report.html").read_text()
 
 
+def test_bench_report_draws_the_sweeps(sweep_run, tmp_path):
+    from stigbench.reporting.compare import compare_runs
+
+    _, result = sweep_run
+    cmp = compare_runs([result.run_dir], tmp_path / "cmp")
+    assert {"sweeps.png", "sweeps.csv", "equal_cost.csv"} <= {f.name for f in cmp.files}
+    table = pd.read_csv(cmp.out_dir / "sweeps.csv")
+    assert set(table.refiner) >= {"stig:strength=0.5", "stig", "spectral-match:strength=0.5", "spectral-match"}
+    assert (table.n == 1).all()
+    assert "## Strength sweeps" in (cmp.out_dir / "comparison.md").read_text()
+    assert 'id="sweeps"' in (cmp.out_dir / "comparison.html").read_text()
+
+
 # -- comparisons at equal image cost -------------------------------------------------------------------
 def test_interpolate_at_never_extrapolates():
     xs, ys = [27.0, 35.0, 45.0], [0.1, 0.3, 0.4]

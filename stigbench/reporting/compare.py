@@ -16,7 +16,8 @@ What it writes (all derived from ``aggregate.csv``, the long form of every numbe
 
 * ``leaderboard.{csv,md,tex,png}``: per detector over all datasets, ranked
   (:mod:`stigbench.reporting.leaderboard`); ``attacks.{csv,png}``: per attack, its evasion against its
-  quality cost across datasets;
+  quality cost across datasets; with strength sweeps (``--refiner 'stig:strength=*'``), ``sweeps.{csv,png}``
+  and ``equal_cost.csv`` per group, mean over its seeds (:mod:`stigbench.reporting.sweeps`);
 * ``heatmap_auc.png``, ``heatmap_delta_auc.png``: detectors × datasets (:mod:`stigbench.reporting.comparison_plots`);
 * the long tables (:mod:`stigbench.reporting.comparison_tables`): ``detection.{csv,tex}`` (one row per
   dataset × detector × metric, one column per condition), ``quality.{csv,tex}``, ``moves.csv``;
@@ -61,6 +62,7 @@ from stigbench.reporting.leaderboard import (
     leaderboard_table,
 )
 from stigbench.reporting.plots import attack_plot
+from stigbench.reporting.sweeps import group_sweep_table, sweep_html, sweep_markdown, sweep_table, write_sweeps
 from stigbench.reporting.tables import (
     OVER_MARK,
     condition_label,
@@ -258,6 +260,7 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     agg = aggregate(runs, labels)
     board = leaderboard(runs, labels)
     attacks = attack_summary(runs, labels)
+    sweeps = group_sweep_table([(labels[i], sweep_table(r.metrics)) for i, r in enumerate(runs)])
     moves = move_summary(runs, labels)
     detection = {m: detection_long(agg, groups, m) for m in detection_metrics}
     detection = {m: v for m, v in detection.items() if len(v[0])}
@@ -302,6 +305,9 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
         csv(attacks, "attacks.csv")
         png(attack_plot(attacks, out / "attacks.png", "Attacks across datasets: mean evasion against mean quality "
                         "cost (bars: 95 % bootstrap interval over datasets)"), "attacks.png")
+    for name in write_sweeps(out, sweeps, "Attacks at equal image cost: strength sweeps, mean over each group's seeds"):
+        files.append(out / name)
+        made[name] = True
     order = list(board.loc[board["attack"] == "", "detector"]) if len(board) else None
     has_auc, has_delta = auc_heatmaps(agg, groups, out / "heatmap_auc.png", out / "heatmap_delta_auc.png", order)
     png(has_auc, "heatmap_auc.png")
@@ -335,10 +341,12 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
              "cross_auc.tex")
         png(cross_auc_plot(cross, groups, out / "cross_auc.png"), "cross_auc.png")
 
-    text(_markdown(len(runs), groups, warnings, collected.skipped, tables, made), "comparison.md")
+    text("\n".join([_markdown(len(runs), groups, warnings, collected.skipped, tables, made), *sweep_markdown(out)]),
+         "comparison.md")
     text(comparison_html(out, runs_df, groups, agg, warnings, collected.skipped, tables, made,
                          notes={"cell": CELL_NOTE, "moves": MOVES_NOTE, "board": BOARD_NOTE, "detail": DETAIL_NOTE,
-                                "attacks": ATTACKS_NOTE, "heatmap": HEATMAP_NOTE, "seed": SEED_NOTE}),
+                                "attacks": ATTACKS_NOTE, "heatmap": HEATMAP_NOTE, "seed": SEED_NOTE},
+                         sweeps=sweep_html(out)),
          "comparison.html")
     return ComparisonResult(out, runs_df, groups, agg, _detection_frame(detection), tables.quality, warnings, files,
                             moves, cross, board, attacks, collected.skipped)

@@ -57,13 +57,16 @@ def runs_for_page(runs_df: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparison_html(out: Path, runs_df: pd.DataFrame, groups: pd.DataFrame, agg: pd.DataFrame, warnings: list[str],
-                    skipped: list[str], t: Tables, made: Mapping[str, bool], notes: Mapping[str, str]) -> str:
+                    skipped: list[str], t: Tables, made: Mapping[str, bool], notes: Mapping[str, str],
+                    sweeps: str = "") -> str:
     """The page; ``made`` says which figures exist in ``out``, ``notes`` holds the texts under the tables
-    (keys ``cell``, ``moves``, ``board``, ``detail``, ``attacks``, ``heatmap``, ``seed``)."""
+    (keys ``cell``, ``moves``, ``board``, ``detail``, ``attacks``, ``heatmap``, ``seed``); ``sweeps`` is the
+    strength-sweep section (:func:`stigbench.reporting.sweeps.sweep_html`, ``id="sweeps"``), shown after
+    the attacks."""
     show_cross = len(t.cross) > 0
     cross_fits = show_cross and len(t.cross.columns) <= MAX_CROSS_COLUMNS
     nav = [("leaderboard", "Leaderboard"), *([("cross", "Cross-dataset")] if show_cross else []),
-           ("attacks", "Attacks"), ("heatmaps", "Heat maps"), ("detection", "Detection"), ("moves", "Moves"),
+           ("attacks", "Attacks"), *([("sweeps", "Sweeps")] if sweeps else []), ("heatmaps", "Heat maps"), ("detection", "Detection"), ("moves", "Moves"),
            ("quality", "Quality"), ("groups", "Groups"), ("runs", "Runs")]
     parts = ["<nav>" + "".join(f'<a href="#{a}">{n}</a>' for a, n in nav) + "</nav>"]
     datasets = groups["dataset"].nunique() if len(groups) else 0
@@ -104,6 +107,8 @@ def comparison_html(out: Path, runs_df: pd.DataFrame, groups: pd.DataFrame, agg:
     _table(parts, t.attacks, ["attack"], notes["attacks"], "No attack with detection results.")
     _figure(parts, out, made, "attacks.png", "attacks: evasion against quality cost",
             "Each attack's mean evasion against its mean quality cost over datasets.")
+    if sweeps:
+        parts.append(sweeps)
 
     parts.append('<h2 id="heatmaps">Heat maps: detectors × datasets</h2>')
     _figure(parts, out, made, "heatmap_auc.png", "AUC heat maps", notes["heatmap"])
