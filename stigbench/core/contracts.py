@@ -60,6 +60,11 @@ class Refiner(Protocol):
     A class attribute ``data_parallel = True`` says that ``fit`` trains with every torchrun rank
     (:mod:`stigbench.core.distributed`): the runner then calls it on all ranks at once. Without it a
     refiner is fitted by rank 0 alone.
+
+    Two more optional class attributes: ``refine_params`` names constructor parameters that act at
+    refine time only (``("strength",)``): they are left out of the fit stage's key, and the runner sets
+    them on the loaded refiner before it refines, so a sweep over them fits once. ``param_grids`` maps a
+    parameter to the values ``--refiner 'name:param=*'`` expands to.
     """
 
     def fit(self, fake_set: ImageSetLike, real_set: ImageSetLike) -> Refiner: ...

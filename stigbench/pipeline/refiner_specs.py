@@ -92,7 +92,8 @@ def _named_value(name: str, cls: type, param: str, text: str) -> Any:
         value = json.loads(text)
     except json.JSONDecodeError:
         value = text
-    if default is not None and isinstance(default.default, float) and isinstance(value, int) and not isinstance(value, bool):
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    if default is not None and isinstance(default.default, float) and whole:
         value = float(value)
     return value
 

@@ -35,7 +35,7 @@ STRING_COLUMNS = ("dataset", "test_dataset", "refiner", "detector", "trained_on"
 
 LABELS = {
     "auc": "AUC", "ap": "AP", "acc": "Acc", "acc_real": "Acc real", "acc_fake": "Acc fake", "eer": "EER",
-    "tpr_at_fpr05": "TPR@5%FPR", "lfd": "LFD", "fid": "FID", "kid": "KID", "fid_spectrum": "FID spectrum",
+    "tpr_at_fpr05": "TPR@5%FPR", "asr": "ASR", "lfd": "LFD", "fid": "FID", "kid": "KID", "fid_spectrum": "FID spectrum",
     "kid_spectrum": "KID spectrum", "fd_random": "FD random", "kid_random": "KID random",
     "fd_random_spectrum": "FD random spectrum", "kid_random_spectrum": "KID random spectrum",
     "delta_auc": "ΔAUC", "delta_acc": "ΔAcc", "psnr": "PSNR vs fake (dB)", "ssim": "SSIM vs fake",
