@@ -73,7 +73,7 @@ def test_bad_named_parameters(spec: str, error: type, match: str):
 @pytest.mark.parametrize("refiners, overrides, match", [
     ("stig:strength=1.5", {}, r"refiner 'stig:strength=1.5': strength must be a number in \[0, 1\], got 1.5"),
     ("spectral-match:strength=-0.1", {}, r"refiner 'spectral-match:strength=-0.1': strength must be"),
-    ("spectral-match", {"spectral-match": {"strength": 2.0}}, r"refiner 'spectral-match': strength must be"),
+    ("spectral-match", {"spectral-match": {"strength": 2.0}}, r"refiner 'spectral-match:strength=2': strength must"),
     ("stig:strenght=0.5", {}, r"refiner 'stig' has no parameter 'strenght'"),
 ])
 def test_bad_strength_fails_in_the_plan_and_writes_nothing(tmp_path, tiny_dataset, refiners, overrides, match):
@@ -264,3 +264,15 @@ def test_equal_cost_table_interpolates_or_says_outside():
     lines = equal_cost_lines(equal_cost_table(table))
     assert lines[0].startswith("At stig's PSNR (32.0 dB): spectral-match (interpolated on its sweep) evasion 0.363")
     assert "outside the sweep (32.0–40.0 dB), not extrapolated" in lines[1]
+
+
+def test_set_strength_is_carried_in_the_display_name(tiny_dataset, tmp_path):
+    cfg = RunConfig(real=str(tiny_dataset / "real"), fake=str(tiny_dataset / "fake"), refiners="spectral-match,blur:2",
+                    refiner_params={"spectral-match": {"strength": 0.5}}, detectors="durall", out=str(tmp_path))
+    plan = resolve(cfg)
+    assert [c.display for c in plan.refiners] == ["spectral-match:strength=0.5", "blur:2"]
+    # the saved configuration (refiners by display name, the --set value kept) resolves again
+    saved = dataclasses.replace(cfg, refiners=",".join(c.display for c in plan.refiners))
+    assert [c.display for c in resolve(saved).refiners] == ["spectral-match:strength=0.5", "blur:2"]
+    with pytest.raises(ValueError, match="set both"):
+        resolve(dataclasses.replace(saved, refiner_params={"spectral-match": {"strength": 0.2}}))

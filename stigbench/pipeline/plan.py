@@ -21,7 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stigbench.attacks.perturbations import Perturbation, parse_perturbations
-from stigbench.pipeline.refiner_specs import RefinerSpec, resolve_refiner_specs
+from stigbench.pipeline.refiner_specs import (
+    RefinerSpec,
+    refine_time_params,
+    refiner_display_name,
+    resolve_refiner_specs,
+)
 from stigbench.attacks.registry import refiners as refiner_registry
 from stigbench.core import distributed
 from stigbench.core.plugins import load_plugin_file
@@ -294,10 +299,20 @@ def _component(kind: str, display: str, name: str, cls: type, params: dict[str, 
 
 def _refiner_params(config: RunConfig, spec: RefinerSpec) -> dict[str, Any]:
     base = dict(config.refiner_params.get(spec.name, {}))
-    clash = set(base) & set(spec.params)
+    # The same value both ways is no conflict: a saved config.json names --set refine-time values in
+    # its refiner list too (``spectral-match:strength=0.5``, see _refiner_display).
+    clash = {k for k in set(base) & set(spec.params) if base[k] != spec.params[k]}
     if clash:
         raise PlanError(f"refiner {spec.display!r}: {sorted(clash)} set both by --set and by the short form")
     return {**base, **spec.params}
+
+
+def _refiner_display(config: RunConfig, spec: RefinerSpec) -> str:
+    """``spec``'s display name, carrying refine-time parameters set with ``--set`` too
+    (``--set stig.strength=0.5`` -> ``stig:strength=0.5``): reports read a sweep point's strength from it."""
+    cls = refiner_registry().get(spec.name)
+    later = refine_time_params(cls, config.refiner_params.get(spec.name, {}))
+    return refiner_display_name(spec.name, {**spec.params, **later}) if later else spec.display
 
 
 def _check_targets(kind: str, params: dict[str, dict[str, Any]], selected: set[str]) -> None:
@@ -324,8 +339,8 @@ def resolve(config: RunConfig) -> Plan:
     perturbations = parse_perturbations(config.perturb) or parse_perturbations(CLEAN)
     if CLEAN not in [p.name for p in perturbations]:
         perturbations = parse_perturbations(CLEAN) + perturbations  # the clean condition is always scored
-    refs = [_component("refiner", s.display, s.name, refiner_registry().get(s.name), _refiner_params(config, s),
-                       context) for s in refiner_specs]
+    refs = [_component("refiner", _refiner_display(config, s), s.name, refiner_registry().get(s.name),
+                       _refiner_params(config, s), context) for s in refiner_specs]
     dets = [_component("detector", n, n, detector_registry().get(n), config.detector_params.get(n, {}), context)
             for n in detector_names]
     plan = Plan(config, spec, context, refs, dets, perturbations)
