@@ -1,11 +1,14 @@
 """The checkpoint-selection curves of a run's refiners (``selection.png``), read from their folders.
 
-A refiner that selects its checkpoint (STIG, :mod:`stigbench.attacks.stig.selection`) logs two
-criteria on a held-out *selection set* every ``every`` iterations, as the columns ``select_lfd`` and
-``select_profile`` of ``training/train_log.csv`` (empty on the other rows), and records in
-``fit_info.json`` under ``"selection"`` which checkpoint it kept (``kept``: ``best`` at
-``best_iteration``, or ``last``). Folders without those columns (other refiners, older runs) have
-no curve. Reading is separate from plotting; nothing here fails a report.
+A refiner that selects its checkpoint (STIG, :mod:`stigbench.attacks.stig.selection`) logs its
+criteria on a held-out *selection set* every ``every`` iterations, as the columns ``select_sd`` (the
+criterion), ``select_lfd`` and ``select_profile`` of ``training/train_log.csv`` (empty on the other
+rows; runs before stigbench 0.3 logged only the last two, ``select_lfd`` then being the criterion), and
+records in ``fit_info.json`` under ``"selection"`` which checkpoint it kept (``kept``: ``best`` at
+``best_iteration``, or ``last``) and the criterion's noise floor (``noise_floor``, its 90th percentile
+over draws of reals against reals, and ``noise_floor_median``), drawn beside the curve: a curve that
+stays within the floor cannot tell one checkpoint from another. Folders without those columns (other
+refiners) have no curve. Reading is separate from plotting; nothing here fails a report.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import pandas as pd
 from stigbench.attacks.stig.selection import COLUMNS as SELECT_COLUMNS
 from stigbench.reporting.plots import pyplot, save
 
-LABELS = {"select_lfd": "LFD of refined selection fakes to selection reals",
-          "select_profile": "radial-profile RMS difference to selection reals"}
+LABELS = {"select_sd": "standardised spectral distance to the reals",
+          "select_lfd": "LFD of refined selection fakes to the reals",
+          "select_profile": "radial-profile RMS difference to the reals"}
 
 
 @dataclass
@@ -29,7 +33,7 @@ class SelectionCurve:
     """One refiner's selection criteria against the iteration, and what it kept."""
 
     refiner: str
-    curve: pd.DataFrame  # iteration + SELECT_COLUMNS, evaluated rows only
+    curve: pd.DataFrame  # iteration + the selection columns it logged, evaluated rows only
     last_iteration: int
     info: dict[str, Any] = field(default_factory=dict)  # fit_info.json's "selection" ({} when absent)
 
@@ -63,10 +67,11 @@ def read_selection(folder: str | Path, name: str | None = None) -> SelectionCurv
     if not log.is_file():
         return None
     frame = pd.read_csv(log)
-    if "iteration" not in frame or not set(SELECT_COLUMNS) <= set(frame.columns):
+    columns = [c for c in SELECT_COLUMNS if c in frame.columns]
+    if "iteration" not in frame or not columns:
         return None
-    frame = frame[["iteration", *SELECT_COLUMNS]].apply(pd.to_numeric, errors="coerce")
-    curve = frame.dropna(subset=list(SELECT_COLUMNS), how="all").dropna(subset=["iteration"])
+    frame = frame[["iteration", *columns]].apply(pd.to_numeric, errors="coerce")
+    curve = frame.dropna(subset=columns, how="all").dropna(subset=["iteration"])
     if curve.empty:
         return None
     # A resumed run may log an iteration twice; the later row is the one that counts.
@@ -87,8 +92,9 @@ def selection_caption(fit_refiners_on: str = "train") -> str:
     """The one-line caption of ``selection.png``: where the selection set comes from."""
     source = ("the test fakes this run fitted its refiners on (--fit-refiners-on test) and the training reals"
               if fit_refiners_on == "test" else "the training split")
-    return (f"Checkpoint selection: criteria on a selection set carved from {source} and held out of training, "
-            "never a reported detector; the marked point is the checkpoint kept.")
+    return (f"Checkpoint selection: criteria on selection fakes carved from {source} and held out of training, "
+            "against the reals, never a reported detector; the marked point is the checkpoint kept; the grey band "
+            "is the criterion's noise floor (reals against reals: median to 90th percentile).")
 
 
 def selection_plot(curves: list[SelectionCurve], path: str | Path) -> bool:
@@ -96,19 +102,26 @@ def selection_plot(curves: list[SelectionCurve], path: str | Path) -> bool:
     False when there is nothing to plot."""
     if not curves:
         return False
-    fig, axes = pyplot().subplots(len(curves), len(SELECT_COLUMNS), figsize=(5.2 * len(SELECT_COLUMNS), 3.2 * len(curves)),
-                             squeeze=False)
+    width = max(len(c.curve.columns) - 1 for c in curves)
+    fig, axes = pyplot().subplots(len(curves), width, figsize=(5.2 * width, 3.2 * len(curves)), squeeze=False)
     for row, c in zip(axes, curves):
         kept = c.kept_iteration
-        for ax, col in zip(row, SELECT_COLUMNS):
+        columns = [col for col in SELECT_COLUMNS if col in c.curve.columns]
+        for ax in row[len(columns):]:
+            ax.set_visible(False)
+        for ax, col in zip(row, columns):
             data = c.curve.dropna(subset=[col])
+            floor, median = c.info.get("noise_floor"), c.info.get("noise_floor_median")
+            if c.info.get("criterion") == col and floor is not None and median is not None:
+                ax.axhspan(min(median, floor), floor, color="0.85", label="noise floor")
             ax.plot(data["iteration"], data[col], "o-", ms=3, lw=1.4, color="tab:blue")
             if kept is not None:
                 ax.axvline(kept, color="tab:red", ls="--", lw=1)
                 at = data[data["iteration"] == kept]
                 if len(at):
                     ax.plot(at["iteration"], at[col], "*", ms=13, color="tab:red", label=f"kept: {c.info.get('kept')}")
-                    ax.legend(fontsize=8)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
             criterion = " (criterion)" if c.info.get("criterion") == col else ""
             ax.set(xlabel="iteration", ylabel=col, title=f"{c.refiner}: {LABELS[col]}{criterion}")
             ax.title.set_fontsize(9)

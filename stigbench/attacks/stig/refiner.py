@@ -95,6 +95,7 @@ class StigRefiner(Estimator):
         batch_size: int | None = None,
         iterations: int | None = None,
         epochs: float | None = None,
+        min_iterations: int | None = None,
         lr: float | None = None,
         beta1: float | None = None,
         beta2: float | None = None,
@@ -118,6 +119,9 @@ class StigRefiner(Estimator):
             resolved["epochs"] = None
         if given["epochs"] is not None and given["iterations"] is None:
             resolved["iterations"] = None
+        # A budget given explicitly is honoured as given: the preset's floor applies to its own epochs.
+        if (given["iterations"] is not None or given["epochs"] is not None) and given["min_iterations"] is None:
+            resolved["min_iterations"] = 0
         resolved.update({k: v for k, v in given.items() if v is not None})
         resolved["nce_layers"] = [int(k) for k in resolved["nce_layers"]]
         self.preset = preset

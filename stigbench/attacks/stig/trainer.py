@@ -96,6 +96,10 @@ LOG_FIELDS = ("iteration", "lr", "seconds", *LOSS_NAMES, *SELECT_COLUMNS)
 _CACHE_BYTES = 256 << 20
 
 
+def _round(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
 def _seed(*parts: int) -> int:
     """A well-mixed 63-bit seed from integers (seed, stream, counter)."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0]) >> 1
@@ -109,10 +113,11 @@ def build_translator(config: StigPreset, size: int) -> SpectrumTranslator:
 
 
 def total_iterations(config: StigPreset, n_fake: int) -> int:
-    """``iterations``, or ``ceil(epochs * n_fake / batch_size)`` when the preset counts epochs."""
+    """``iterations``, or ``ceil(epochs * n_fake / batch_size)`` when the preset counts epochs, but at
+    least ``min_iterations``."""
     if config.iterations is not None:
         return int(config.iterations)
-    return max(1, math.ceil(config.epochs * n_fake / config.batch_size))
+    return max(1, int(config.min_iterations), math.ceil(config.epochs * n_fake / config.batch_size))
 
 
 class _Pool:
@@ -157,23 +162,22 @@ class _Pool:
 
 
 def _carve_selection(config: StigPreset, fake_set: ImageSetLike, real_set: ImageSetLike
-                     ) -> tuple[tuple[ImageSetLike, ImageSetLike], Selection | None, str]:
-    """``((training fakes, training reals), selection or None, why)``: the selection set is carved out
-    of the given (training) images, so the refiner never trains on it (see :mod:`.selection`)."""
+                     ) -> tuple[ImageSetLike, Selection | None, str]:
+    """``(training fakes, selection or None, why)``: the selection fakes are carved out of the given
+    (training) fakes, so the refiner never trains on them; every real trains and is the reference
+    (see :mod:`.selection`)."""
     if config.select_fraction == 0:
-        return (fake_set, real_set), None, "selection off (select_fraction = 0): the last refiner is kept"
-    (fk, fs), (rk, rs) = (carve(len(s), config.select_fraction, config.seed, stream)
-                          for s, stream in ((fake_set, 4), (real_set, 5)))
-    if min(len(fs), len(rs)) < MIN_SELECTION:
-        why = (f"too few images for the selection criterion: {config.select_fraction:.0%} of {len(fake_set)} fakes "
-               f"and {len(real_set)} reals gives {len(fs)} and {len(rs)}, at least {MIN_SELECTION} of each are "
-               "needed; trained on every image and kept the last refiner")
+        return fake_set, None, "selection off (select_fraction = 0): the last refiner is kept"
+    fk, fs = carve(len(fake_set), config.select_fraction, config.seed, 4)
+    if len(fs) < MIN_SELECTION:
+        why = (f"too few fakes for a selection set: {config.select_fraction:.0%} of {len(fake_set)} fakes is {len(fs)}, "
+               f"at least {MIN_SELECTION} are needed; trained on every fake and kept the last refiner")
         log.warning("stig: %s", why)
-        return (fake_set, real_set), None, why
-    selection = Selection(IndexedSet(fake_set, fs), IndexedSet(real_set, rs), config.refine_batch_size)
+        return fake_set, None, why
+    selection = Selection(IndexedSet(fake_set, fs), real_set, config.refine_batch_size, seed=config.seed)
     # An ImageSet's own subset keeps it one, so its pool can hold it as 8-bit (same floats either way).
-    train = tuple(s.subset(k) if isinstance(s, ImageSet) else IndexedSet(s, k) for s, k in ((fake_set, fk), (real_set, rk)))
-    return train, selection, f"kept the refiner with the lowest {CRITERION} on the selection set"
+    train = fake_set.subset(fk) if isinstance(fake_set, ImageSet) else IndexedSet(fake_set, fk)
+    return train, selection, ""
 
 
 class StigTrainer:
@@ -206,13 +210,15 @@ class StigTrainer:
             # D's fourth stride-2 stage would reach 1x1, where InstanceNorm has nothing to normalise.
             raise ValueError(f"STIG needs images of at least 32x32 (the spectrum PatchGAN), got {size}x{size}")
         self.size = size
-        train_sets, self.selection, self.selection_reason = _carve_selection(config, fake_set, real_set)
-        self.fakes = _Pool(train_sets[0], config.seed, 1)
-        self.reals = _Pool(train_sets[1], config.seed, 2)
+        train_fakes, self.selection, self.selection_reason = _carve_selection(config, fake_set, real_set)
+        self.fakes = _Pool(train_fakes, config.seed, 1)
+        self.reals = _Pool(real_set, config.seed, 2)
         self.total = total_iterations(config, self.fakes.n)
         self.select_every = max(1, math.ceil(self.total / config.select_evals))
-        # The best refiner so far by the selection criterion: (iteration, value, state_dict on the CPU).
+        # The best refiner so far by the selection criterion: (iteration, value, state_dict on the CPU),
+        # and the criterion of the unrefined selection fakes (iteration 0), which says whether to trust it.
         self.best: tuple[int, float, dict[str, torch.Tensor]] | None = None
+        self.signal: float | None = None
 
         c = config
         self.nce_layers = list(c.nce_layers)
@@ -290,6 +296,8 @@ class StigTrainer:
             state["rng_cuda"] = torch.cuda.get_rng_state_all()
         if self.best is not None:
             state["best"] = {"iteration": self.best[0], "value": self.best[1], "translator": self.best[2]}
+        if self.signal is not None:
+            state["selection_signal"] = self.signal
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -312,6 +320,8 @@ class StigTrainer:
         self.train_seconds = float(state["train_seconds"])
         best = state.get("best")
         self.best = None if best is None else (int(best["iteration"]), float(best["value"]), best["translator"])
+        signal = state.get("selection_signal")
+        self.signal = None if signal is None else float(signal)
         self._stats_ready = True
 
     def save_checkpoint(self, path: str | Path) -> Path:
@@ -478,8 +488,8 @@ class StigTrainer:
         return dict(zip(LOSS_NAMES, values))
 
     def evaluate_selection(self) -> dict[str, float]:
-        """Refine the selection fakes with the current refiner and measure the criteria; keep the refiner
-        if it is the best so far (ties keep the earlier one: fewer updates, the same distance)."""
+        """Refine the selection fakes with the current refiner and measure the criteria; remember the
+        refiner if it is the best so far (ties keep the earlier one: fewer updates, the same distance)."""
         if self.selection is None or not self.leader:
             return {}
         refiner = self.refiner.eval()
@@ -491,6 +501,8 @@ class StigTrainer:
 
         values = self.selection.evaluate(refine)
         value = values[CRITERION]
+        if self.iteration == 0:
+            self.signal = value
         if self.best is None or value < self.best[1]:
             state = {k: v.detach().cpu().clone() for k, v in refiner.state_dict().items()}
             self.best = (self.iteration, value, state)
@@ -499,9 +511,15 @@ class StigTrainer:
     def _due(self) -> bool:
         return self.selection is not None and (self.iteration % self.select_every == 0 or self.iteration == self.total)
 
+    @property
+    def selects(self) -> bool:
+        """Whether the kept refiner is the selection's best: there is a selection set and it sees the
+        fingerprint of the unrefined fakes above its noise floor (:mod:`.selection`)."""
+        return self.selection is not None and self.signal is not None and self.selection.sees(self.signal)
+
     def kept_refiner(self) -> SpectrumTranslator:
-        """The refiner to keep: the best on the selection set, or the last one without selection."""
-        if self.best is None:
+        """The refiner to keep: the best on the selection set when the selection can see, else the last one."""
+        if not self.selects or self.best is None:
             return self.refiner.eval()
         kept = build_translator(self.config, self.size).to(self.device)
         kept.load_state_dict(self.best[2])
@@ -509,12 +527,26 @@ class StigTrainer:
 
     def selection_info(self) -> dict:
         """What ``fit_info.json`` records about the selection (see :mod:`.selection`)."""
-        sel = self.selection
-        return {"criterion": CRITERION, "every": self.select_every if sel is not None else None,
-                "best_iteration": self.best[0] if self.best is not None else None,
-                "best_value": round(self.best[1], 6) if self.best is not None else None,
+        sel, best = self.selection, self.best
+        info = {"criterion": CRITERION, "every": self.select_every if sel is not None else None,
                 "n_fake": sel.n_fake if sel is not None else 0, "n_real": sel.n_real if sel is not None else 0,
-                "kept": "best" if self.best is not None else "last", "reason": self.selection_reason}
+                "signal": _round(self.signal), "noise_floor": _round(sel.floor if sel is not None else None),
+                "noise_floor_median": _round(sel.floor_median if sel is not None else None),
+                "best_iteration": best[0] if best is not None else None,
+                "best_value": _round(best[1] if best is not None else None),
+                "kept": "best" if self.selects else "last", "reason": self.selection_reason}
+        if sel is not None and not info["reason"]:
+            if self.selects:
+                info["reason"] = (f"kept the refiner with the lowest {CRITERION} on {sel.n_fake} held-out fakes "
+                                  f"(unrefined: {self.signal:.4g}, above the noise floor {sel.floor:.4g})")
+            elif sel.floor is None:
+                info["reason"] = (f"too few reals ({sel.n_real}) to draw the criterion's noise floor for "
+                                  f"{sel.n_fake} selection fakes; kept the last refiner")
+            elif self.signal is not None:
+                info["reason"] = (f"the selection set cannot see these fakes: {CRITERION} of the {sel.n_fake} unrefined "
+                                  f"selection fakes ({self.signal:.4g}) is within the noise floor of reals against "
+                                  f"reals ({sel.floor:.4g}); kept the last refiner of the full budget")
+        return info
 
     def train(self, steps: int | None = None) -> None:
         """Run ``steps`` more iterations (default: to the end), logging and checkpointing into ``log_dir``."""
