@@ -41,7 +41,8 @@ def test_metrics_table_is_the_contract(cli_run):
     m = pd.read_csv(run_dir / "metrics.csv", keep_default_na=False)
     assert list(m.columns) == METRIC_COLUMNS
     det = m[m.detector == "durall"]
-    assert set(det.metric) == {"auc", "ap", "acc", "acc_real", "acc_fake", "eer", "tpr_at_fpr05"}
+    assert set(det.metric) == {"auc", "ap", "acc", "acc_real", "acc_fake", "eer", "tpr_at_fpr05", "asr"}
+    assert set(det[det.metric == "asr"].condition) == {"refined"}  # the attack success rate of each attack
     assert set(det.condition) == {"fake", "refined"}
     assert set(det[det.condition == "fake"].refiner) == {""}
     assert set(det[det.condition == "refined"].refiner) == {"spectral-match"}

@@ -254,12 +254,13 @@ def test_a_detector_without_save_and_load_runs_uncached_with_a_note(base):
 
 
 def test_the_metrics_stage_reproduces_a_runs_detection_rows_from_its_files(base):
-    from stigbench.evaluation.detection import detection_rows, read_scores, read_thresholds
+    from stigbench.evaluation.detection import detection_rows, read_scores, read_thresholds, success_rows
     from stigbench.evaluation.rows import METRIC_COLUMNS
 
     res = run_benchmark(dataclasses.replace(base, n_boot=30, adaptive=True, perturb="jpeg:75"))
-    rows = detection_rows(read_scores(res.run_dir / "scores.csv"), read_thresholds(res.run_dir / "thresholds.csv"),
-                          dataset=res.metrics.dataset.iloc[0], seed=base.seed, n_boot=30)
+    scores, thresholds = read_scores(res.run_dir / "scores.csv"), read_thresholds(res.run_dir / "thresholds.csv")
+    kw = {"dataset": res.metrics.dataset.iloc[0], "seed": base.seed, "n_boot": 30}
+    rows = detection_rows(scores, thresholds, **kw) + success_rows(scores, thresholds, **kw)
     written = pd.read_csv(res.run_dir / "metrics.csv", keep_default_na=False)
     written = written[written.detector != ""].reset_index(drop=True)
     again = pd.DataFrame(rows, columns=METRIC_COLUMNS)
