@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 
 import numpy as np
@@ -235,3 +236,35 @@ def test_identity_generator_leaves_every_pixel(variant):
     with torch.no_grad():
         out = translator(x)
     np.testing.assert_array_equal((quantise(out) * 255).round().byte().numpy(), fakes.array)
+
+
+def test_the_report_reads_the_selection_and_its_floor(tmp_path):
+    """selection.png draws the criterion beside its noise floor (older logs without select_sd still
+    plot), and summary.md's line says what was kept and why."""
+    import pandas as pd
+
+    from stigbench.reporting.selection_plot import read_selection, selection_plot, selection_text
+
+    folder = tmp_path / "stig"
+    (folder / "training").mkdir(parents=True)
+    log = pd.DataFrame({"iteration": range(9), "D": [np.nan, *range(8)]})
+    for col, values in (("select_sd", [0.3, 0.2, 0.1]), ("select_lfd", [0.05, 0.04, 0.03]), ("select_profile", [1, 2, 3])):
+        log[col] = np.nan
+        log.loc[[0, 4, 8], col] = values
+    log.to_csv(folder / "training" / "train_log.csv", index=False)
+    info = {"criterion": "select_sd", "kept": "last", "best_iteration": 8, "noise_floor": 0.5,
+            "noise_floor_median": 0.01, "reason": "the selection set cannot see these fakes"}
+    (folder / "fit_info.json").write_text(json.dumps({"selection": info}))
+    curve = read_selection(folder)
+    assert curve.curve.columns.tolist() == ["iteration", "select_sd", "select_lfd", "select_profile"]
+    assert curve.kept_iteration == 8 and selection_plot([curve], tmp_path / "selection.png")
+    old = tmp_path / "old"
+    (old / "training").mkdir(parents=True)
+    log.drop(columns="select_sd").to_csv(old / "training" / "train_log.csv", index=False)
+    assert read_selection(old).curve.columns.tolist() == ["iteration", "select_lfd", "select_profile"]
+    assert selection_plot([curve, read_selection(old)], tmp_path / "both.png")
+    record = {"refiners": {"stig": {"fit_info": {"selection": info}}, "blur:2": {"fit_info": {}}}}
+    assert selection_text(record) == "stig: kept the last refiner: the selection set cannot see these fakes"
+    info.update(kept="best", reason="kept the refiner with the lowest select_sd")
+    assert selection_text(record) == "stig: kept the best refiner (iteration 8): kept the refiner with the lowest select_sd"
+    assert selection_text({"refiners": {"blur:2": {}}}) == ""

@@ -46,6 +46,7 @@ from stigbench.reporting.selection_plot import (
     selection_caption,
     selection_curves,
     selection_plot,
+    selection_text,
 )
 from stigbench.reporting.sweeps import sweep_html, sweep_markdown, sweep_table, write_sweeps
 from stigbench.reporting.tables import (
@@ -282,6 +283,7 @@ def render_run_html(run_dir: Path, summary: pd.DataFrame, quality: pd.DataFrame,
         "split (test = scored)": _split_text(ds.get("split", {})), "seed": seed,
         "refiners": ", ".join(record.get("refiners", {})) or "none",
         "refiners fitted on": refiner_fit_text(config),
+        **({"checkpoint kept": kept} if (kept := selection_text(record)) else {}),
         "detectors": ", ".join(record.get("detectors", {})) or "none",
     }))
 
@@ -398,6 +400,7 @@ def write_run_report(run_dir: Path) -> pd.DataFrame:
         f"- images: {_dataset_line(record)}",
         f"- split (test = scored): {_split_text(ds['split'])}",
         f"- refiners fitted on: {refiner_fit_text(config)}",
+        *([f"- checkpoint kept: {kept}"] if (kept := selection_text(record)) else []),
         f"- device: {prov.get('device_name', '?')}, precision {prov.get('precision', '?')}",
         f"- time: {record['seconds']} s",
         "",

@@ -88,6 +88,19 @@ def selection_curves(run_dir: str | Path) -> list[SelectionCurve]:
     return [c for c in curves if c is not None]
 
 
+def selection_text(record: dict[str, Any]) -> str:
+    """What each refiner that selects a checkpoint kept, and why (``run.json``'s refiners' ``fit_info``):
+    ``stig: kept the last refiner: the selection set cannot see ...``; empty when none selects."""
+    parts = []
+    for name, info in (record.get("refiners") or {}).items():
+        selection = ((info or {}).get("fit_info") or {}).get("selection") if isinstance(info, dict) else None
+        if isinstance(selection, dict) and selection.get("reason"):
+            kept = selection.get("kept")
+            at = f" (iteration {selection['best_iteration']})" if kept == "best" and selection.get("best_iteration") is not None else ""
+            parts.append(f"{name}: kept the {kept} refiner{at}: {selection['reason']}")
+    return "; ".join(parts)
+
+
 def selection_caption(fit_refiners_on: str = "train") -> str:
     """The one-line caption of ``selection.png``: where the selection set comes from."""
     source = ("the test fakes this run fitted its refiners on (--fit-refiners-on test) and the training reals"
@@ -132,4 +145,4 @@ def selection_plot(curves: list[SelectionCurve], path: str | Path) -> bool:
 
 
 __all__ = ["SELECT_COLUMNS", "SelectionCurve", "read_selection", "selection_caption", "selection_curves",
-           "selection_plot"]
+           "selection_plot", "selection_text"]
