@@ -276,3 +276,42 @@ def test_set_strength_is_carried_in_the_display_name(tiny_dataset, tmp_path):
     assert [c.display for c in resolve(saved).refiners] == ["spectral-match:strength=0.5", "blur:2"]
     with pytest.raises(ValueError, match="set both"):
         resolve(dataclasses.replace(saved, refiner_params={"spectral-match": {"strength": 0.2}}))
+
+
+def test_a_failing_fit_is_tried_once_per_sweep(tiny_dataset, tmp_path):
+    from stigbench.attacks.registry import REFINERS, register_refiner
+    from stigbench.pipeline.runner import run_benchmark
+
+    calls = []
+
+    @register_refiner("broken-sweep-test", paper="none (test)", kind="training-free")
+    class Broken:
+        refine_params = ("strength",)
+        param_grids = {"strength": (0.5, 1.0)}
+
+        def __init__(self, strength: float = 1.0) -> None:
+            self.strength = strength
+
+        def fit(self, fake_set, real_set):
+            calls.append(self.strength)
+            raise RuntimeError("boom")
+
+        def refine(self, image_set):
+            return image_set
+
+        def save(self, path):
+            pass
+
+        @classmethod
+        def load(cls, path):
+            return cls()
+
+    try:
+        res = run_benchmark(RunConfig(real=str(tiny_dataset / "real"), fake=str(tiny_dataset / "fake"),
+                                      refiners="broken-sweep-test:strength=*", detectors="durall", n_boot=0,
+                                      quality=False, out=str(tmp_path / "runs"), cache_dir=str(tmp_path / "stages"),
+                                      progress=False))
+    finally:
+        REFINERS.remove("broken-sweep-test")
+    assert calls == [1.0]  # fitted at the default strength, once for both points
+    assert set(res.errors) == {"refiner:broken-sweep-test:strength=0.5", "refiner:broken-sweep-test"}

@@ -45,8 +45,12 @@ def fit_refiners(state: RunState, keep_in_run: bool = True) -> dict[str, Path]:
     if fit_on == "test" and state.plan.refiners:
         log.warning("refiners are fitted on the test fakes they refine (transductive, as in the STIG paper)")
     out: dict[str, Path] = {}
+    failed: dict[str, str] = {}  # fit display name -> error: a sweep's other points do not fit it again
     for swept in state.plan.refiners:
         rs = fit_component_of(swept)
+        if rs.display in failed:
+            state.errors[f"refiner:{swept.display}"] = failed[rs.display]
+            continue
         cls, params = rs.cls, rs.params
         payload = {"refiner": rs.name, "params": params, "code": code_fingerprint(cls), "fit_fakes": fit_on,
                    **fit_key(rs)}
@@ -82,7 +86,7 @@ def fit_refiners(state: RunState, keep_in_run: bool = True) -> dict[str, Path]:
             log.info("refiner %s ready in %.1fs%s", swept.display, time.perf_counter() - t0,
                      " (cached)" if info["cached"] else "")
         except Exception as exc:  # a failing refiner must not take the other results down
-            state.errors[f"refiner:{swept.display}"] = f"{type(exc).__name__}: {exc}"
+            state.errors[f"refiner:{swept.display}"] = failed[rs.display] = f"{type(exc).__name__}: {exc}"
             log.error("refiner %s failed:\n%s", swept.display, traceback.format_exc())
     return out
 
