@@ -315,3 +315,9 @@ def test_a_failing_fit_is_tried_once_per_sweep(tiny_dataset, tmp_path):
         REFINERS.remove("broken-sweep-test")
     assert calls == [1.0]  # fitted at the default strength, once for both points
     assert set(res.errors) == {"refiner:broken-sweep-test:strength=0.5", "refiner:broken-sweep-test"}
+
+
+def test_a_sweep_gets_one_seed_note(tiny_dataset, tmp_path):
+    cfg = RunConfig(real=str(tiny_dataset / "real"), fake=str(tiny_dataset / "fake"), refiners="stig:strength=*",
+                    detectors="durall", out=str(tmp_path))
+    assert len([n for n in resolve(cfg).notes if "replaces the seed" in n]) == 1

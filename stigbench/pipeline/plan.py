@@ -345,9 +345,15 @@ def resolve(config: RunConfig) -> Plan:
             for n in detector_names]
     plan = Plan(config, spec, context, refs, dets, perturbations)
     plan.test_specs, plan.attack_from_own = resolve_test_datasets(config, spec)
+    fits: set[tuple[str, str]] = set()
     for c in refs + dets:
         if "seed" not in _signature(c.cls):
             continue
+        fit = (c.kind + ":" + c.name, repr(sorted((k, repr(v)) for k, v in c.params.items()
+                                                  if k not in refine_time_params(c.cls, c.params))))
+        if fit in fits:  # the points of a strength sweep share one fit: one note for them all
+            continue
+        fits.add(fit)
         if "seed" in c.params and c.params["seed"] != config.seed:
             plan.notes.append(f"{c.kind} {c.display!r} uses seed {c.params['seed']} (set explicitly), not the run's {config.seed}")
         elif "seed" in c.from_context:
