@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import platform
 from pathlib import Path
 
 import torch
+
+from stigbench.core.provenance import cpu_info
 
 RESULTS = Path(__file__).resolve().with_name("RESULTS.md")
 HEADER = "# Benchmark results\n\nEach section is appended by the script named in its title.\n"
 
 
 def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="ascii", errors="ignore"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_info()["model"]
 
 
 def machine(device: torch.device | None = None) -> str:
