@@ -31,6 +31,7 @@ from stigbench.detection.registry import detectors as detector_registry
 from stigbench.pipeline.plan import RunConfig, resolve_spec
 from stigbench.pipeline.runner import run_benchmark
 from stigbench.reporting.inactive import run_inactive
+from stigbench.reporting.selection_plot import read_selection
 
 Triple = tuple[float, float, float]
 
@@ -119,9 +120,33 @@ def run_cell(label: str, config: RunConfig, *, oracle: Sequence[str] = (), n_boo
         info = read_json(info_file)
         cell["stig"] = {"selection": info.get("selection"), "iterations": info.get("iterations"),
                         "train_seconds": info.get("train_seconds"), "n_fake": info.get("n_fake"),
-                        "n_real": info.get("n_real")}
+                        "n_real": info.get("n_real"), "curve": selection_curve(info_file.parent)}
     cell["seconds"] = round(time.perf_counter() - t0, 1)
     return cell
+
+
+def selection_curve(folder: Path) -> list[tuple[int, float]]:
+    """STIG's logged selection criterion ``[(iteration, value), ...]`` (empty without one)."""
+    curve = read_selection(folder)
+    if curve is None or "select_sd" not in curve.curve:
+        return []
+    return [(int(i), float(v)) for i, v in curve.curve[["iteration", "select_sd"]].dropna().values]
+
+
+def flattened(curve: Sequence[tuple[int, float]], floor: float | None) -> str:
+    """Whether a selection curve has flattened (issue #22): its best value is not in the last quarter of
+    the evaluations, or that quarter varies by less than the noise floor. ``yes``/``no`` with the reason."""
+    if len(curve) < 4:
+        return "–"
+    values = [v for _, v in curve]
+    tail = values[(3 * len(values)) // 4:]
+    best = min(range(len(values)), key=lambda k: (values[k], k))
+    if best < (3 * len(values)) // 4:
+        return "yes (best before the last quarter)"
+    spread = max(tail) - min(tail)
+    if floor is not None and spread < floor:
+        return f"yes (last quarter within {spread:.4f} < floor)"
+    return f"no (last quarter moves {spread:.4f})"
 
 
 def _sizes(record: dict[str, Any]) -> dict[str, Any]:
@@ -177,4 +202,5 @@ def detector_table(cells: Sequence[dict[str, Any]], first: str, second: str) -> 
     return lines
 
 
-__all__ = ["cell_table", "classify", "detector_table", "evasion", "real_oracle", "run_cell", "summarise"]
+__all__ = ["cell_table", "classify", "detector_table", "evasion", "flattened", "real_oracle", "run_cell",
+           "selection_curve", "summarise"]

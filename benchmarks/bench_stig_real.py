@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import append_section  # noqa: E402
-from _stig_cells import cell_table, detector_table, run_cell  # noqa: E402
+from _stig_cells import cell_table, detector_table, flattened, run_cell, selection_curve  # noqa: E402
 
 from stigbench.evaluation.evidence import WORKING_AUC  # noqa: E402
 from stigbench.evaluation.sweep import interpolate_at, sweep_point  # noqa: E402
@@ -131,8 +131,8 @@ def report(cells: list[dict[str, Any]]) -> str:
     lines += cell_table(cells, [STIG, BASELINE])
     lines += ["", "STIG's budget and selection, and spectral-match's sweep at STIG's PSNR:", "",
               "| data | seed | STIG iterations | train s | selection fakes | signal | noise floor (median, p90) | kept "
-              "| PSNR | STIG LFD | s-m LFD at PSNR | STIG evasion | s-m evasion at PSNR | s-m sweep PSNR |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| curve flattened? | PSNR | STIG LFD | s-m LFD at PSNR | STIG evasion | s-m evasion at PSNR | s-m sweep PSNR |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in cells:
         sel = (c.get("stig") or {}).get("selection") or {}
         e = equal_cost(c)
@@ -140,8 +140,12 @@ def report(cells: list[dict[str, Any]]) -> str:
         floor = (f"{sel['noise_floor_median']:.4f}, {sel['noise_floor']:.4f}" if sel.get("noise_floor") is not None
                  else "–")
         kept = sel.get("kept", "–") + (f" @{sel['best_iteration']}" if sel.get("kept") == "best" else "")
+        curve = c["stig"].get("curve")
+        if curve is None:  # a cell saved before the curve was recorded
+            curve = selection_curve(Path(c["run_dir"]) / "refiners" / STIG)
         lines.append(f"| {c['label']} | {c['seed']} | {c['stig'].get('iterations')} | {c['stig'].get('train_seconds')} | "
-                     f"{sel.get('n_fake', 0)} | {_f(sel.get('signal'))} | {floor} | {kept} | {e['psnr']:.1f} | "
+                     f"{sel.get('n_fake', 0)} | {_f(sel.get('signal'))} | {floor} | {kept} | "
+                     f"{flattened(curve, sel.get('noise_floor'))} | {e['psnr']:.1f} | "
                      f"{e['stig_lfd']:.4f} | {_f(e['sm_lfd'])} | {_f(e['stig_evasion'], 3)} | {_f(e['sm_evasion'], 3)} | "
                      f"{span} |")
     lines += ["", "Per detector (AUC [95 % CI]; fake → stig → spectral-match at strength 1; class vs fake; real-image "
