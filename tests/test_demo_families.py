@@ -7,7 +7,13 @@ file stays well under 30 s on two CPU cores; the calibration at full size is ben
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +25,9 @@ from PIL import Image
 from stigbench.cli import main
 from stigbench.data.specs import BUILDERS, datasets
 from stigbench.data.demo import GROUP_PATTERN
-from stigbench.data.demo_families import (DiffusionTraining, GanTraining, build_demo_diffusion, build_demo_gan,
-                                     partition_by_group)
+from stigbench.data import demo_families
+from stigbench.data.demo_families import (DiffusionTraining, GanTraining, Reference, build_demo_diffusion, build_demo_gan,
+                                     check_reference, images_sha256, partition_by_group)
 from stigbench.measures.spectrum import log_magnitude, radial_profile
 
 SIZE, N = 32, 32
@@ -123,6 +130,90 @@ def test_bad_training(training: GanTraining | DiffusionTraining, tmp_path: Path)
 def test_gan_size_must_divide_by_4(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="multiple of 4"):
         build_demo_gan(tmp_path / "x", size=18, progress=False)
+
+
+# -- the same images on every CPU, and the hash that says so ----------------------------------------
+# A processor without AVX, AVX2, FMA or AVX-512, as far as torch, oneDNN, MKL, numpy and libm can tell.
+OLD_CPU = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+           "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR",
+           "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX,-AVX2,-FMA,-AVX512F,-AVX512DQ,-AVX512BW,-AVX512VL"}
+TINY = {"size": 16, "n_real": 6, "n_fake": 6, "progress": False}
+TINY_TRAINING = {"gan": dataclasses.replace(GAN, steps=20), "diffusion": dataclasses.replace(DIFFUSION, steps=20)}
+_TINY_SCRIPT = """
+import json, sys, torch
+from pathlib import Path
+from stigbench.data.demo_families import DiffusionTraining, GanTraining, build_demo_diffusion, build_demo_gan
+torch.set_num_threads(1)
+out = {}
+for name, build, training in (("gan", build_demo_gan, GanTraining(**json.loads(sys.argv[2]))),
+                              ("diffusion", build_demo_diffusion, DiffusionTraining(**json.loads(sys.argv[3])))):
+    out[name] = build(Path(sys.argv[1]) / name, training=training, **json.loads(sys.argv[4]))["images_sha256"]
+print(json.dumps(out))
+"""
+
+
+def _tiny_build(family: str, root: Path) -> dict:
+    build = build_demo_gan if family == "gan" else build_demo_diffusion
+    return build(root, training=TINY_TRAINING[family], **TINY)  # type: ignore[arg-type]
+
+
+def test_same_images_on_an_older_instruction_set(tmp_path: Path) -> None:
+    """Built here (the CPU's best kernels) and in a process capped to SSE4 kernels without FMA."""
+    here = {f: _tiny_build(f, tmp_path / "here" / f)["images_sha256"] for f in ("gan", "diffusion")}
+    args = [json.dumps(dataclasses.asdict(TINY_TRAINING[f])) for f in ("gan", "diffusion")]
+    done = subprocess.run([sys.executable, "-c", _TINY_SCRIPT, str(tmp_path / "capped"), *args, json.dumps(TINY)],
+                          env={**os.environ, **OLD_CPU}, capture_output=True, text=True, check=True)
+    capped = json.loads(done.stdout.strip().splitlines()[-1])
+    assert capped == here
+    assert here["gan"]["real"] == here["diffusion"]["real"] and here["gan"]["fake"] != here["diffusion"]["fake"]
+
+
+def test_manifest_hash_is_the_images_hash(built: tuple[str, Path, dict]) -> None:
+    _, root, manifest = built
+    assert manifest["images_sha256"] == images_sha256(root) and manifest["reference"] is None
+    # It covers the pixels and the names: swapping two fakes' files changes the fake hash only.
+    fakes = _pngs(root / "fake")
+    a, b = fakes[0].read_bytes(), fakes[1].read_bytes()
+    try:
+        fakes[0].write_bytes(b)
+        fakes[1].write_bytes(a)
+        swapped = images_sha256(root)
+        assert swapped["fake"] != manifest["images_sha256"]["fake"] and swapped["real"] == manifest["images_sha256"]["real"]
+    finally:
+        fakes[0].write_bytes(a)
+        fakes[1].write_bytes(b)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_a_build_that_differs_from_its_reference_warns(family: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    dataset_id = f"stigbench-demo-{family}"
+    first = _tiny_build(family, tmp_path / "a")
+    got = first["images_sha256"]
+
+    def reference(fake: str) -> Reference:
+        return Reference(images_sha256={**got, "fake": fake}, lfd_all=0.1, lfd_test=0.12, auc={"durall": 0.9},
+                         measured="test", seed=0, size=16, n_real=6, n_fake=6, training=TINY_TRAINING[family])
+
+    monkeypatch.setitem(demo_families.REFERENCE, dataset_id, reference(got["fake"]))
+    with caplog.at_level(logging.WARNING, logger="stigbench.data.demo_families"):
+        same = _tiny_build(family, tmp_path / "b")
+    assert same["reference"]["matches"] is True and same["reference"]["calibration"]["lfd_all"] == 0.1
+    assert not caplog.records
+
+    monkeypatch.setitem(demo_families.REFERENCE, dataset_id, reference("0" * 64))
+    with caplog.at_level(logging.WARNING, logger="stigbench.data.demo_families"):
+        other = _tiny_build(family, tmp_path / "c")
+        assert other["reference"]["matches"] is False
+        _tiny_build(family, tmp_path / "c")  # reused: warns again
+    assert len(caplog.records) == 2
+    message = caplog.records[0].getMessage()
+    assert got["fake"] in message and "0" * 64 in message and "not comparable" in message and "real" not in message.split(":")[1]
+
+
+def test_older_manifests_still_pass() -> None:
+    assert check_reference({"dataset": "stigbench-demo-gan", "version": "1", "seed": 0})
+    assert check_reference({"dataset": "stigbench-demo-gan", "version": "2", "reference": None})
 
 
 # -- the fingerprints ------------------------------------------------------------------------------

@@ -29,38 +29,51 @@ source's derivatives together.
 Fingerprint strength comes only from the generator's architecture, training and sampler settings
 (:class:`GanTraining`, :class:`DiffusionTraining`); outputs are never blended with their sources.
 Builds are seeded, deterministic, atomic and reused like ``demo``'s (:func:`stigbench.data.demo.build_atomically`).
+
+**Same images on every CPU.** The generators compute in exact arithmetic (:mod:`stigbench.data.exact`), so
+a seed gives byte-identical images on any x86-64 processor and thread count (``benchmarks/bench_demo_isa.py``
+builds them under capped instruction sets). A manifest records a SHA-256 of its images
+(:func:`images_sha256`) and, for the default build, the one recorded here (:data:`REFERENCE`) with the
+calibration measured on it; a build that differs from the reference logs a warning naming both hashes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import logging
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from importlib.metadata import version as _package_version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from stigbench.data.demo import (GROUP_PATTERN, PHOTOS, _load_photo, _make_reals, _seeded_torch, _write_pngs,
                             build_atomically, source_records)
 from stigbench.data.demo_generators import Denoiser, UpsamplingAutoencoder, autoencode, sample, train_autoencoder, train_denoiser
+from stigbench.data.exact import BITS
 
 # Bump whenever the images a given (seed, size, counts, training) produce change.
-FAMILIES_VERSION: str = "1"
+FAMILIES_VERSION: str = "2"  # 2: exact arithmetic, the same images on every CPU
 GAN_ID = "stigbench-demo-gan"
 DIFFUSION_ID = "stigbench-demo-diffusion"
 _MANIFEST = "manifest.json"
+_FOLDERS = ("real", "sources", "fake")
+log = logging.getLogger("stigbench.data.demo_families")
 
 
 @dataclass(frozen=True)
 class GanTraining:
     """The ``demo-gan`` generator: autoencoder widths and its seeded Adam/L1 training on crops.
 
-    Calibrated at 64x64, seed 0 (benchmarks/RESULTS.md): the code's channels set the high-frequency
+    Calibrated at 64x64, seed 0 (benchmarks/RESULTS.md; the figures below are of the float32 build of
+    FAMILIES_VERSION 1, the current build's are in :data:`REFERENCE`): the code's channels set the high-frequency
     deficit. A 48-channel code trained 1200 steps reconstructs almost everything (LFD 0.015, durall AUC
     0.59), a 16-channel one 600 steps too little (LFD 0.19); 24 channels and 800 steps sit in between.
     """
@@ -77,7 +90,8 @@ class GanTraining:
 class DiffusionTraining:
     """The ``demo-diffusion`` denoiser, its training noise range and the sampler's noise level.
 
-    Calibrated at 64x64, seed 0: the sampler's level sets the strength. One step from 0.2 left part of
+    Calibrated at 64x64, seed 0 (FAMILIES_VERSION 1 figures, as for :class:`GanTraining`): the sampler's level
+    sets the strength. One step from 0.2 left part of
     the sampler's noise at the highest frequencies (an excess, not the deficit diffusion images show),
     so the sampler takes three DDIM steps (0.2, 0.1, 0.05, 0). From 0.12-0.16 (training up to 0.3)
     detectors stayed near chance (best AUC 0.64); from 0.25-0.4 they reach 0.87-0.99, but this small
@@ -94,6 +108,43 @@ class DiffusionTraining:
     crop: int = 32
     sample_sigma: float = 0.2
     sample_steps: int = 3
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A family's default build (seed 0, 64², 480 + 480, default training): the SHA-256 of its images
+    (:func:`images_sha256`) and the calibration ``benchmarks/bench_demo_families.py`` measured on it.
+
+    The build itself never runs detectors (minutes of training); a manifest whose hashes equal these
+    carries this calibration, and a default build whose hashes differ is flagged (:func:`check_reference`).
+    """
+
+    images_sha256: dict[str, str]  # per folder: real, sources, fake
+    lfd_all: float  # LFD of all fakes to all reals
+    lfd_test: float  # LFD of the test fakes to the test reals (the spec's split, seed 0)
+    auc: dict[str, float]  # each default detector fitted on the train part, AUC on the test part
+    measured: str  # when and where
+    seed: int = 0
+    size: int = 64
+    n_real: int = 480
+    n_fake: int = 480
+    training: GanTraining | DiffusionTraining | None = field(default=None)
+
+    def applies_to(self, wanted: dict[str, Any]) -> bool:
+        training = json.loads(json.dumps(dataclasses.asdict(self.training))) if self.training else None
+        return (wanted["seed"], wanted["size"], wanted["n_real"], wanted["n_fake"], wanted["training"]) == (
+            self.seed, self.size, self.n_real, self.n_fake, training)
+
+    def record(self, images: dict[str, str]) -> dict[str, Any]:
+        """The manifest's ``reference`` entry for a build with hashes ``images``."""
+        return {"images_sha256": self.images_sha256, "matches": images == self.images_sha256,
+                "calibration": {"lfd_all": self.lfd_all, "lfd_test": self.lfd_test, "auc": self.auc},
+                "measured": self.measured}
+
+
+# The default builds, measured by benchmarks/bench_demo_isa.py (hashes: the same under every capped
+# instruction set) and benchmarks/bench_demo_families.py (calibration); update both with FAMILIES_VERSION.
+REFERENCE: dict[str, Reference] = {}
 
 
 def build_demo_gan(root: Path, *, seed: int = 0, size: int = 64, n_real: int = 480, n_fake: int = 480,
@@ -139,6 +190,50 @@ def _check_positive(training: GanTraining | DiffusionTraining) -> None:
         value = getattr(training, f.name)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
             raise ValueError(f"{type(training).__name__}.{f.name} must be positive, got {value}")
+
+
+# -- image hashes and the reference builds ---------------------------------------------------------
+def images_sha256(root: Path) -> dict[str, str]:
+    """SHA-256 per folder (``real``, ``sources``, ``fake``) over a build's decoded pixels, by file name.
+
+    Pixels, not files: another zlib may compress the same image into other PNG bytes.
+    """
+    return {folder: _digest((p.stem, _read_png(p)) for p in sorted((Path(root) / folder).glob("*.png")))
+            for folder in _FOLDERS}
+
+
+def _read_png(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def _digest(images: Iterable[tuple[str, np.ndarray]]) -> str:
+    """Name, shape and bytes of each uint8 image, in the given order (file-name order)."""
+    h = hashlib.sha256()
+    for name, img in images:
+        h.update(f"{name} {'x'.join(map(str, img.shape))}\n".encode())
+        h.update(np.ascontiguousarray(img, dtype=np.uint8).tobytes())
+    return h.hexdigest()
+
+
+def check_reference(manifest: dict[str, Any]) -> bool:
+    """Log a warning when a manifest's images differ from its reference build; ``False`` then.
+
+    Manifests without a reference (other seeds or sizes, builds older than FAMILIES_VERSION 2) pass.
+    """
+    ref = manifest.get("reference")
+    if not ref or ref.get("matches", True):
+        return True
+    got, want = manifest.get("images_sha256", {}), ref.get("images_sha256", {})
+    differ = ", ".join(f"{k} {got.get(k)} (expected {want.get(k)})" for k in _FOLDERS if got.get(k) != want.get(k))
+    log.warning(
+        "%s seed %s: the images differ from the reference build recorded in stigbench: %s. Its calibration "
+        "(%s) does not vouch for this build and results on it are not comparable with other labs' %s "
+        "results. The generators' arithmetic is exact on every CPU, so look for another numpy, Pillow, "
+        "scikit-image or torch version (pictures, random streams) or a recipe change that should have "
+        "bumped FAMILIES_VERSION.", manifest.get("dataset"), manifest.get("seed"), differ,
+        ref.get("calibration"), manifest.get("dataset"))
+    return False
 
 
 # -- source pictures -----------------------------------------------------------------------------
@@ -219,6 +314,8 @@ def _build_family(root: Path, dataset_id: str, seed: int, size: int, n_real: int
               "n_real": n_real, "n_fake": n_fake,
               "training": json.loads(json.dumps(dataclasses.asdict(training)))}  # tuples as JSON lists
     counts = {"real": n_real, "fake": n_fake, "sources": n_fake}
+    ref = REFERENCE.get(dataset_id)
+    ref = ref if ref is not None and ref.applies_to(wanted) else None
 
     def build_into(out: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -230,13 +327,17 @@ def _build_family(root: Path, dataset_id: str, seed: int, size: int, n_real: int
         sources = pool[source_idx]
         t_pool = time.perf_counter()
         train_seed, sample_seed = (int(s.generate_state(1)[0]) for s in (train_seq, sample_seq))
+        # The images do not depend on the thread count (the arithmetic is exact, stigbench.data.exact); one
+        # thread because the small float64 products run faster on one than on two oversubscribed cores.
         with _seeded_torch(train_seed):
             fakes, generator = make_fakes(sources, training, train_seed, sample_seed, progress)
         t_fakes = time.perf_counter()
         source_names = [names[i] for i in source_idx]
-        _write_pngs(out / "real", [names[i] for i in real_idx], pool[real_idx], progress)
-        _write_pngs(out / "sources", source_names, sources, progress)
-        _write_pngs(out / "fake", source_names, fakes, progress)
+        folders = {"real": ([names[i] for i in real_idx], pool[real_idx]), "sources": (source_names, sources),
+                   "fake": (source_names, fakes)}
+        digest = {k: _digest(sorted(zip(*folders[k]), key=lambda item: item[0])) for k in _FOLDERS}
+        for k in _FOLDERS:
+            _write_pngs(out / k, *folders[k], progress)
         t_write = time.perf_counter()
         n_photo = {"real": sum(not names[i].startswith("leaves") for i in real_idx),
                    "sources": sum(not n.startswith("leaves") for n in source_names)}
@@ -254,6 +355,10 @@ def _build_family(root: Path, dataset_id: str, seed: int, size: int, n_real: int
                        "photo_crops_per_source": per_photo},
             "sources": source_records(per_photo, size),
             "generator": generator,
+            "arithmetic": (f"exact: float64 convolutions on a {BITS}-bit grid, optimiser and elementary functions "
+                           "in correctly rounded operations (stigbench.data.exact); the same images on every CPU"),
+            "images_sha256": digest,
+            "reference": ref.record(digest) if ref else None,
             "software": {pkg: _package_version(pkg) for pkg in ("numpy", "torch", "pillow", "scikit-image")},
             "timings_s": {"pictures": round(t_pool - t0, 3), "generator": round(t_fakes - t_pool, 3),
                           "write": round(t_write - t_fakes, 3), "total": round(time.perf_counter() - t0, 3)},
@@ -261,8 +366,10 @@ def _build_family(root: Path, dataset_id: str, seed: int, size: int, n_real: int
         (out / _MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         return manifest
 
-    return build_atomically(root, wanted, counts, build_into)
+    manifest = build_atomically(root, wanted, counts, build_into)
+    check_reference(manifest)  # on every use, not only the first: a reused build keeps its warning
+    return manifest
 
 
-__all__ = ["DIFFUSION_ID", "FAMILIES_VERSION", "GAN_ID", "DiffusionTraining", "GanTraining",
-           "build_demo_diffusion", "build_demo_gan", "partition_by_group"]
+__all__ = ["DIFFUSION_ID", "FAMILIES_VERSION", "GAN_ID", "REFERENCE", "DiffusionTraining", "GanTraining", "Reference",
+           "build_demo_diffusion", "build_demo_gan", "check_reference", "images_sha256", "partition_by_group"]

@@ -20,6 +20,10 @@ differs from a real-like picture only by what the generator's mechanism leaves b
 
 The fingerprint's strength is set only by architecture and training (width, steps, noise level):
 outputs are never blended with their inputs and no noise is added to them.
+
+Both train and sample in the exact arithmetic of :mod:`stigbench.data.exact` (float64 convolutions on a
+19-bit grid, Adam and the elementary functions in correctly rounded operations), so a seed gives the
+same weights and the same 8-bit images on every x86-64 CPU, whatever its instruction set or thread count.
 """
 
 from __future__ import annotations
@@ -29,12 +33,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from stigbench.data import exact
+from stigbench.data.exact import ExactConv2d, ExactConvTranspose2d
+
 _CHUNK = 128  # images per forward pass at sampling time, keeps memory flat
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 ``(N, H, W, 3)`` -> float32 ``(N, 3, H, W)`` in [0, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
+    """uint8 ``(N, H, W, 3)`` -> float64 ``(N, 3, H, W)`` in [0, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).to(exact.DTYPE).div(255)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -52,6 +59,19 @@ def _random_crops(x: torch.Tensor, n: int, crop: int, gen: torch.Generator) -> t
     return torch.stack([x[i, :, t:t + crop, s:s + crop] for i, t, s in zip(idx.tolist(), top.tolist(), left.tolist())])
 
 
+def _new(cls: type[nn.Module], *args: int) -> nn.Module:
+    """``cls(*args)`` without moving the caller's torch RNG (its default initialisation draws from it;
+    :func:`exact.init_exact` replaces those weights)."""
+    with torch.random.fork_rng(devices=[]):
+        return cls(*args)
+
+
+def _logged(loss: torch.Tensor) -> float:
+    """The last batch loss for the manifest, to 6 significant digits: the mean's float64 sum is the one
+    inexact reduction of training (its order varies with the CPU); it never feeds back into training."""
+    return float(f"{loss.item():.6g}")
+
+
 # -- GAN: transposed-convolution up-sampling ----------------------------------------------------
 class UpsamplingAutoencoder(nn.Module):
     """Encoder to a ``latent x N/4 x N/4`` code, decoder through two ``ConvTranspose2d(4, stride 2)``.
@@ -64,26 +84,26 @@ class UpsamplingAutoencoder(nn.Module):
     DESCRIPTION = ("encoder: Conv2d(3,{w},3,p1)-LeakyReLU(0.2)-Conv2d({w},{w2},4,s2,p1)-LeakyReLU(0.2)-"
                    "Conv2d({w2},{lat},4,s2,p1) -> code {lat}x(N/4)x(N/4); decoder: "
                    "ConvTranspose2d({lat},{w2},4,s2,p1)-LeakyReLU(0.2)-ConvTranspose2d({w2},{w},4,s2,p1)-"
-                   "LeakyReLU(0.2)-Conv2d({w},3,1)-sigmoid; fp32, CPU")
+                   "LeakyReLU(0.2)-Conv2d({w},3,1)-sigmoid; float64 on a 19-bit grid (stigbench.data.exact)")
 
     def __init__(self, width: int, latent: int) -> None:
         super().__init__()
         w = width
         self.encoder = nn.Sequential(
-            nn.Conv2d(3, w, 3, 1, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * w, latent, 4, 2, 1),
+            ExactConv2d(3, w, 3, 1, 1), nn.LeakyReLU(0.2),
+            ExactConv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2),
+            ExactConv2d(2 * w, latent, 4, 2, 1),
         )
         # A 1x1 convolution mixes channels only: it cannot smooth the transposed convolution's
         # per-parity pattern away, which a 3x3 one would learn to do.
         self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(latent, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(w, 3, 1),
+            ExactConvTranspose2d(latent, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2),
+            ExactConvTranspose2d(2 * w, w, 4, 2, 1), nn.LeakyReLU(0.2),
+            ExactConv2d(w, 3, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decoder(self.encoder(x)))
+        return exact.sigmoid(self.decoder(self.encoder(x)))
 
 
 def train_autoencoder(images: np.ndarray, *, width: int, latent: int, steps: int, batch: int, lr: float,
@@ -91,17 +111,17 @@ def train_autoencoder(images: np.ndarray, *, width: int, latent: int, steps: int
     """Fit the autoencoder to ``images`` (uint8 NHWC) with seeded Adam steps on L1; returns the model
     and the last batch loss. The caller seeds torch (module initialisation draws from it)."""
     x = to_tensor(images)
-    model = UpsamplingAutoencoder(width, latent)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
+    model = exact.init_exact(_new(UpsamplingAutoencoder, width, latent), gen)
+    opt = exact.Adam(model.parameters(), lr=lr)
     loss = torch.zeros(())
     for _ in tqdm(range(steps), desc="demo-gan: train generator", disable=not progress, leave=False):
         b = _random_crops(x, batch, crop, gen)
         loss = (model(b) - b).abs().mean()
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss.backward()
         opt.step()
-    return model.eval(), loss.item()
+    return model.eval(), _logged(loss)
 
 
 @torch.no_grad()
@@ -115,14 +135,15 @@ class Denoiser(nn.Module):
     """DnCNN-style noise predictor: ``eps_hat = net([y, sigma map])``; ``x0_hat = y - sigma * eps_hat``."""
 
     DESCRIPTION = ("Conv2d(4,{w},3,p1)-ReLU-{mid}x[Conv2d({w},{w},3,p1)-ReLU]-Conv2d({w},3,3,p1) on "
-                   "[noisy image, noise-level map], predicts the noise (DDPM objective); fp32, CPU")
+                   "[noisy image, noise-level map], predicts the noise (DDPM objective); float64 on a 19-bit "
+                   "grid (stigbench.data.exact)")
 
     def __init__(self, width: int, depth: int) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(4, width, 3, 1, 1), nn.ReLU()]
+        layers: list[nn.Module] = [ExactConv2d(4, width, 3, 1, 1), nn.ReLU()]
         for _ in range(depth - 2):
-            layers += [nn.Conv2d(width, width, 3, 1, 1), nn.ReLU()]
-        layers.append(nn.Conv2d(width, 3, 3, 1, 1))
+            layers += [ExactConv2d(width, width, 3, 1, 1), nn.ReLU()]
+        layers.append(ExactConv2d(width, 3, 3, 1, 1))
         self.net = nn.Sequential(*layers)
 
     def forward(self, y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -137,22 +158,23 @@ def train_denoiser(images: np.ndarray, *, width: int, depth: int, sigmas: tuple[
     """Fit the denoiser on ``images`` noised at levels log-uniform in ``sigmas``; the loss is the DDPM
     noise-prediction MSE. Returns the model and the last batch loss."""
     x = to_tensor(images)
-    model = Denoiser(width, depth)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
-    lo, hi = np.log(sigmas[0]), np.log(sigmas[1])
+    model = exact.init_exact(_new(Denoiser, width, depth), gen)
+    opt = exact.Adam(model.parameters(), lr=lr)
+    lo, hi = exact.log(torch.tensor(sigmas, dtype=exact.DTYPE)).tolist()
     loss = torch.zeros(())
     for _ in tqdm(range(steps), desc="demo-diffusion: train denoiser", disable=not progress, leave=False):
         b = _random_crops(x, batch, crop, gen)
-        sigma = torch.exp(torch.empty(batch).uniform_(lo, hi, generator=gen))
-        eps = torch.randn(b.shape, generator=gen)
+        sigma = exact.exp(torch.rand(batch, dtype=exact.DTYPE, generator=gen) * (hi - lo) + lo)
+        eps = exact.normal(b.shape, gen)
         y = b + sigma.view(-1, 1, 1, 1) * eps
         # MSE on x0 divided by sigma^2 is the noise-prediction MSE: every level weighs the same.
-        loss = ((model(y, sigma) - b) / sigma.view(-1, 1, 1, 1)).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
+        d = (model(y, sigma) - b) / sigma.view(-1, 1, 1, 1)
+        loss = (d * d).mean()
+        opt.zero_grad()
         loss.backward()
         opt.step()
-    return model.eval(), loss.item()
+    return model.eval(), _logged(loss)
 
 
 @torch.no_grad()
@@ -160,13 +182,16 @@ def sample(model: Denoiser, images: np.ndarray, *, sigma: float, steps: int, see
     """Noise each source picture at ``sigma`` and walk deterministic DDIM steps down to zero noise:
     ``x <- x0_hat + (sigma_next / sigma) (x - x0_hat)`` over ``steps`` geometric levels. uint8 NHWC."""
     gen = torch.Generator().manual_seed(seed)
-    levels = [sigma * (0.5 ** k) for k in range(steps)] + [0.0]
+    levels = [sigma]
+    for _ in range(steps - 1):
+        levels.append(levels[-1] * 0.5)  # halving is exact, Python's ** goes through libm's pow
+    levels.append(0.0)
     out = []
     for i in range(0, len(images), _CHUNK):
         x0 = to_tensor(images[i:i + _CHUNK])
-        x = x0 + sigma * torch.randn(x0.shape, generator=gen)
+        x = x0 + exact.normal(x0.shape, gen) * sigma
         for s, s_next in zip(levels[:-1], levels[1:]):
-            x0_hat = model(x, torch.full((len(x),), s))
+            x0_hat = model(x, torch.full((len(x),), s, dtype=exact.DTYPE))
             x = x0_hat + (s_next / s) * (x - x0_hat)
         out.append(to_uint8(x))
     return np.concatenate(out)
