@@ -2,6 +2,7 @@
 
     python benchmarks/bench_demo_families.py            # print the tables
     python benchmarks/bench_demo_families.py --write    # and append a dated section to RESULTS.md
+    python benchmarks/bench_demo_families.py --root DIR # measure the builds in DIR/<family> (built if missing)
 
 Builds both families from scratch (timed) in a temporary folder with the spec's defaults, then, on the
 spec's split (seed 0), measures what the calibration targets name:
@@ -126,25 +127,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--note", default="", help="free text for the results section (e.g. 'shared CPU')")
     ap.add_argument("--write", action="store_true", help="append a dated section to benchmarks/RESULTS.md")
+    ap.add_argument("--root", type=Path, help="build into (or reuse the builds in) DIR/<family> instead of a "
+                    "temporary folder, e.g. those bench_demo_isa.py --keep DIR left")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     set_progress(False)
 
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="stigbench-families-") as tmp:
+        parent = args.root or Path(tmp)
         for name, build in FAMILIES.items():
             t0 = time.perf_counter()
-            manifest = build(Path(tmp) / name, seed=args.seed, progress=False)
+            manifest = build(parent / name, seed=args.seed, progress=False)
             rows[name] = {"build_s": time.perf_counter() - t0, "timings": manifest["timings_s"],
-                          **measure(name, Path(tmp) / name, args.seed, not args.no_fid)}
+                          "sha256": manifest.get("images_sha256", {}),
+                          **measure(name, parent / name, args.seed, not args.no_fid)}
             print(name, rows[name], flush=True)
 
     names = list(rows)
     head = "| | " + " | ".join(names) + " |\n| --- |" + " ---: |" * len(names)
     lines = [head,
-             "| build from scratch, s (pictures / generator / write) | " + " | ".join(
-                 f"{r['build_s']:.1f} ({r['timings']['pictures']:.0f} / {r['timings']['generator']:.0f} / "
+             "| build from scratch (the manifest's timings), s (pictures / generator / write) | " + " | ".join(
+                 f"{r['timings']['total']:.1f} ({r['timings']['pictures']:.0f} / {r['timings']['generator']:.0f} / "
                  f"{r['timings']['write']:.0f})" for r in rows.values()) + " |",
+             "| SHA-256 of the images (real / sources / fake), first 12 digits | " + " | ".join(
+                 " / ".join(f"`{r['sha256'].get(k, '')[:12]}`" for k in ("real", "sources", "fake")) for r in rows.values()) + " |",
              "| test reals / test fakes | " + " | ".join(f"{a} / {b}" for a, b in (r["n_test"] for r in rows.values())) + " |",
              "| LFD test reals vs test fakes | " + " | ".join(f"{r['lfd_test']:.4f}" for r in rows.values()) + " |",
              "| LFD all reals vs all fakes | " + " | ".join(f"{r['lfd_all']:.4f}" for r in rows.values()) + " |",
