@@ -184,7 +184,7 @@ def test_manifest_hash_is_the_images_hash(built: tuple[str, Path, dict]) -> None
         fakes[1].write_bytes(b)
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", ["gan"])  # one family: the check is _build_family's, shared by both
 def test_a_build_that_differs_from_its_reference_warns(family: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         caplog: pytest.LogCaptureFixture) -> None:
     dataset_id = f"stigbench-demo-{family}"
