@@ -185,9 +185,16 @@ def test_manifest_hash_is_the_images_hash(built: tuple[str, Path, dict]) -> None
 
 
 @pytest.mark.parametrize("family", ["gan"])  # one family: the check is _build_family's, shared by both
-def test_a_build_that_differs_from_its_reference_warns(family: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_a_build_that_differs_from_its_reference_warns(family: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
     dataset_id = f"stigbench-demo-{family}"
+    # The CLI's console handler stops propagation on the "stigbench" logger (a CLI test run earlier in
+    # the session leaves it so), so listen on the module's logger directly rather than through caplog.
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    module_log = logging.getLogger("stigbench.data.demo_families")
+    module_log.addHandler(handler)
     first = _tiny_build(family, tmp_path / "a")
     got = first["images_sha256"]
 
@@ -195,19 +202,20 @@ def test_a_build_that_differs_from_its_reference_warns(family: str, tmp_path: Pa
         return Reference(images_sha256={**got, "fake": fake}, lfd_all=0.1, lfd_test=0.12, auc={"durall": 0.9},
                          measured="test", seed=0, size=16, n_real=6, n_fake=6, training=TINY_TRAINING[family])
 
-    monkeypatch.setitem(demo_families.REFERENCE, dataset_id, reference(got["fake"]))
-    with caplog.at_level(logging.WARNING, logger="stigbench.data.demo_families"):
+    try:
+        monkeypatch.setitem(demo_families.REFERENCE, dataset_id, reference(got["fake"]))
         same = _tiny_build(family, tmp_path / "b")
-    assert same["reference"]["matches"] is True and same["reference"]["calibration"]["lfd_all"] == 0.1
-    assert not caplog.records
+        assert same["reference"]["matches"] is True and same["reference"]["calibration"]["lfd_all"] == 0.1
+        assert not records
 
-    monkeypatch.setitem(demo_families.REFERENCE, dataset_id, reference("0" * 64))
-    with caplog.at_level(logging.WARNING, logger="stigbench.data.demo_families"):
+        monkeypatch.setitem(demo_families.REFERENCE, dataset_id, reference("0" * 64))
         other = _tiny_build(family, tmp_path / "c")
         assert other["reference"]["matches"] is False
         _tiny_build(family, tmp_path / "c")  # reused: warns again
-    assert len(caplog.records) == 2
-    message = caplog.records[0].getMessage()
+    finally:
+        module_log.removeHandler(handler)
+    assert len(records) == 2
+    message = records[0].getMessage()
     assert got["fake"] in message and "0" * 64 in message and "not comparable" in message and "real" not in message.split(":")[1]
 
 
