@@ -13,6 +13,7 @@ reals*, scored against the same reals: an attack that leaves reals real gives AU
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -125,6 +126,20 @@ def run_cell(label: str, config: RunConfig, *, oracle: Sequence[str] = (), n_boo
     return cell
 
 
+def stig_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``--set stig.PARAM=VALUE`` items (JSON values, else strings) -> ``{PARAM: value}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, _, raw = item.partition("=")
+        if not key.startswith("stig."):
+            raise ValueError(f"--set takes stig.PARAM=VALUE, got {item!r}")
+        try:
+            out[key[5:]] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key[5:]] = raw
+    return out
+
+
 def selection_curve(folder: Path) -> list[tuple[int, float]]:
     """STIG's logged selection criterion ``[(iteration, value), ...]`` (empty without one)."""
     curve = read_selection(folder)
@@ -203,4 +218,4 @@ def detector_table(cells: Sequence[dict[str, Any]], first: str, second: str) -> 
 
 
 __all__ = ["cell_table", "classify", "detector_table", "evasion", "flattened", "real_oracle", "run_cell",
-           "selection_curve", "summarise"]
+           "selection_curve", "stig_overrides", "summarise"]

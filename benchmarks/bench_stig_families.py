@@ -34,7 +34,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import append_section  # noqa: E402
-from _stig_cells import cell_table, detector_table, run_cell, summarise  # noqa: E402
+from _stig_cells import cell_table, detector_table, run_cell, stig_overrides, summarise  # noqa: E402
 
 from stigbench.pipeline.plan import RunConfig  # noqa: E402
 
@@ -80,15 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="also write the raw cells to this JSON file")
     ap.add_argument("--write", action="store_true", help="append the tables to benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
-    stig: dict = {}
-    for item in args.set:
-        key, _, raw = item.partition("=")
-        if not key.startswith("stig."):
-            ap.error(f"--set takes stig.PARAM=VALUE, got {item!r}")
-        try:
-            stig[key[5:]] = json.loads(raw)
-        except json.JSONDecodeError:
-            stig[key[5:]] = raw
+    try:
+        stig = stig_overrides(args.set)
+    except ValueError as exc:
+        ap.error(str(exc))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or tmp)
         cells = []

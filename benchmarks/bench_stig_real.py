@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import append_section  # noqa: E402
-from _stig_cells import cell_table, detector_table, flattened, run_cell, selection_curve  # noqa: E402
+from _stig_cells import cell_table, detector_table, flattened, run_cell, selection_curve, stig_overrides  # noqa: E402
 
 from stigbench.evaluation.evidence import WORKING_AUC  # noqa: E402
 from stigbench.evaluation.sweep import interpolate_at, sweep_point  # noqa: E402
@@ -174,15 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not args.pair and not args.dataset and not args.cells:
         ap.error("give at least one --pair or --dataset (or --cells)")
-    stig: dict[str, Any] = {}
-    for item in args.set:
-        key, _, raw = item.partition("=")
-        if not key.startswith("stig."):
-            ap.error(f"--set takes stig.PARAM=VALUE, got {item!r}")
-        try:
-            stig[key[5:]] = json.loads(raw)
-        except json.JSONDecodeError:
-            stig[key[5:]] = raw
+    try:
+        stig = stig_overrides(args.set)
+    except ValueError as exc:
+        ap.error(str(exc))
     cells = [c for file in args.cells for c in json.loads(Path(file).read_text(encoding="utf-8"))]
     t0 = time.perf_counter()
     for seed in ([] if args.cells else (int(s) for s in args.seeds.split(","))):
