@@ -197,8 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         cmd = " ".join(["python benchmarks/bench_stig_real.py", *(sys.argv[1:] if argv is None else argv)])
         head = (f"`{cmd}`; one run per cell (stig `cpu` preset" + (f" with {stig}" if stig else "")
-                + f", `{BASELINE}:strength=*`, default detectors, no FID). Wall time {time.perf_counter() - t0:.0f} s; "
-                "seconds per cell: " + ", ".join(str(c["seconds"]) for c in cells) + ".\n\n")
+                + f", `{BASELINE}:strength=*`, default detectors, no FID). "
+                + ("Re-reported from saved cells; " if args.cells else f"Wall time {time.perf_counter() - t0:.0f} s; ")
+                + "seconds per cell: " + ", ".join(str(c["seconds"]) for c in cells) + ".\n\n")
         append_section("bench_stig_real: STIG on real generators at the sizes users have", head + text)
     return 0
 
