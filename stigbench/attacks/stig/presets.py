@@ -17,7 +17,7 @@ checkpoint selection. :class:`~stigbench.attacks.stig.refiner.StigRefiner` takes
   (:mod:`.selection`). The floor: 13 epochs of the 50-150 training fakes users have are 160-490
   iterations, where the selection curves of the real development sets were still falling (GTSRB DDPM,
   82 fakes: held-out LFD 0.0199 -> 0.0134 after 400 iterations, 0.0116 after 600; with 1,000 the game
-  overshot after ~550 and the selection caught it). Its cost: ~1.5 min at 64², ~5.5 min at 128² on 2
+  overshot after ~550 and the selection caught it). Its cost: ~1.5 min at 64², 5.5-10.5 min at 128² on 2
   cores. Its losses depart from the paper's where the paper's version made the attack *add* evidence
   on the calibrated ``demo-gan`` / ``demo-diffusion`` data:
 
