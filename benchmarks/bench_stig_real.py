@@ -17,7 +17,7 @@ inside it). Targets, judged on the seed mean (per-seed values shown):
 * mean |AUC - 0.5| over the working detectors at least halved;
 * at STIG's PSNR, STIG's LFD and evasion at least spectral-match's (lower or equal).
 
-    python benchmarks/bench_stig_real.py --pair ddpm-cifar10=../shared/real-dev/ddpm-cifar10/real,../shared/real-dev/ddpm-cifar10/fake \\
+    python benchmarks/bench_stig_real.py --pair my-gan=path/to/real,path/to/fake,128 \\
         --dataset demo-gan:100 --seeds 0,1,2 --write
 """
 
