@@ -121,7 +121,9 @@ def run_cell(label: str, config: RunConfig, *, oracle: Sequence[str] = (), n_boo
         info = read_json(info_file)
         cell["stig"] = {"selection": info.get("selection"), "iterations": info.get("iterations"),
                         "train_seconds": info.get("train_seconds"), "n_fake": info.get("n_fake"),
-                        "n_real": info.get("n_real"), "curve": selection_curve(info_file.parent)}
+                        "n_real": info.get("n_real"), "curve": selection_curve(info_file.parent),
+                        "precision": info.get("precision"),
+                        "overrides": (config.refiner_params or {}).get("stig", {})}
     cell["seconds"] = round(time.perf_counter() - t0, 1)
     return cell
 

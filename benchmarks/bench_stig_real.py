@@ -118,6 +118,10 @@ def targets(label: str, cells: list[dict[str, Any]]) -> list[str]:
     return [f"- **{label}**:"] + [f"  - {status[ok]}: {name} ({why})" for name, ok, why in checks]
 
 
+def _overrides(params: dict[str, Any] | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted((params or {}).items()) if k != "precision")
+
+
 def report(cells: list[dict[str, Any]]) -> str:
     labels = list(dict.fromkeys(c["label"] for c in cells))
     lines = ["Data (per class; train/val/test split of the first seed):", ""]
@@ -130,7 +134,7 @@ def report(cells: list[dict[str, Any]]) -> str:
     lines += ["", "Per set and seed (spectral-match at strength 1):", ""]
     lines += cell_table(cells, [STIG, BASELINE])
     lines += ["", "STIG's budget and selection, and spectral-match's sweep at STIG's PSNR:", "",
-              "| data | seed | STIG iterations | train s | selection fakes | signal | noise floor (median, p90) | kept "
+              "| data | seed | STIG iterations (precision, overrides) | train s | selection fakes | signal | noise floor (median, p90) | kept "
               "| curve flattened? | PSNR | STIG LFD | s-m LFD at PSNR | STIG evasion | s-m evasion at PSNR | s-m sweep PSNR |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in cells:
@@ -143,7 +147,10 @@ def report(cells: list[dict[str, Any]]) -> str:
         curve = c["stig"].get("curve")
         if curve is None:  # a cell saved before the curve was recorded
             curve = selection_curve(Path(c["run_dir"]) / "refiners" / STIG)
-        lines.append(f"| {c['label']} | {c['seed']} | {c['stig'].get('iterations')} | {c['stig'].get('train_seconds')} | "
+        # Cells saved before precision and overrides were recorded show the iterations alone.
+        budget = " ".join(str(v) for v in (c["stig"].get("iterations"), c["stig"].get("precision"),
+                                           _overrides(c["stig"].get("overrides"))) if v)
+        lines.append(f"| {c['label']} | {c['seed']} | {budget} | {c['stig'].get('train_seconds')} | "
                      f"{sel.get('n_fake', 0)} | {_f(sel.get('signal'))} | {floor} | {kept} | "
                      f"{flattened(curve, sel.get('noise_floor'))} | {e['psnr']:.1f} | "
                      f"{e['stig_lfd']:.4f} | {_f(e['sm_lfd'])} | {_f(e['stig_evasion'], 3)} | {_f(e['sm_evasion'], 3)} | "
