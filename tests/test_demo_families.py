@@ -206,6 +206,9 @@ def test_a_build_that_differs_from_its_reference_warns(family: str, tmp_path: Pa
         monkeypatch.setitem(demo_families.REFERENCE, dataset_id, reference(got["fake"]))
         same = _tiny_build(family, tmp_path / "b")
         assert same["reference"]["matches"] is True and same["reference"]["calibration"]["lfd_all"] == 0.1
+        # A build made before its reference was recorded ("a") is judged against it when reused.
+        assert first["reference"] is None
+        assert _tiny_build(family, tmp_path / "a")["reference"]["matches"] is True
         assert not records
 
         monkeypatch.setitem(demo_families.REFERENCE, dataset_id, reference("0" * 64))
@@ -217,6 +220,20 @@ def test_a_build_that_differs_from_its_reference_warns(family: str, tmp_path: Pa
     assert len(records) == 2
     message = records[0].getMessage()
     assert got["fake"] in message and "0" * 64 in message and "not comparable" in message and "real" not in message.split(":")[1]
+
+
+@pytest.mark.parametrize("dataset_id", [demo_families.GAN_ID, demo_families.DIFFUSION_ID])
+def test_the_references_describe_the_default_builds(dataset_id: str) -> None:
+    """Changing a family's defaults without measuring its new reference build leaves it unvouched for."""
+    ref = demo_families.REFERENCE[dataset_id]
+    training = GanTraining() if dataset_id == demo_families.GAN_ID else DiffusionTraining()
+    defaults = {"seed": 0, "size": 64, "n_real": 480, "n_fake": 480,
+                "training": json.loads(json.dumps(dataclasses.asdict(training)))}
+    assert ref.applies_to(defaults)
+    assert set(ref.images_sha256) == {"real", "sources", "fake"}
+    assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in ref.images_sha256.values())
+    assert 0 < ref.lfd_all and 0 < ref.lfd_test and all(0.0 <= a <= 1.0 for a in ref.auc.values())
+    assert datasets().get(dataset_id.removeprefix("stigbench-")).size == ref.size  # the spec builds the reference
 
 
 def test_older_manifests_still_pass() -> None:
