@@ -146,21 +146,24 @@ class Reference:
 # instruction set) and benchmarks/bench_demo_families.py (calibration); update both with FAMILIES_VERSION.
 _MEASURED = ("benchmarks/RESULTS.md, 2026-12-06: bench_demo_isa (identical natively on an Intel Xeon with AMX and "
              "under AVX2 / baseline caps), bench_demo_families (calibration, seed 0 split)")
-_REAL_SHA = "bc7fc886764eda1821e63923a522efd8fa92375371ccfcc7c0171ad24e766b2c"
-_SOURCES_SHA = "6e5c1b6fca0f7248f28bb6b5fead6fcf9d5cf6e9f4101dd7ae45a78aa424ec2b"
+
+
+def _default_build(fake_sha256: str, lfd_all: float, lfd_test: float, auc: dict[str, float],
+                   training: GanTraining | DiffusionTraining) -> Reference:
+    # Both families share the picture pool and its partition for a seed: the same reals and sources.
+    shared = {"real": "bc7fc886764eda1821e63923a522efd8fa92375371ccfcc7c0171ad24e766b2c",
+              "sources": "6e5c1b6fca0f7248f28bb6b5fead6fcf9d5cf6e9f4101dd7ae45a78aa424ec2b"}
+    return Reference(images_sha256={**shared, "fake": fake_sha256}, lfd_all=lfd_all, lfd_test=lfd_test, auc=auc,
+                     measured=_MEASURED, training=training)
+
+
 REFERENCE: dict[str, Reference] = {
-    GAN_ID: Reference(
-        images_sha256={"real": _REAL_SHA, "sources": _SOURCES_SHA,
-                       "fake": "ec82289df34b9f75d23fc6accc6ed3d61afb35911b208e408d7124847198d8b0"},
-        lfd_all=0.0719, lfd_test=0.0846,
-        auc={"durall": 0.980, "dzanic": 1.000, "frank-dct": 1.000, "peaks": 0.712, "spectrum-cnn": 1.000},
-        measured=_MEASURED, training=GanTraining()),
-    DIFFUSION_ID: Reference(
-        images_sha256={"real": _REAL_SHA, "sources": _SOURCES_SHA,
-                       "fake": "0e11c74f96d0667b556a9d2b84e79628f7f3d8611000f56e59c69cc845ed745e"},
-        lfd_all=0.0047, lfd_test=0.0209,
-        auc={"durall": 0.764, "dzanic": 0.671, "frank-dct": 0.533, "peaks": 0.584, "spectrum-cnn": 0.629},
-        measured=_MEASURED, training=DiffusionTraining()),
+    GAN_ID: _default_build("ec82289df34b9f75d23fc6accc6ed3d61afb35911b208e408d7124847198d8b0", 0.0719, 0.0846,
+                           {"durall": 0.980, "dzanic": 1.000, "frank-dct": 1.000, "peaks": 0.712, "spectrum-cnn": 1.000},
+                           GanTraining()),
+    DIFFUSION_ID: _default_build("0e11c74f96d0667b556a9d2b84e79628f7f3d8611000f56e59c69cc845ed745e", 0.0047, 0.0209,
+                                 {"durall": 0.764, "dzanic": 0.671, "frank-dct": 0.533, "peaks": 0.584,
+                                  "spectrum-cnn": 0.629}, DiffusionTraining()),
 }
 
 
