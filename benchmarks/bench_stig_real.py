@@ -118,6 +118,30 @@ def targets(label: str, cells: list[dict[str, Any]]) -> list[str]:
     return [f"- **{label}**:"] + [f"  - {status[ok]}: {name} ({why})" for name, ok, why in checks]
 
 
+def verdicts(cells: list[dict[str, Any]], others: list[dict[str, Any]]) -> str:
+    """Per set and seed: do two runs of the same cells (another precision, another CPU) reach the same
+    verdicts on STIG — attack inactive or not, and each detector's move (toward / away / past / unchanged)?"""
+    theirs = {(c["label"], c["seed"]): c for c in others}
+    lines = ["| data | seed | inactive (these / those) | detectors' moves that differ | LFD refined | PSNR | evasion |",
+             "|---|---|---|---|---|---|---|"]
+    same = total = 0
+    for c in cells:
+        o = theirs.get((c["label"], c["seed"]))
+        if o is None:
+            continue
+        total += 1
+        moves = [f"{d}: {c['detectors'][d][STIG + ':class']} / {o['detectors'][d][STIG + ':class']}"
+                 for d in sorted(c["detectors"]) if d in o["detectors"]
+                 and c["detectors"][d][STIG + ":class"] != o["detectors"][d][STIG + ":class"]]
+        inactive = (bool((c.get("inactive") or {}).get(STIG)), bool((o.get("inactive") or {}).get(STIG)))
+        same += not moves and inactive[0] == inactive[1]
+        a, b = c["refiners"][STIG], o["refiners"][STIG]
+        lines.append(f"| {c['label']} | {c['seed']} | {'yes' if inactive[0] else 'no'} / {'yes' if inactive[1] else 'no'} | "
+                     f"{'; '.join(moves) or 'none'} | {a['lfd']:.4f} / {b['lfd']:.4f} | {a['psnr']:.1f} / {b['psnr']:.1f} | "
+                     f"{_f(a['evasion'], 3)} / {_f(b['evasion'], 3)} |")
+    return "\n".join([f"Same verdicts on {same} of {total} cells.", "", *lines])
+
+
 def _overrides(params: dict[str, Any] | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted((params or {}).items()) if k != "precision")
 
@@ -177,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="also write the raw cells to this JSON file")
     ap.add_argument("--cells", nargs="+", default=[], metavar="JSON",
                     help="report on cells saved by earlier calls (--json) instead of running any")
+    ap.add_argument("--versus", nargs="+", default=[], metavar="JSON",
+                    help="with --cells: compare STIG's verdicts with these cells' (another precision or CPU)")
     ap.add_argument("--write", action="store_true", help="append the tables to benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
     if not args.pair and not args.dataset and not args.cells:
@@ -200,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
                 Path(args.json).write_text(json.dumps(cells, indent=1), encoding="utf-8")
     cells.sort(key=lambda c: (c["label"], c["seed"]))
     text = report(cells)
+    if args.versus:
+        others = [c for file in args.versus for c in json.loads(Path(file).read_text(encoding="utf-8"))]
+        text += "\n\nSTIG's verdicts against the cells of " + ", ".join(args.versus) + ":\n\n" + verdicts(cells, others)
     print(text)
     if args.write:
         cmd = " ".join(["python benchmarks/bench_stig_real.py", *(sys.argv[1:] if argv is None else argv)])
