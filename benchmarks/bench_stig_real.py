@@ -98,9 +98,12 @@ def targets(label: str, cells: list[dict[str, Any]]) -> list[str]:
     inactive = [c["inactive"].get(STIG, "") for c in cells]
     away = sum(v.get(f"{STIG}:class") == "away" for c in cells for v in c["detectors"].values())
     lfd_fake, lfd = np.mean([c["lfd_fake"] for c in cells]), np.mean([s["lfd"] for s in st])
-    ev_fake, ev = _mean([s["evasion_fake"] for s in st]), _mean([s["evasion"] for s in st])
-    sm_lfd, sm_ev = _mean([e["sm_lfd"] for e in eq]), _mean([e["sm_evasion"] for e in eq])
+    # Evasion is defined only on seeds where some detector works: averaged over those seeds.
+    scored = [i for i, s in enumerate(st) if s["n_working"]]
+    ev_fake, ev = _mean([st[i]["evasion_fake"] for i in scored]), _mean([st[i]["evasion"] for i in scored])
+    sm_lfd, sm_ev = _mean([e["sm_lfd"] for e in eq]), _mean([eq[i]["sm_evasion"] for i in scored])
     none = "n/a: no detector works on the fakes (fake AUC >= 0.65)"
+    over = "" if len(scored) == len(cells) else f", over the {len(scored)} of {len(cells)} seeds where one works"
     checks = [
         ("never attack inactive where a detector works (fake AUC >= 0.65)",
          not any(w and i for w, i in zip(working, inactive)), f"inactive on {sum(bool(i) for i in inactive)} of {len(cells)} seeds"),
@@ -108,11 +111,11 @@ def targets(label: str, cells: list[dict[str, Any]]) -> list[str]:
         ("no detector moved away beyond its CI", away == 0, f"{away} away over all seeds"),
         ("mean |AUC−0.5| over working detectors at least halved (seed mean)",
          None if ev is None or ev_fake is None else ev <= 0.5 * ev_fake,
-         none if ev is None else f"{ev_fake:.3f} → {ev:.3f}"),
+         none if ev is None else f"{ev_fake:.3f} → {ev:.3f}{over}"),
         ("at STIG's PSNR, STIG's LFD <= spectral-match's (interpolated)", sm_lfd is not None and lfd <= sm_lfd,
          f"{lfd:.4f} vs {_f(sm_lfd)}"),
         ("at STIG's PSNR, STIG's evasion <= spectral-match's (mean |AUC−0.5|, interpolated)",
-         None if ev is None else (sm_ev is not None and ev <= sm_ev), none if ev is None else f"{ev:.3f} vs {_f(sm_ev, 3)}"),
+         None if ev is None else (sm_ev is not None and ev <= sm_ev), none if ev is None else f"{ev:.3f} vs {_f(sm_ev, 3)}{over}"),
     ]
     status = {True: "met", False: "NOT met", None: "n/a"}
     return [f"- **{label}**:"] + [f"  - {status[ok]}: {name} ({why})" for name, ok, why in checks]
@@ -179,6 +182,18 @@ def report(cells: list[dict[str, Any]]) -> str:
                      f"{flattened(curve, sel.get('noise_floor'))} | {e['psnr']:.1f} | "
                      f"{e['stig_lfd']:.4f} | {_f(e['sm_lfd'])} | {_f(e['stig_evasion'], 3)} | {_f(e['sm_evasion'], 3)} | "
                      f"{span} |")
+    lines += ["", "STIG's selection curves (`select_sd` of the refined selection fakes at 0, 25, 50, 75 and 100 % of the "
+              "budget) against their noise floor (p90 of reals against reals):", "",
+              "| data | seed | floor | 0 % | 25 % | 50 % | 75 % | 100 % | kept |", "|---|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        sel = (c.get("stig") or {}).get("selection") or {}
+        curve = c["stig"].get("curve") or selection_curve(Path(c["run_dir"]) / "refiners" / STIG) or []
+        if not curve:
+            continue
+        points = [curve[round(q * (len(curve) - 1))] for q in (0, 0.25, 0.5, 0.75, 1)]
+        kept = sel.get("kept", "–") + (f" @{sel['best_iteration']}" if sel.get("kept") == "best" else "")
+        lines.append(f"| {c['label']} | {c['seed']} | {_f(sel.get('noise_floor'))} | "
+                     + " | ".join(f"{v:.4f} (@{i})" for i, v in points) + f" | {kept} |")
     lines += ["", "Per detector (AUC [95 % CI]; fake → stig → spectral-match at strength 1; class vs fake; real-image "
               "oracle of stig):", ""]
     lines += detector_table(cells, STIG, BASELINE)
