@@ -52,8 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
-
+from stigbench.core.imageset import load_image
 from stigbench.data.demo import (GROUP_PATTERN, PHOTOS, _load_photo, _make_reals, _seeded_torch, _write_pngs,
                             build_atomically, source_records)
 from stigbench.data.demo_generators import Denoiser, UpsamplingAutoencoder, autoencode, sample, train_autoencoder, train_denoiser
@@ -131,7 +130,7 @@ class Reference:
     training: GanTraining | DiffusionTraining | None = field(default=None)
 
     def applies_to(self, wanted: dict[str, Any]) -> bool:
-        training = json.loads(json.dumps(dataclasses.asdict(self.training))) if self.training else None
+        training = _as_json(self.training) if self.training else None
         return (wanted["seed"], wanted["size"], wanted["n_real"], wanted["n_fake"], wanted["training"]) == (
             self.seed, self.size, self.n_real, self.n_fake, training)
 
@@ -213,18 +212,20 @@ def _check_positive(training: GanTraining | DiffusionTraining) -> None:
 
 
 # -- image hashes and the reference builds ---------------------------------------------------------
+def _as_json(training: GanTraining | DiffusionTraining) -> dict[str, Any]:
+    """A training recipe as its manifest stores it (tuples as JSON lists), so the two compare equal."""
+    return json.loads(json.dumps(dataclasses.asdict(training)))
+
+
 def images_sha256(root: Path) -> dict[str, str]:
     """SHA-256 per folder (``real``, ``sources``, ``fake``) over a build's decoded pixels, by file name.
 
     Pixels, not files: another zlib may compress the same image into other PNG bytes.
     """
-    return {folder: _digest((p.stem, _read_png(p)) for p in sorted((Path(root) / folder).glob("*.png")))
+    # load_image gives (3, H, W); the digest is of the (H, W, 3) arrays the build writes.
+    return {folder: _digest((p.stem, load_image(p).transpose(1, 2, 0))
+                            for p in sorted((Path(root) / folder).glob("*.png")))
             for folder in _FOLDERS}
-
-
-def _read_png(path: Path) -> np.ndarray:
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
 def _digest(images: Iterable[tuple[str, np.ndarray]]) -> str:
@@ -332,7 +333,7 @@ def _build_family(root: Path, dataset_id: str, seed: int, size: int, n_real: int
     # What determines the images; a build whose manifest agrees on all of it is reused.
     wanted = {"dataset": dataset_id, "version": FAMILIES_VERSION, "seed": seed, "size": size,
               "n_real": n_real, "n_fake": n_fake,
-              "training": json.loads(json.dumps(dataclasses.asdict(training)))}  # tuples as JSON lists
+              "training": _as_json(training)}
     counts = {"real": n_real, "fake": n_fake, "sources": n_fake}
     ref = REFERENCE.get(dataset_id)
     ref = ref if ref is not None and ref.applies_to(wanted) else None
