@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +25,8 @@ TINY = {"levels": 2, "width": 4, "d_width": 4, "nce_layers": [0, 1], "nce_patche
         "batch_size": 2, "iterations": 4, "checkpoint_every": 2, "refine_batch_size": 3, "precision": "fp32",
         "progress": False}
 
+
+FIXTURE_0_2 = Path(__file__).parent / "fixtures" / "stig-0.2"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -55,7 +58,7 @@ def test_registry_has_stig():
 def test_presets_and_params_round_trip():
     paper = StigRefiner("paper")
     assert (paper.levels, paper.width, paper.batch_size, paper.epochs, paper.iterations) == (5, 64, 1, 10.0, None)
-    assert (paper.nce_layers, paper.w_nce, paper.identity_init, paper.seed) == ([0], 20.0, False, 42)
+    assert (paper.nce_layers, paper.w_nce, paper.identity_init, paper.config().seed) == ((0,), 20.0, False, 42)
     assert set(PRESETS) >= {"paper", "cpu"} and StigRefiner().preset == "cpu"
     cpu = StigRefiner()  # the documented departures of the default preset
     assert (cpu.epochs, cpu.iterations, cpu.w_psd, cpu.w_mean, cpu.match_moments, cpu.match_luma) == (13.0, None, 0.0,
@@ -63,13 +66,108 @@ def test_presets_and_params_round_trip():
     assert (cpu.w_spec_identity, cpu.select_fraction, paper.select_fraction, paper.w_mean) == (10.0, 0.15, 0.0, 0.0)
     # overriding iterations replaces the preset's epoch count
     r = StigRefiner("paper", iterations=7, nce_layers=(0, 2))
-    assert (r.iterations, r.epochs, r.nce_layers) == (7, None, [0, 2])
+    assert (r.iterations, r.epochs, r.nce_layers) == (7, None, (0, 2))
     params = json.loads(json.dumps(r.get_params()))
     assert StigRefiner(**params).get_params() == params
     with pytest.raises(ValueError, match="did you mean"):
         get_preset("papr")
     with pytest.raises(ValueError, match="nce_layers"):
         StigRefiner(levels=2, nce_layers=[3]).config()
+
+
+def test_an_unknown_override_fails_in_check_params_with_a_suggestion():
+    r = StigRefiner(levls=4)  # stored as given (scikit-learn style); the plan's check_params says what is wrong
+    with pytest.raises(ValueError, match=r"no hyper-parameter 'levls'; did you mean 'levels'\?"):
+        r.check_params()
+    with pytest.raises(AttributeError):
+        r.not_a_field  # noqa: B018
+
+
+def test_the_constructor_names_only_the_run_settings_and_the_preset():
+    """The fields are StigPreset's alone: no second list of them to keep in step."""
+    import inspect
+
+    from stigbench.attacks.stig.presets import PARAM_NAMES
+
+    named = [p for p in inspect.signature(StigRefiner.__init__).parameters if p not in ("self", "overrides")]
+    assert named == ["preset", "strength", "seed", "device", "precision", "progress"]
+    assert set(StigRefiner().get_params()) == {"preset", *PARAM_NAMES, "strength", "device", "precision", "progress"}
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_field_of_every_preset_survives_save_and_load(preset, tmp_path, monkeypatch):
+    """Each field set to a non-default value of the preset's type must come back from ``params.json``."""
+    import dataclasses
+
+    from stigbench.attacks.stig import refiner as refiner_module
+    from stigbench.attacks.stig.presets import PARAM_NAMES
+
+    base = get_preset(preset)
+    changed = {"levels": base.levels + 1, "width": base.width + 2, "norm": "instance", "upsample": "bilinear",
+               "padding": "circular" if base.padding == "zeros" else "zeros",
+               # a spectrum normalisation other than min-max needs the identity start
+               "identity_init": not base.identity_init,
+               "spectrum_norm": "minmax" if base.identity_init else "real-channel", "symmetric": not base.symmetric, "periodic": not base.periodic,
+               "d_width": base.d_width + 2, "d_input": "image" if base.d_input == "generator" else "generator",
+               "rings": "circular", "profile_scale": "none" if base.profile_scale == "minmax" else "minmax",
+               "nce_layers": (1,), "nce_patches": base.nce_patches + 1, "nce_temperature": 0.05,
+               "nce_dim": base.nce_dim + 1, "w_gan": 1.5, "w_psd": 0.5, "w_mean": 7.0,
+               "match_moments": 3 - base.match_moments, "match_luma": not base.match_luma, "w_nce": 2.5,
+               "w_ssim_identity": 1.25, "w_spec_identity": 3.5, "w_ssim_content": 0.75, "w_lf": 0.25,
+               "lf_sigma": 4.0, "batch_size": base.batch_size + 1, "iterations": 11, "epochs": None,
+               "min_iterations": 5, "lr": 3e-4, "beta1": 0.6, "beta2": 0.99, "constant_lr_fraction": 0.3,
+               "ema": 0.9, "select_fraction": 0.2, "select_evals": 3, "seed": 9, "checkpoint_every": 7,
+               "refine_batch_size": 5}
+    assert set(changed) == set(PARAM_NAMES), "a new StigPreset field needs a value here"
+    r = StigRefiner(preset, **changed)
+    assert [k for k in changed if getattr(r.config(), k) == getattr(base, k)] == []
+    # save() needs a fitted refiner; what it writes about the hyper-parameters is save_params + fit_info.
+    r.translator_, r.image_size_, r.fit_info_ = object(), 32, {"image_size": 32}
+    monkeypatch.setattr(refiner_module.torch, "save", lambda *a, **k: None)
+    monkeypatch.setattr(refiner_module, "build_translator", lambda config, size: _Loaded(config))
+    monkeypatch.setattr(refiner_module.torch, "load", lambda *a, **k: {})
+    r.translator_ = _Loaded(r.config())
+    r.save(tmp_path / "stig")
+    loaded = StigRefiner.load(tmp_path / "stig")
+    assert dataclasses.replace(loaded.config(), description="") == dataclasses.replace(r.config(), description="")
+    assert loaded.preset == preset
+
+
+class _Loaded(torch.nn.Module):
+    """Stands in for the translator: the test is about the hyper-parameters, not the weights."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+
+    def load_state_dict(self, state, strict=True):  # noqa: ARG002
+        return None
+
+
+def test_a_field_missing_from_an_old_params_json_takes_its_old_default(tmp_path):
+    import shutil
+
+    folder = shutil.copytree(FIXTURE_0_2, tmp_path / "stig")
+    params = json.loads((folder / "params.json").read_text())
+    del params["params"]["symmetric"], params["params"]["min_iterations"]
+    (folder / "params.json").write_text(json.dumps(params))
+    loaded = StigRefiner.load(folder)
+    # the dataclass defaults (the behaviour of code before the field), not the cpu preset's 600
+    assert (loaded.symmetric, loaded.min_iterations) == (False, 0)
+
+
+def test_a_refiner_saved_by_0_2_loads_and_refines_as_it_did():
+    """``tests/fixtures/stig-0.2``: a tiny refiner saved by the code before the typed configuration."""
+    import hashlib
+
+    from test_compat import _images
+
+    saved = json.loads((FIXTURE_0_2 / "params.json").read_text())["params"]
+    loaded = StigRefiner.load(FIXTURE_0_2)
+    assert loaded.get_params() == saved
+    out = loaded.refine(_images()).to_array()
+    expected = json.loads((FIXTURE_0_2 / "expected.json").read_text())["refined_sha256"]
+    assert hashlib.sha256(np.ascontiguousarray(out).tobytes()).hexdigest() == expected
 
 
 def test_schedule_in_iterations(data):
@@ -255,3 +353,16 @@ def test_moment_matching_with_luma_standardises_the_luma_channel(data):
     assert torch.equal(mm.shift[:3], torch.zeros(3, 32, 32)) and torch.equal(mm.scale[:3], torch.ones(3, 32, 32))
     assert mm.shift[3].abs().sum() > 0 and (mm.scale[3] > 0).all()
     assert all(np.isfinite(v) for v in tr.final_losses().values()) and tr.final_losses()["mean"] > 0
+
+
+def test_a_misspelt_stig_parameter_fails_the_plan_with_a_suggestion(tmp_path):
+    from click.testing import CliRunner
+
+    from stigbench.cli import main
+
+    result = CliRunner().invoke(main, ["run", "--dataset", "demo", "--refiner", "stig", "--detectors", "durall",
+                                       "--set", "stig.levls=3", "--out", str(tmp_path / "runs"),
+                                       "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "did you mean 'levels'?" in result.output
+    assert not (tmp_path / "runs").exists()  # nothing ran

@@ -49,7 +49,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -172,10 +174,44 @@ PRESETS: dict[str, StigPreset] = {
 }
 
 
+#: The hyper-parameters a preset fixes and a refiner may override (every field but the description).
+PARAM_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(StigPreset) if f.name != "description")
+
+
+def _suggest(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=2)
+    return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+
+
+def resolve(preset: str, overrides: Mapping[str, Any]) -> StigPreset:
+    """The preset named ``preset`` with ``overrides`` (field name -> value; ``None`` keeps the preset's),
+    validated: an unknown name fails with a suggestion, a bad value with :class:`StigPreset`'s message.
+
+    Iterations and epochs are alternatives: overriding one replaces the preset's choice of the other.
+    A budget given explicitly is honoured as given: the preset's ``min_iterations`` floor applies to its
+    own epochs, so it is dropped unless it is overridden too.
+    """
+    for name in overrides:
+        if name not in PARAM_NAMES:
+            raise ValueError(f"STIG has no hyper-parameter {name!r}{_suggest(name, list(PARAM_NAMES))} "
+                             f"It takes: {', '.join(PARAM_NAMES)}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    changes: dict[str, Any] = {}
+    if "iterations" in given and "epochs" not in given:
+        changes["epochs"] = None
+    if "epochs" in given and "iterations" not in given:
+        changes["iterations"] = None
+    if ("iterations" in given or "epochs" in given) and "min_iterations" not in given:
+        changes["min_iterations"] = 0
+    changes.update(given)
+    if "nce_layers" in changes:
+        changes["nce_layers"] = tuple(int(k) for k in changes["nce_layers"])
+    return dataclasses.replace(get_preset(preset), **changes, description=f"preset {preset!r} with overrides")
+
+
 def get_preset(name: str) -> StigPreset:
     try:
         return PRESETS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(PRESETS), n=2)
-        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"unknown STIG preset {name!r}{hint} Available: {', '.join(PRESETS)}") from None
+        raise ValueError(f"unknown STIG preset {name!r}{_suggest(name, list(PRESETS))} "
+                         f"Available: {', '.join(PRESETS)}") from None

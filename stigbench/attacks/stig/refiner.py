@@ -26,7 +26,7 @@ from stigbench.core.io import read_json, write_json
 from stigbench.attacks.registry import register_refiner
 from stigbench.attacks.strength import STRENGTHS, blend_log_magnitude, check_strength
 
-from .presets import StigPreset, get_preset
+from .presets import PARAM_NAMES, StigPreset, resolve
 from .trainer import StigTrainer, build_translator
 from .translator import SpectrumTranslator
 
@@ -41,8 +41,10 @@ FIT_INFO_FILE = "fit_info.json"
     description="UNet++ translation of log-magnitude spectra (fake -> real), phase kept; GAN + PatchNCE + SSIM + LF",
 )
 class StigRefiner(Estimator):
-    """STIG refiner. ``preset`` names a :class:`~.presets.StigPreset`; every other hyper-parameter left
-    ``None`` is taken from it, and the resolved value is what the object stores (and saves).
+    """STIG refiner. ``preset`` names a :class:`~.presets.StigPreset`; keyword ``overrides`` replace any of
+    its fields (``StigRefiner("cpu", levels=4, iterations=900)``; ``None`` keeps the preset's value), and
+    ``seed`` replaces its seed. :meth:`config` is the resolved preset; :meth:`get_params` lists every
+    resolved field, so a saved refiner records all of them.
 
     ``fit(fake_set, real_set, log_dir=None)`` trains on unpaired sets (resuming from a checkpoint in
     ``log_dir``); ``refine(image_set)`` returns the refined images; ``fit_info_`` describes the run.
@@ -60,84 +62,33 @@ class StigRefiner(Estimator):
     #: What ``stig:strength=*`` expands to.
     param_grids: ClassVar[dict[str, tuple[float, ...]]] = {"strength": STRENGTHS}
 
-    def __init__(
-        self,
-        preset: str = "cpu",
-        *,
-        levels: int | None = None,
-        width: int | None = None,
-        norm: str | None = None,
-        upsample: str | None = None,
-        padding: str | None = None,
-        identity_init: bool | None = None,
-        spectrum_norm: str | None = None,
-        symmetric: bool | None = None,
-        periodic: bool | None = None,
-        d_width: int | None = None,
-        d_input: str | None = None,
-        rings: str | None = None,
-        profile_scale: str | None = None,
-        nce_layers: list[int] | None = None,
-        nce_patches: int | None = None,
-        nce_temperature: float | None = None,
-        nce_dim: int | None = None,
-        w_gan: float | None = None,
-        w_psd: float | None = None,
-        w_mean: float | None = None,
-        match_moments: int | None = None,
-        match_luma: bool | None = None,
-        w_nce: float | None = None,
-        w_ssim_identity: float | None = None,
-        w_spec_identity: float | None = None,
-        w_ssim_content: float | None = None,
-        w_lf: float | None = None,
-        lf_sigma: float | None = None,
-        batch_size: int | None = None,
-        iterations: int | None = None,
-        epochs: float | None = None,
-        min_iterations: int | None = None,
-        lr: float | None = None,
-        beta1: float | None = None,
-        beta2: float | None = None,
-        constant_lr_fraction: float | None = None,
-        ema: float | None = None,
-        select_fraction: float | None = None,
-        select_evals: int | None = None,
-        seed: int | None = None,
-        checkpoint_every: int | None = None,
-        refine_batch_size: int | None = None,
-        strength: float = 1.0,
-        device: str = "auto",
-        precision: str = "auto",
-        progress: bool = True,
-    ) -> None:
-        given = {k: v for k, v in locals().items()
-                 if k not in ("self", "preset", "strength", "device", "precision", "progress")}
-        resolved = get_preset(preset).params()
-        # Iterations and epochs are alternatives: overriding one replaces the preset's choice of the other.
-        if given["iterations"] is not None and given["epochs"] is None:
-            resolved["epochs"] = None
-        if given["epochs"] is not None and given["iterations"] is None:
-            resolved["iterations"] = None
-        # A budget given explicitly is honoured as given: the preset's floor applies to its own epochs.
-        if (given["iterations"] is not None or given["epochs"] is not None) and given["min_iterations"] is None:
-            resolved["min_iterations"] = 0
-        resolved.update({k: v for k, v in given.items() if v is not None})
-        resolved["nce_layers"] = [int(k) for k in resolved["nce_layers"]]
+    def __init__(self, preset: str = "cpu", *, strength: float = 1.0, seed: int | None = None, device: str = "auto",
+                 precision: str = "auto", progress: bool = True, **overrides: Any) -> None:
+        # The run hands its seed, device, precision and progress to the parameters a constructor declares,
+        # so those four are named; every other keyword is a StigPreset field, checked in check_params.
         self.preset = preset
-        for name, value in resolved.items():
-            setattr(self, name, value)
+        self.overrides = {k: v for k, v in overrides.items() if v is not None}
         self.strength = strength
+        self.seed = seed
         self.device = device
         self.precision = precision
         self.progress = progress
 
     def config(self) -> StigPreset:
-        """The resolved hyper-parameters as a (validated) :class:`~.presets.StigPreset`."""
-        names = [f.name for f in dataclasses.fields(StigPreset) if f.name != "description"]
-        values = {n: getattr(self, n) for n in names}
-        values["nce_layers"] = tuple(values["nce_layers"])
-        return StigPreset(**values, description=f"preset {self.preset!r} with overrides")
+        """The resolved hyper-parameters: the preset with the overrides (and ``seed``), validated."""
+        return resolve(self.preset, self.overrides if self.seed is None else {**self.overrides, "seed": self.seed})
+
+    def __getattr__(self, name: str) -> Any:
+        # A hyper-parameter reads as an attribute (``refiner.levels``), as on any scikit-learn estimator.
+        if name in PARAM_NAMES:
+            return getattr(self.config(), name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def get_params(self) -> dict[str, Any]:
+        """The preset's name, every resolved hyper-parameter and the refine-time and run settings: what
+        ``save`` writes and ``StigRefiner(**params)`` rebuilds."""
+        return {"preset": self.preset, **self.config().params(), "strength": self.strength, "device": self.device,
+                "precision": self.precision, "progress": self.progress}
 
     def check_params(self) -> None:
         """Validate every hyper-parameter now: a run's plan calls this before any image is read."""
