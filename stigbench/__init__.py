@@ -7,7 +7,7 @@ The public API is what this module exports (``__all__``); plug-ins and scripts i
 Names are resolved on first use, so ``import stigbench`` itself loads neither torch nor any
 subpackage; ``from stigbench import X`` imports the one module that defines ``X``. Everything else
 lives in the layered subpackages (``core``, ``measures``, ``data``, ``attacks``, ``detection``,
-``evaluation``, ``reporting``, ``pipeline``; see the README's "Architecture").
+``evaluation``, ``reporting``, ``pipeline``; see docs/architecture.md).
 """
 
 from __future__ import annotations
