@@ -366,3 +366,17 @@ def test_a_misspelt_stig_parameter_fails_the_plan_with_a_suggestion(tmp_path):
     assert result.exit_code == 2, result.output
     assert "did you mean 'levels'?" in result.output
     assert not (tmp_path / "runs").exists()  # nothing ran
+
+
+def test_the_logged_g_loss_is_the_weighted_sum_of_its_named_terms(data):
+    from stigbench.attacks.stig.trainer import G_TERMS
+
+    fakes, reals, _ = data
+    config = StigRefiner(**{**TINY, "w_psd": 2.0, "w_gan": 1.5}).config()
+    tr = StigTrainer(config, fakes, reals, device=torch.device("cpu"), precision="fp32", progress=False)
+    tr._prepare()
+    losses = tr.step()
+    assert list(losses) == list(LOSS_NAMES) == ["D", "D_s", "G", *G_TERMS]
+    expected = sum(getattr(config, weight) * losses[name] for name, weight in G_TERMS.items())
+    assert losses["G"] == pytest.approx(expected, rel=1e-5)
+    assert all(hasattr(config, weight) for weight in G_TERMS.values())

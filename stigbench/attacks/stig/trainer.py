@@ -9,6 +9,12 @@ heads H:
   + w_nce * [NCE(M_A, G(M_A)) + NCE(M_B, G(M_B))] + w_ssim_identity * (1 - SSIM(x_B, x^_B))
   + w_ssim_content * (1 - SSIM(x_A, x^_A)) + w_lf * [LF(G(M_A), M_A) + LF(G(M_B), M_B)]``.
 
+A step reads as these losses (the shape of CUT's ``compute_D_loss`` / ``compute_G_loss``): one forward
+pass (:meth:`StigTrainer.forward`), the discriminators' losses (:meth:`~StigTrainer.d_losses`) and G's
+named terms (:meth:`~StigTrainer.g_terms`), weighted by the fields :data:`G_TERMS` names
+(:meth:`~StigTrainer.g_loss`); ``train_log.csv``, ``fit_info.json`` and the progress bar read the same
+names (:data:`LOSS_NAMES`).
+
 Each image is transformed once; G runs once on A and B together and its encoder features of that pass
 are the PatchNCE keys; the encoder runs once more on G's outputs for the queries; the refined fakes are
 transformed once for their profile. Adam with a learning rate that is constant for the first
@@ -45,6 +51,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -86,9 +93,23 @@ log = logging.getLogger("stigbench")
 
 CHECKPOINT = "checkpoint.pt"
 TRAIN_LOG = "train_log.csv"
-LOSS_NAMES = ("D", "D_s", "G", "gan", "psd", "mean", "nce_fake", "nce_real", "ssim_identity", "spec_identity",
-              "ssim_content",
-              "lf_fake", "lf_real")
+#: G's loss terms, each with the StigPreset field that weighs it; ``G = Σ weight · term``. PatchNCE and
+#: the low-frequency loss act on fakes and reals under one weight, as in the paper's formula (the pair is
+#: added before it is weighted).
+G_TERMS: dict[str, str] = {
+    "gan": "w_gan",  # LSGAN on D's verdict on the refined spectrum
+    "psd": "w_psd",  # LSGAN on D_s's verdict on the refined profile
+    "mean": "w_mean",  # moment matching of refined-fake and real spectra (losses.MeanMatchingLoss)
+    "nce_fake": "w_nce", "nce_real": "w_nce",  # PatchNCE, fakes and reals
+    "ssim_identity": "w_ssim_identity",  # 1 - SSIM(real, refined real)
+    "spec_identity": "w_spec_identity",  # L1 between a real's spectrum and G's output for it
+    "ssim_content": "w_ssim_content",  # 1 - SSIM(fake, refined fake)
+    "lf_fake": "w_lf", "lf_real": "w_lf",  # low-frequency loss, fakes and reals
+}
+#: Every logged loss: the discriminators', G's total, then G's terms.
+LOSS_NAMES = ("D", "D_s", "G", *G_TERMS)
+# The running losses the progress bar shows (those whose weight is > 0): the adversarial game at a glance.
+_BAR_TERMS = ("gan", "psd", "mean", "nce_fake", "lf_fake")
 LOG_FIELDS = ("iteration", "lr", "seconds", *LOSS_NAMES, *SELECT_COLUMNS)
 # A pool of 8-bit images (an ImageSet) is held as uint8 in memory up to this size, beyond it in a
 # memory-mapped scratch file; any other image set is held as float32 up to this size, beyond it read
@@ -178,6 +199,29 @@ def _carve_selection(config: StigPreset, fake_set: ImageSetLike, real_set: Image
     # An ImageSet's own subset keeps it one, so its pool can hold it as 8-bit (same floats either way).
     train = fake_set.subset(fk) if isinstance(fake_set, ImageSet) else IndexedSet(fake_set, fk)
     return train, selection, ""
+
+
+@dataclass(frozen=True)
+class _Forward:
+    """One iteration's forward pass (fakes first, then reals, ``B`` each on this rank): normalised
+    spectra ``z`` and G's output ``zh`` (``zh_a``: its fake half), the rebuilt images (``xh_a`` fakes,
+    ``xh_b`` reals), G's encoder features of that pass (the PatchNCE keys), what D judges as refined
+    and both discriminators' profiles."""
+
+    B: int
+    xa: torch.Tensor
+    xb: torch.Tensor
+    smooth: torch.Tensor | None
+    z: torch.Tensor
+    zh: torch.Tensor
+    zh_a: torch.Tensor
+    xh_a: torch.Tensor
+    xh_b: torch.Tensor
+    feats_k: list[torch.Tensor]
+    image_z: torch.Tensor
+    d_fake: torch.Tensor
+    prof_real: torch.Tensor
+    prof_fake: torch.Tensor
 
 
 class StigTrainer:
@@ -390,102 +434,133 @@ class StigTrainer:
         self.D_s.set_stats(*prof.result())
         self._stats_ready = True
 
-    def step(self) -> dict[str, float]:
-        """One D/D_s update and one G/H update; returns the losses (floats)."""
+    def forward(self) -> _Forward:
+        """This iteration's batches through G once: what the D loss and G's terms both read."""
         c, it = self.config, self.iteration
         B = self.part[1] - self.part[0]  # this rank's share of the global batch (all of it without torchrun)
-        ddp, w = self.ddp, self.loss_weight
-        ac = autocast(self.device, self.precision)
         xa = self.fakes.batch(it, c.batch_size, self.part).to(self.device, non_blocking=True)
         xb = self.reals.batch(it, c.batch_size, self.part).to(self.device, non_blocking=True)
-        x = torch.cat([xa, xb])
-        for net in self.nets.values():
-            net.train()
-
-        lm, phase, smooth = self.translator.analyse(x)  # one FFT per input image
+        lm, phase, smooth = self.translator.analyse(torch.cat([xa, xb]))  # one FFT per input image
         z, stats = self.translator.normalise(lm)
         prof_real = spectral_profile(lm[B:], c.rings, c.profile_scale)
-        with ac:
-            zh, feats_k = ddp["G"](z, self.nce_layers)  # fakes and reals in one pass; its features are the keys
+        with autocast(self.device, self.precision):
+            zh, feats_k = self.ddp["G"](z, self.nce_layers)  # fakes and reals in one pass; its features are the keys
         zh = self.translator.finish(zh.float())
         xh = self.translator.reconstruct(zh, stats, phase, smooth)
+        # One view per half, made once: autograd sums the gradients reaching a tensor in the order its
+        # uses were created, and this order is the one every earlier version computed (same bits).
         zh_a, xh_a, xh_b = zh[:B], xh[:B], xh[B:]
         lm_hat_a = self.translator.spectrum_of(xh_a, None if smooth is None else smooth[:B])
         prof_fake = spectral_profile(lm_hat_a, c.rings, c.profile_scale)  # from the rebuilt image: grads reach G
+        image_z = self.translator.normalise(lm_hat_a)[0]  # the spectrum of the image the attack outputs
         # What D judges as the refined spectrum: G's raw output (paper) or the spectrum of the image the
         # attack actually outputs. G's raw output need not be the magnitude of any real image (no
         # Hermitian symmetry; clamping to [0, 1] changes it), which D can learn to spot instead of
         # comparing with the reals.
-        image_z = self.translator.normalise(lm_hat_a)[0]  # the spectrum of the image the attack outputs
         d_fake = zh_a if c.d_input == "generator" else image_z
+        return _Forward(B=B, xa=xa, xb=xb, smooth=smooth, z=z, zh=zh, zh_a=zh_a, xh_a=xh_a, xh_b=xh_b,
+                        feats_k=feats_k, image_z=image_z, d_fake=d_fake, prof_real=prof_real, prof_fake=prof_fake)
 
-        # D and D_s
-        self.D.requires_grad_(True)
-        self.D_s.requires_grad_(True)
-        with ac:
-            loss_d = 0.5 * (self.lsgan(self.D(z[B:]), True) + self.lsgan(ddp["D"](d_fake.detach()), False))
-            loss_ds = 0.5 * (self.lsgan(self.D_s(prof_real), True) + self.lsgan(ddp["D_s"](prof_fake.detach()), False))
-        self.opt_D.zero_grad(set_to_none=True)
-        self.scaler.scale(loss_d + loss_ds if w == 1.0 else (loss_d + loss_ds) * w).backward()
-        self.scaler.step(self.opt_D)
+    def d_losses(self, f: _Forward) -> dict[str, torch.Tensor]:
+        """LSGAN losses of D (spectra) and D_s (profiles): reals -> 1, refined fakes -> 0."""
+        with autocast(self.device, self.precision):
+            return {"D": 0.5 * (self.lsgan(self.D(f.z[f.B:]), True) + self.lsgan(self.ddp["D"](f.d_fake.detach()), False)),
+                    "D_s": 0.5 * (self.lsgan(self.D_s(f.prof_real), True)
+                                  + self.lsgan(self.ddp["D_s"](f.prof_fake.detach()), False))}
 
-        # G and H
-        self.D.requires_grad_(False)
-        self.D_s.requires_grad_(False)
-        with ac:
-            gan = self.lsgan(self.D(d_fake), True)
-            psd = self.lsgan(self.D_s(prof_fake), True)
-            if c.w_mean == 0:  # off (the paper): no statistics to track
-                mean = torch.zeros((), device=self.device)
-            elif c.match_luma:
-                s_a, s_b = (None, None) if smooth is None else (smooth[:B], smooth[B:])
-                spectrum = self.translator.spectrum_of
-                mean = self.mean_match(torch.cat([image_z, spectrum(xh_a, s_a, luma=True)], 1),
-                                       torch.cat([z[B:], spectrum(xb, s_b, luma=True)], 1))
-            else:
-                mean = self.mean_match(image_z, z[B:])
-            feats_q = self.G.encode(zh, self.nce_layers)
-            g = torch.Generator().manual_seed(_seed(c.seed, 3, it))
+    def g_terms(self, f: _Forward) -> dict[str, torch.Tensor]:
+        """G's loss terms (:data:`G_TERMS`), unweighted, against the discriminators as they are now."""
+        c, B = self.config, f.B
+        with autocast(self.device, self.precision):
+            terms = {"gan": self.lsgan(self.D(f.d_fake), True), "psd": self.lsgan(self.D_s(f.prof_fake), True),
+                     "mean": self._moment_matching(f)}
+            feats_q = self.G.encode(f.zh, self.nce_layers)
+            g = torch.Generator().manual_seed(_seed(c.seed, 3, self.iteration))
             nce_a, nce_b = [], []
-            for k, (fq, fk) in enumerate(zip(feats_q, feats_k)):
+            for k, (fq, fk) in enumerate(zip(feats_q, f.feats_k)):
                 loc = sample_locations(fq.shape[-2], fq.shape[-1], c.nce_patches, g, self.device)
-                q = (ddp["H"] if k == 0 else self.H)(k, gather_patches(fq, loc))
+                q = (self.ddp["H"] if k == 0 else self.H)(k, gather_patches(fq, loc))
                 with torch.no_grad():  # keys are targets: detached (CUT)
                     key = self.H(k, gather_patches(fk, loc))
                 nce_a.append(self.nce(q[:B], key[:B]))
                 nce_b.append(self.nce(q[B:], key[B:]))
-        nce_fake, nce_real = torch.stack(nce_a).mean(), torch.stack(nce_b).mean()
-        ssim_id = 1 - self.ssim(xb, xh_b)
+        terms["nce_fake"], terms["nce_real"] = torch.stack(nce_a).mean(), torch.stack(nce_b).mean()
+        terms["ssim_identity"] = 1 - self.ssim(f.xb, f.xh_b)
         # Identity on the reals' spectra at every frequency (Taigman et al., ICLR 2017; Zhu et al., ICCV
         # 2017): a real must come out as it went in, so whatever G changes it must make conditional on
         # the input looking fake, not apply to every image (which makes refined reals "more real").
-        spec_id = (zh[B:] - z[B:]).abs().mean()
-        ssim_ct = 1 - self.ssim(xa, xh_a)
-        lf_fake, lf_real = self.lf(zh_a, z[:B]), self.lf(zh[B:], z[B:])
-        loss_g = (c.w_gan * gan + c.w_psd * psd + c.w_mean * mean + c.w_nce * (nce_fake + nce_real)
-                  + c.w_ssim_identity * ssim_id + c.w_spec_identity * spec_id + c.w_ssim_content * ssim_ct
-                  + c.w_lf * (lf_fake + lf_real))
-        if w != 1.0:  # uneven slices: weight the per-image terms; the moment matching is the global batch's
-            loss_g = (loss_g - c.w_mean * mean) * w + c.w_mean * mean
+        terms["spec_identity"] = (f.zh[B:] - f.z[B:]).abs().mean()
+        terms["ssim_content"] = 1 - self.ssim(f.xa, f.xh_a)
+        terms["lf_fake"], terms["lf_real"] = self.lf(f.zh_a, f.z[:B]), self.lf(f.zh[B:], f.z[B:])
+        return {name: terms[name] for name in G_TERMS}
+
+    def _moment_matching(self, f: _Forward) -> torch.Tensor:
+        if self.config.w_mean == 0:  # off (the paper): no statistics to track
+            return torch.zeros((), device=self.device)
+        if not self.config.match_luma:
+            return self.mean_match(f.image_z, f.z[f.B:])
+        smooth = f.smooth
+        s_a, s_b = (None, None) if smooth is None else (smooth[:f.B], smooth[f.B:])
+        spectrum = self.translator.spectrum_of
+        return self.mean_match(torch.cat([f.image_z, spectrum(f.xh_a, s_a, luma=True)], 1),
+                               torch.cat([f.z[f.B:], spectrum(f.xb, s_b, luma=True)], 1))
+
+    def g_loss(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``Σ weight · term`` over :data:`G_TERMS`; terms that share a weight are added before it applies."""
+        c = self.config
+        groups: dict[str, torch.Tensor] = {}
+        for name, weight in G_TERMS.items():
+            groups[weight] = terms[name] if weight not in groups else groups[weight] + terms[name]
+        total: torch.Tensor | None = None
+        for weight, value in groups.items():
+            total = getattr(c, weight) * value if total is None else total + getattr(c, weight) * value
+        assert total is not None
+        if self.loss_weight != 1.0:
+            # Uneven torchrun slices: weight the per-image terms; the moment matching is the global batch's.
+            total = (total - c.w_mean * terms["mean"]) * self.loss_weight + c.w_mean * terms["mean"]
+        return total
+
+    def step(self) -> dict[str, float]:
+        """One D/D_s update and one G/H update; returns the losses by name (:data:`LOSS_NAMES`)."""
+        for net in self.nets.values():
+            net.train()
+        f = self.forward()
+
+        self.D.requires_grad_(True)
+        self.D_s.requires_grad_(True)
+        d = self.d_losses(f)
+        loss_d = d["D"] + d["D_s"]
+        self.opt_D.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_d if self.loss_weight == 1.0 else loss_d * self.loss_weight).backward()
+        self.scaler.step(self.opt_D)
+
+        self.D.requires_grad_(False)
+        self.D_s.requires_grad_(False)
+        terms = self.g_terms(f)
+        loss_g = self.g_loss(terms)
         self.opt_G.zero_grad(set_to_none=True)
         self.scaler.scale(loss_g).backward()
         self.scaler.step(self.opt_G)
         self.scaler.update()
-        if self.ema is not None:
-            with torch.no_grad():
-                for avg, p in zip(self.ema.parameters(), self.translator.parameters()):
-                    avg.lerp_(p, 1.0 - c.ema)
-                # Buffers are statistics, not weights (BatchNorm's running moments with norm="batch"):
-                # the average keeps G's current ones rather than the ones it started with.
-                for avg, b in zip(self.ema.buffers(), self.translator.buffers()):
-                    avg.copy_(b)
+        self._update_average()
         self.sched_G.step()
         self.sched_D.step()
         self.iteration += 1
 
-        values = torch.stack([loss_d, loss_ds, loss_g, gan, psd, mean, nce_fake, nce_real, ssim_id, spec_id, ssim_ct,
-                              lf_fake, lf_real]).detach().float().cpu().tolist()  # one device sync per step
+        losses = {**d, "G": loss_g, **terms}
+        values = torch.stack([losses[k] for k in LOSS_NAMES]).detach().float().cpu().tolist()  # one device sync
         return dict(zip(LOSS_NAMES, values))
+
+    def _update_average(self) -> None:
+        if self.ema is None:
+            return
+        with torch.no_grad():
+            for avg, p in zip(self.ema.parameters(), self.translator.parameters()):
+                avg.lerp_(p, 1.0 - self.config.ema)
+            # Buffers are statistics, not weights (BatchNorm's running moments with norm="batch"):
+            # the average keeps G's current ones rather than the ones it started with.
+            for avg, b in zip(self.ema.buffers(), self.translator.buffers()):
+                avg.copy_(b)
 
     def evaluate_selection(self) -> dict[str, float]:
         """Refine the selection fakes with the current refiner and measure the criteria; remember the
@@ -582,9 +657,7 @@ class StigTrainer:
                 bar.update(1)
                 if self.iteration % 10 == 0 or self.iteration == end:
                     # Only the terms that move G (a loss at weight 0 would read as if it mattered).
-                    shown = [k for k, w in (("gan", self.config.w_gan), ("psd", self.config.w_psd),
-                                            ("mean", self.config.w_mean), ("nce_fake", self.config.w_nce),
-                                            ("lf_fake", self.config.w_lf)) if w > 0]
+                    shown = [k for k in _BAR_TERMS if getattr(self.config, G_TERMS[k]) > 0]
                     post = {k: f"{losses[k]:.3g}" for k in ("D", *shown)}
                     if self.best is not None:
                         post["best"] = f"{self.best[1]:.4f}@{self.best[0]}"
