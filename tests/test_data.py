@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from stigbench.data.specs import (DatasetError, DatasetSpec, adhoc_spec, add_spec_dir, datasets, default_size,
-                            load_dataset, load_spec_file, parse_spec)
+                            input_images, load_dataset, load_spec_file, parse_spec)
 from stigbench.core.imageset import BadImage, FileImageSet, load_image, scan_images
 
 
@@ -127,6 +127,20 @@ def test_bad_file_in_a_dataset_is_skipped_not_fatal(tmp_path, tiny_dataset):
     ds = load_dataset(DatasetSpec(name="x", root=str(root)), progress=False)
     assert len(ds.fake) == 30 and len(ds.skipped) == 1
     assert ds.skipped[0].path.endswith("broken.png")
+
+
+@pytest.mark.parametrize("entry", ["fake", "fake/*.png"])
+def test_a_dangling_symlink_is_named_with_its_missing_target(tmp_path, tiny_dataset, entry):
+    """Folder listings and globs alike: a broken link is a skipped file with a reason, not a silent gap."""
+    root = tmp_path / "d"
+    shutil.copytree(tiny_dataset, root)
+    (root / "fake" / "gone.png").symlink_to(tmp_path / "elsewhere" / "gone.png")
+    ds = load_dataset(DatasetSpec(name="x", real=("real",), fake=(entry,), root=str(root)), progress=False)
+    assert len(ds.fake) == 30 and [Path(s.path).name for s in ds.skipped] == ["gone.png"]
+    assert ds.skipped[0].reason == (f"dangling symbolic link: its target {tmp_path / 'elsewhere' / 'gone.png'} "
+                                    "does not exist")
+    _, skipped = input_images(root / "fake", progress=False)
+    assert [Path(s.path).name for s in skipped] == ["gone.png"]
 
 
 def test_globs_groups_and_max_per_class(tmp_path, tiny_dataset):

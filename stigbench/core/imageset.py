@@ -400,6 +400,12 @@ def random_access_array(images: Any, in_memory_limit: int, batch_size: int = 256
     return out
 
 
+def listable(path: Path) -> bool:
+    """Whether a folder listing keeps ``path``: a regular file, or a symbolic link whose target is gone,
+    so that the scan names it in ``skipped.csv`` instead of it vanishing without a word."""
+    return path.is_file() or (path.is_symlink() and not path.exists())
+
+
 @dataclass(frozen=True)
 class Skipped:
     """A file left out of a run, and why."""
@@ -426,6 +432,8 @@ def scan_images(
     workers = workers or min(4, os.cpu_count() or 1)
 
     def check(path: Path) -> tuple[Path, str | None, int]:
+        if path.is_symlink() and not path.exists():
+            return path, f"dangling symbolic link: its target {os.readlink(path)} does not exist", 0
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             return path, f"not an image file suffix ({path.suffix or 'none'})", 0
         try:

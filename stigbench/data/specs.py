@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from platformdirs import user_cache_dir
 
-from stigbench.core.imageset import IMAGE_SUFFIXES, FileImageSet, Skipped, scan_images
+from stigbench.core.imageset import IMAGE_SUFFIXES, FileImageSet, Skipped, listable, scan_images
 from stigbench.core.registry import Registry
 
 ENV_SPEC_DIRS = "STIGBENCH_DATASETS"
@@ -229,9 +229,9 @@ def _expand(entries: Iterable[str], base: Path) -> list[Path]:
             p = base / p
         if any(ch in entry for ch in "*?["):
             matches = sorted(Path(m) for m in glob.glob(str(p), recursive=True))
-            files.extend(m for m in matches if m.is_file())
+            files.extend(m for m in matches if listable(m))
         elif p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")))
+            files.extend(sorted(f for f in p.rglob("*") if listable(f) and not f.name.startswith(".")))
         elif p.is_file():
             files.append(p)
         else:
@@ -280,7 +280,7 @@ def input_images(path: str | Path, size: int | None = None, resize: bool = False
         files = [src]
     elif src.is_dir():
         files = sorted(p for p in src.rglob("*")
-                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(src).parts))
+                       if listable(p) and not any(part.startswith(".") for part in p.relative_to(src).parts))
         if not files:
             raise ValueError(f"no files in {src}")
     else:
