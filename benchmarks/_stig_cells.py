@@ -31,8 +31,8 @@ from stigbench.core.io import read_json
 from stigbench.detection.registry import detectors as detector_registry
 from stigbench.pipeline.plan import RunConfig, resolve_spec
 from stigbench.pipeline.runner import run_benchmark
-from stigbench.reporting.inactive import run_inactive
-from stigbench.reporting.selection_plot import read_selection
+from stigbench.reporting.run.inactive import run_inactive
+from stigbench.reporting.run.selection_plot import read_selection
 
 Triple = tuple[float, float, float]
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from stigbench.evaluation.rows import METRIC_COLUMNS, base_row
 from stigbench.pipeline.plan import RunConfig
-from stigbench.reporting.compare import compare_runs
+from stigbench.reporting.compare.comparison import compare_runs
 
 GENERATORS = ("progan", "stylegan", "stylegan2", "biggan", "cyclegan", "stargan", "gaugan", "deepfake", "crn", "imle",
               "san", "whichfaceisreal")

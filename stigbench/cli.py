@@ -318,7 +318,7 @@ def detect(detector_dir: str, input_path: str, out: str | None, fmt: str, size: 
     elif fmt == "csv":
         click.echo(result.scores.to_csv(index=False), nl=False)
     else:
-        from stigbench.reporting.tables import to_markdown
+        from stigbench.reporting.render.markdown import to_markdown
 
         click.echo(to_markdown(result.scores, floatfmt=".4f"))
     if t.value is not None and not quiet:
@@ -334,7 +334,7 @@ def list_(kind: str, pattern: str | None, spec_dir: tuple[str, ...]) -> None:
     import pandas as pd
 
     from stigbench.pipeline.components import list_components
-    from stigbench.reporting.tables import to_markdown
+    from stigbench.reporting.render.markdown import to_markdown
 
     rows = list_components(kind, pattern, spec_dir)
     if not rows:
@@ -356,7 +356,7 @@ def report(run_dirs: tuple[str, ...], out: str | None) -> None:
     comparison.html; runs of a dataset with different settings are kept apart and flagged, and a
     folder that cannot be compared is named with the reason.
     """
-    from stigbench.reporting.compare import compare_runs
+    from stigbench.reporting.compare.comparison import compare_runs
 
     try:
         result = compare_runs([Path(p) for p in run_dirs], Path(out) if out else None)

@@ -24,10 +24,10 @@ from stigbench.evaluation.evidence import (
 from stigbench.evaluation.rows import METRIC_COLUMNS
 from stigbench.pipeline.plan import RunConfig
 from stigbench.pipeline.runner import run_benchmark
-from stigbench.reporting.collect import load_run
-from stigbench.reporting.leaderboard import attack_detail_table, leaderboard, leaderboard_table
-from stigbench.reporting.run_report import write_run_report
-from stigbench.reporting.tables import clean_metrics
+from stigbench.reporting.compare.collect import load_run
+from stigbench.reporting.compare.leaderboard import attack_detail_table, leaderboard, leaderboard_table
+from stigbench.reporting.run.metrics_csv import clean_metrics
+from stigbench.reporting.run.report import write_run_report
 
 STARTING_POINT = {"iterations": 247, "selection": {"criterion": "select_lfd", "best_iteration": 0, "kept": "best",
                                                    "reason": "kept the refiner with the lowest select_lfd"}}

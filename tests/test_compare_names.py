@@ -17,8 +17,8 @@ from stigbench.cli import main
 from stigbench.core.settings import result_settings
 from stigbench.data.specs import adhoc_spec, folder_dataset_name
 from stigbench.pipeline.plan import PlanError, RunConfig, resolve_spec
-from stigbench.reporting.collect import collect_runs, display_name
-from stigbench.reporting.grouping import group_runs
+from stigbench.reporting.compare.collect import collect_runs, display_name
+from stigbench.reporting.compare.grouping import group_runs
 from test_report import write_run
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run-v0.1"

@@ -13,10 +13,13 @@ import pandas as pd
 import pytest
 
 from stigbench.evaluation.rows import METRIC_COLUMNS
-from stigbench.reporting.compare import compare_runs
-from stigbench.reporting.cross import MEAN_DETECTOR
-from stigbench.reporting.run_report import own_scores, write_run_report
-from stigbench.reporting.tables import clean_metrics, cross_auc_table, own_rows, read_metrics, summarize
+from stigbench.reporting.compare.comparison import compare_runs
+from stigbench.reporting.compare.cross import MEAN_DETECTOR
+from stigbench.reporting.run.cross_tables import cross_auc_table
+from stigbench.reporting.run.detection_table import summarize
+from stigbench.reporting.run.figures import own_scores
+from stigbench.reporting.run.metrics_csv import clean_metrics, own_rows, read_metrics
+from stigbench.reporting.run.report import write_run_report
 from test_report import row, write_run
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run-v0.1"

@@ -10,7 +10,8 @@ from stigbench.evaluation.evidence import (
     AT_CHANCE, AWAY, DETECTOR_AT_CHANCE, EVIDENCE, NO_INTERVAL, PAST, TOWARD, UNCHANGED, adds_evidence, at_chance,
     classify_move, counts_line, move_counts, moves,
 )
-from stigbench.reporting.tables import OVER_CORRECTION, clean_metrics, display_summary, summarize
+from stigbench.reporting.run.detection_table import OVER_CORRECTION, display_summary, summarize
+from stigbench.reporting.run.metrics_csv import clean_metrics
 from stigbench.evaluation.rows import METRIC_COLUMNS
 
 FAKE = (0.80, 0.72, 0.88)  # a detector that sees the fakes: its interval excludes 0.5
@@ -120,7 +121,7 @@ def write_run(folder, seed: int, metrics: pd.DataFrame) -> None:
 
 
 def test_comparison_counts_per_group_mean_and_sample_std(tmp_path):
-    from stigbench.reporting.compare import compare_runs
+    from stigbench.reporting.compare.comparison import compare_runs
 
     m = hand_metrics()
     write_run(tmp_path / "runs" / "s0", 0, m)

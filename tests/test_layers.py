@@ -100,4 +100,4 @@ def test_no_import_cycles():
 def test_the_checker_sees_a_violation():
     """The rule is not vacuous: the pipeline does import lower layers, and a made-up upward edge fails."""
     assert any(layer_of(t) == "data" for t in GRAPH["stigbench.pipeline.runner"])
-    assert LAYERS[layer_of("stigbench.reporting.run_report")] > LAYERS[layer_of("stigbench.core.io")]
+    assert LAYERS[layer_of("stigbench.reporting.run.report")] > LAYERS[layer_of("stigbench.core.io")]

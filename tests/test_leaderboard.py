@@ -18,10 +18,10 @@ from click.testing import CliRunner
 
 from stigbench.cli import main
 from stigbench.evaluation.rows import METRIC_COLUMNS
-from stigbench.reporting.compare import compare_runs
-from stigbench.reporting.comparison_plots import MEAN_COLUMN, auc_matrices, delta_matrices
-from stigbench.reporting.comparison_tables import paper_table
-from stigbench.reporting.leaderboard import bootstrap_mean_ci
+from stigbench.reporting.compare.comparison import compare_runs
+from stigbench.reporting.compare.plots import MEAN_COLUMN, auc_matrices, delta_matrices
+from stigbench.reporting.compare.tables import paper_table
+from stigbench.reporting.compare.leaderboard import bootstrap_mean_ci
 from test_report import needs_chromium, render, row, write_run
 
 DATASETS = [f"gen{i:02d}" for i in range(6)]

@@ -27,7 +27,7 @@ from stigbench.pipeline.refiner_specs import (
     resolve_refiner_spec,
     resolve_refiner_specs,
 )
-from stigbench.reporting.sweeps import equal_cost_lines, equal_cost_table
+from stigbench.reporting.run.sweeps import equal_cost_lines, equal_cost_table
 from test_stig_refiner import TINY as TINY_STIG
 from test_stig_refiner import _images
 
@@ -226,7 +226,7 @@ def test_sweep_curves_are_drawn_and_listed(sweep_run):
 
 
 def test_bench_report_draws_the_sweeps(sweep_run, tmp_path):
-    from stigbench.reporting.compare import compare_runs
+    from stigbench.reporting.compare.comparison import compare_runs
 
     _, result = sweep_run
     cmp = compare_runs([result.run_dir], tmp_path / "cmp")

@@ -18,11 +18,17 @@ from click.testing import CliRunner
 
 from stigbench.measures import metrics as M
 from stigbench.cli import main
-from stigbench.reporting.compare import compare_runs, find_runs, run_settings
-from stigbench.reporting.run_report import SPECTRA_FILE, load_spectra, write_run_report
-from stigbench.reporting.tables import (
-    OVER_CORRECTION, attack_table, format_ci, latex_table, quality_table, read_metrics, roc_data, summarize,
-)
+from stigbench.reporting.compare.collect import find_runs, run_settings
+from stigbench.reporting.compare.comparison import compare_runs
+from stigbench.reporting.render.latex import latex_table
+from stigbench.reporting.render.numbers import format_ci
+from stigbench.reporting.run.attack_table import attack_table
+from stigbench.reporting.run.detection_table import OVER_CORRECTION, summarize
+from stigbench.reporting.run.figures import SPECTRA_FILE, load_spectra
+from stigbench.reporting.run.metrics_csv import read_metrics
+from stigbench.reporting.run.quality_table import quality_table
+from stigbench.reporting.run.report import write_run_report
+from stigbench.reporting.run.roc import roc_data
 from stigbench.evaluation.rows import METRIC_COLUMNS
 from stigbench.pipeline.plan import RunConfig
 from stigbench.pipeline.runner import run_benchmark
@@ -449,7 +455,7 @@ def write_refiner_folder(folder: Path, selection: bool = True, kept: str = "best
 
 
 def test_read_selection(tmp_path):
-    from stigbench.reporting.selection_plot import read_selection
+    from stigbench.reporting.run.selection_plot import read_selection
 
     write_refiner_folder(tmp_path / "stig")
     c = read_selection(tmp_path / "stig")
@@ -482,7 +488,7 @@ def test_selection_figure_only_for_refiners_that_log_it(real_run, tmp_path):
 
 
 def test_the_comparison_names_run_folders_that_did_not_finish(tmp_path):
-    from stigbench.reporting.compare import compare_runs
+    from stigbench.reporting.compare.comparison import compare_runs
 
     fixture = Path(__file__).parent / "fixtures" / "run-v0.1"
     shutil.copytree(fixture, tmp_path / "runs" / "d" / "a-seed0")

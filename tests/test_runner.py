@@ -181,7 +181,7 @@ def test_fit_refiners_on_test_is_transductive(base, tmp_path):
     assert "refiners fitted on: training fakes" in (train.run_dir / "summary.md").read_text()
     assert "TEST fakes + training reals" in (test.run_dir / "report.html").read_text()
     # a comparison never mixes the two settings in one group, and says why
-    from stigbench.reporting.compare import compare_runs
+    from stigbench.reporting.compare.comparison import compare_runs
 
     result = compare_runs([Path(base.out)], tmp_path / "cmp")
     assert sorted(result.groups["fit_refiners_on"]) == ["test", "train"]

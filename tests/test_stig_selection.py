@@ -243,7 +243,7 @@ def test_the_report_reads_the_selection_and_its_floor(tmp_path):
     plot), and summary.md's line says what was kept and why."""
     import pandas as pd
 
-    from stigbench.reporting.selection_plot import read_selection, selection_plot, selection_text
+    from stigbench.reporting.run.selection_plot import read_selection, selection_plot, selection_text
 
     folder = tmp_path / "stig"
     (folder / "training").mkdir(parents=True)

@@ -251,7 +251,7 @@ class _Run(RunState):
     def inactive_attacks(self, metrics: pd.DataFrame) -> dict[str, str]:
         """``{refiner: reason}`` of the attacks that did nothing (kept their starting point, or left the
         fakes as they were), each also logged as a warning."""
-        from stigbench.reporting.inactive import inactive_lines, run_inactive
+        from stigbench.reporting.run.inactive import inactive_lines, run_inactive
 
         inactive = run_inactive(metrics, {"refiners": self.refiner_info})
         for line in inactive_lines(inactive):
@@ -260,7 +260,8 @@ class _Run(RunState):
 
     def write(self, spectra: dict[str, torch.Tensor], prov: dict[str, Any], quality_info: dict[str, Any],
               t_start: float) -> RunResult:
-        from stigbench.reporting.run_report import save_spectra, write_run_report
+        from stigbench.reporting.run.figures import save_spectra
+        from stigbench.reporting.run.report import write_run_report
 
         # The metrics stage reads back what the run wrote: scores.csv and thresholds.csv -> detection rows.
         detection: list[dict[str, Any]] = []

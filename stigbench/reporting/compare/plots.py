@@ -5,10 +5,10 @@
 * :func:`leaderboard_plot`: per detector, in rank order, its mean AUC on the fakes and after each
   attack with bootstrap intervals over datasets;
 * :func:`quality_plot`: each quality metric per dataset and condition;
-* :func:`cross_auc_plot`: the train × test AUC matrices of :mod:`stigbench.reporting.cross`.
+* :func:`cross_auc_plot`: the train × test AUC matrices of :mod:`stigbench.reporting.compare.cross`.
 
-The numbers come from the comparison's aggregate (:mod:`stigbench.reporting.compare`) and leaderboard
-(:mod:`stigbench.reporting.leaderboard`); every function writes one PNG and returns False when there is
+The numbers come from the comparison's aggregate (:mod:`stigbench.reporting.compare.aggregate`) and leaderboard
+(:mod:`stigbench.reporting.compare.leaderboard`); every function writes one PNG and returns False when there is
 nothing to draw.
 """
 
@@ -19,15 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stigbench.reporting.comparison_tables import standard_rows
-from stigbench.reporting.plots import condition_colours, pyplot, save
-from stigbench.reporting.tables import (
-    DEFAULT_PERTURBATION,
-    condition_order,
-    group_header,
-    metric_label,
-    ordered_metrics,
-)
+from stigbench.reporting.compare.tables import condition_order, group_header, standard_rows
+from stigbench.reporting.render.figures import condition_colours, pyplot, save
+from stigbench.reporting.render.metric_labels import metric_label, ordered_metrics
+from stigbench.reporting.run.metrics_csv import DEFAULT_PERTURBATION
 
 #: The column of a heat map that averages its row over the datasets.
 MEAN_COLUMN = "mean"
@@ -216,14 +211,14 @@ def quality_plot(agg: pd.DataFrame, groups: pd.DataFrame, path: Path) -> bool:
 
 
 def cross_auc_plot(cagg: pd.DataFrame, groups: pd.DataFrame, path: Path) -> bool:
-    """The train × test AUC matrices of :func:`stigbench.reporting.cross.cross_aggregate` as heat maps:
+    """The train × test AUC matrices of :func:`stigbench.reporting.compare.cross.cross_aggregate` as heat maps:
     one row of panels per detector (the mean over detectors first), the unrefined fakes and each
     refined set side by side; cells annotated with mean (± std over seeds), one colour scale for all,
     centred on 0.5 (chance). Beyond 6 test datasets only the mean over detectors is drawn, its panels
     stacked, so that the figure stays legible. False when there is nothing to draw."""
     import seaborn as sns
 
-    from stigbench.reporting.cross import matrix_axes
+    from stigbench.reporting.compare.cross import matrix_axes
 
     if cagg.empty:
         return False

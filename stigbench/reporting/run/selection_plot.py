@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from stigbench.attacks.stig.selection import COLUMNS as SELECT_COLUMNS
-from stigbench.reporting.plots import pyplot, save
+from stigbench.reporting.render.figures import pyplot, save
 
 LABELS = {"select_sd": "standardised spectral distance to the reals",
           "select_lfd": "LFD of refined selection fakes to the reals",

@@ -5,7 +5,7 @@ folders), reads every run it finds and keeps a one-line message for each folder 
 with no run in it, an unfinished run (``run.json`` status), a folder of an older or foreign format
 (``metrics.json`` or ``metrics.csv`` without ``config.json``), a ``metrics.csv`` without metric rows or
 with unreadable JSON beside it. The comparison reports the rest. Runs whose detectors failed are read
-(their other rows count); :mod:`stigbench.reporting.grouping` names the failures.
+(their other rows count); :mod:`stigbench.reporting.compare.grouping` names the failures.
 
 Names: a run's dataset is called what it recorded, except runs made with ``--real/--fake`` before
 datasets were named after their folders: they recorded the generic ``<real>-vs-<fake>`` of the two
@@ -27,8 +27,8 @@ import pandas as pd
 
 from stigbench.core.settings import result_settings
 from stigbench.data.specs import folder_dataset_name
-from stigbench.reporting.inactive import run_inactive
-from stigbench.reporting.tables import clean_metrics
+from stigbench.reporting.run.inactive import run_inactive
+from stigbench.reporting.run.metrics_csv import clean_metrics
 
 #: Dataset-spec fields that only document the data.
 DOC_SPEC_KEYS = frozenset({"name", "description", "source", "licence", "spec_path"})
@@ -120,7 +120,7 @@ class RunInfo:
     metrics: pd.DataFrame
     record: dict[str, Any]
     recorded_name: str = ""
-    #: ``{refiner: reason}`` of its attacks that did nothing (:mod:`stigbench.reporting.inactive`)
+    #: ``{refiner: reason}`` of its attacks that did nothing (:mod:`stigbench.reporting.run.inactive`)
     inactive: dict[str, str] = field(default_factory=dict)
 
 

@@ -22,9 +22,11 @@ import pandas as pd
 
 from stigbench.evaluation.evidence import WORKING_AUC
 from stigbench.evaluation.sweep import interpolate_at, sweep_point
-from stigbench.reporting import html as H
-from stigbench.reporting.plots import pyplot, save
-from stigbench.reporting.tables import DEFAULT_PERTURBATION, DEFAULT_TRAINED_ON, format_value, own_rows, to_markdown
+from stigbench.reporting.render import html as H
+from stigbench.reporting.render.figures import pyplot, save
+from stigbench.reporting.render.markdown import to_markdown
+from stigbench.reporting.render.numbers import format_value
+from stigbench.reporting.run.metrics_csv import DEFAULT_PERTURBATION, DEFAULT_TRAINED_ON, own_rows
 
 SWEEP_COLUMNS = ["attack", "strength", "refiner", "psnr", "ssim", "lfd", "evasion", "asr", "working"]
 #: What the curves and the comparison at equal cost read, with their labels.

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from stigbench.evaluation.evidence import INACTIVE, inactive_attacks, inactive_line
-from stigbench.reporting.tables import condition_label, own_rows
+from stigbench.reporting.run.metrics_csv import condition_label, own_rows
 
 #: ``run.json``'s entry: ``{refiner display name: reason}`` of the inactive attacks.
 RECORD_KEY = "attack_inactive"

@@ -1,5 +1,5 @@
 """The HTML page of a comparison (``comparison.html``): one self-contained file (see
-:mod:`stigbench.reporting.html`) that fits a 1,400-pixel-wide window without sideways scrolling for 20
+:mod:`stigbench.reporting.render.html`) that fits a 1,400-pixel-wide window without sideways scrolling for 20
 datasets: its tables are long (they grow down with the datasets), the wide ones (the paper layout, a
 large train × test matrix) stay in their Markdown/LaTeX files, and the figures scale to the page.
 
@@ -16,11 +16,11 @@ from pathlib import Path
 import pandas as pd
 
 from stigbench.core.settings import NON_RESULT_SETTINGS, REPLICATE_SETTINGS
-from stigbench.reporting import html as H
-from stigbench.reporting.collect import shorten_paths
-from stigbench.reporting.comparison_tables import Tables
-from stigbench.reporting.cross import CROSS_NOTE
-from stigbench.reporting.tables import metric_description, metric_label, metrics_glossary, ordered_metrics
+from stigbench.reporting.compare.collect import shorten_paths
+from stigbench.reporting.compare.cross import CROSS_NOTE
+from stigbench.reporting.compare.tables import Tables
+from stigbench.reporting.render import html as H
+from stigbench.reporting.render.metric_labels import metric_description, metric_label, metrics_glossary, ordered_metrics
 
 #: A train × test table wider than this many columns is left to cross_auc.md (the heat map shows it).
 MAX_CROSS_COLUMNS = 12
@@ -61,7 +61,7 @@ def comparison_html(out: Path, runs_df: pd.DataFrame, groups: pd.DataFrame, agg:
                     sweeps: str = "") -> str:
     """The page; ``made`` says which figures exist in ``out``, ``notes`` holds the texts under the tables
     (keys ``cell``, ``moves``, ``board``, ``detail``, ``attacks``, ``heatmap``, ``seed``); ``sweeps`` is the
-    strength-sweep section (:func:`stigbench.reporting.sweeps.sweep_html`, ``id="sweeps"``), shown after
+    strength-sweep section (:func:`stigbench.reporting.run.sweeps.sweep_html`, ``id="sweeps"``), shown after
     the attacks."""
     show_cross = len(t.cross) > 0
     cross_fits = show_cross and len(t.cross.columns) <= MAX_CROSS_COLUMNS

@@ -1,5 +1,5 @@
 """The robustness leaderboard of a comparison: every detector over every dataset, against every attack.
-Pure: run metrics in, frames out; :mod:`stigbench.reporting.plots` draws them.
+Pure: run metrics in, frames out; :mod:`stigbench.reporting.compare.plots` draws them.
 
 Only detectors trained on the unrefined fakes and scored on clean test images count (the setting of
 :func:`stigbench.evaluation.evidence.moves`). Per dataset group, each quantity is first the mean over the
@@ -40,17 +40,10 @@ import numpy as np
 import pandas as pd
 
 from stigbench.evaluation.evidence import AT_CHANCE, INACTIVE, MOVES, NO_INTERVAL, at_chance, moves
-from stigbench.reporting.tables import (
-    ATTACK_COSTS,
-    DEFAULT_PERTURBATION,
-    DEFAULT_TRAINED_ON,
-    attack_table,
-    format_ci,
-    format_delta,
-    metric_label,
-    own_rows,
-    quality_decimals,
-)
+from stigbench.reporting.render.metric_labels import metric_label
+from stigbench.reporting.render.numbers import format_ci, format_delta, quality_decimals
+from stigbench.reporting.run.attack_table import ATTACK_COSTS, attack_table
+from stigbench.reporting.run.metrics_csv import DEFAULT_PERTURBATION, DEFAULT_TRAINED_ON, own_rows
 
 #: Bootstrap resamples of the datasets for every interval of the leaderboard.
 BOOT = 2000
@@ -155,7 +148,7 @@ def leaderboard(runs: Sequence[Any], labels: dict[int, str]) -> pd.DataFrame:
 def attack_summary(runs: Sequence[Any], labels: dict[int, str]) -> pd.DataFrame:
     """Per attack (and the unrefined fakes as reference), over datasets: ``datasets``, mean ``evasion``
     (mean over detectors of ``|AUC - 0.5|``), ``mean_auc``, ``over_corrected`` (detectors below 0.5)
-    and each quality cost of :data:`stigbench.reporting.tables.ATTACK_COSTS`, each with its bootstrap
+    and each quality cost of :data:`stigbench.reporting.run.attack_table.ATTACK_COSTS`, each with its bootstrap
     interval over datasets (``<name>_ci_low/_ci_high``)."""
     frames = [attack_table(r.metrics).assign(group=labels[i]) for i, r in enumerate(runs)]
     frames = [f for f in frames if len(f)]

@@ -8,7 +8,7 @@ One matrix for the unrefined fakes (``fake``) and one per refiner (``refined:<re
 is the mean ± sample standard deviation (ddof = 1) over the group's seeds, per detector and for the
 mean over detectors (taken within each run, then over the seeds). :func:`cross_aggregate` gives the
 long form (``cross_auc.csv``), :func:`cross_matrix_table` the table, and
-:func:`stigbench.reporting.plots.cross_auc_plot` the heat map.
+:func:`stigbench.reporting.compare.plots.cross_auc_plot` the heat map.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stigbench.reporting.tables import auc_rows, clean_metrics, format_cell, group_header
+from stigbench.reporting.compare.tables import group_header
+from stigbench.reporting.render.numbers import format_cell
+from stigbench.reporting.run.cross_tables import auc_rows
+from stigbench.reporting.run.metrics_csv import clean_metrics
 
 #: The ``detector`` of the rows that average every detector of a run.
 MEAN_DETECTOR = "mean over detectors"

@@ -1,13 +1,14 @@
-"""The figures of a run's report (ROC, score histograms, examples, spectra, attacks) and the helpers
-every figure shares. Each function draws from frames or arrays the caller read from a run folder and
-writes one PNG; tables come from :mod:`stigbench.reporting.tables`, the comparison's figures from
-:mod:`stigbench.reporting.comparison_plots`.
+"""The figures of a run's report (ROC, score histograms, examples, spectra, attacks). Each function
+draws from frames or arrays the caller read from a run folder and writes one PNG
+(:mod:`stigbench.reporting.run.figures` calls them); what every figure shares is
+:mod:`stigbench.reporting.render.figures`, the comparison's figures are
+:mod:`stigbench.reporting.compare.plots`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,23 +17,10 @@ import pandas as pd
 import torch
 
 from stigbench.measures.spectrum import log_magnitude, radial_profile
-from stigbench.reporting.tables import ATTACK_COSTS, clean_scores, condition_label, panel_keys, panel_title
-
-
-def pyplot() -> Any:
-    """``matplotlib.pyplot`` on the file-only Agg backend (reports run without a display)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save(fig: Any, path: Path, dpi: int = 100) -> None:
-    """Write ``fig`` to ``path`` and free it (pyplot keeps every open figure alive)."""
-    fig.savefig(path, dpi=dpi)
-    pyplot().close(fig)
+from stigbench.reporting.render.figures import condition_colours, pyplot, save
+from stigbench.reporting.run.attack_table import ATTACK_COSTS
+from stigbench.reporting.run.metrics_csv import condition_label
+from stigbench.reporting.run.roc import clean_scores, panel_keys, panel_title
 
 
 def _grid(n: int, max_cols: int = 3, w: float = 4.2, h: float = 3.8) -> tuple[Any, np.ndarray]:
@@ -43,19 +31,6 @@ def _grid(n: int, max_cols: int = 3, w: float = 4.2, h: float = 3.8) -> tuple[An
     for ax in axes.ravel()[n:]:
         ax.axis("off")
     return fig, axes.ravel()
-
-
-def condition_colours(labels: Sequence[str]) -> dict[str, Any]:
-    """Stable colours: real grey, fake red, refined sets from a qualitative palette."""
-    import seaborn as sns
-
-    refined = [lab for lab in labels if lab not in ("real", "fake")]
-    tab10 = sns.color_palette("tab10", 10)
-    # every tab10 colour but red (the fakes) and grey (the reals), green first
-    palette = [tab10[i] for i in (2, 0, 4, 1, 5, 6, 8, 9)] * (1 + len(refined) // 8)
-    out: dict[str, Any] = {"real": "0.45", "fake": "#d62728"}
-    out.update(dict(zip(refined, palette)))
-    return out
 
 
 def roc_plot(roc: pd.DataFrame, path: Path) -> None:

@@ -1,5 +1,5 @@
 """The tables of a comparison across runs, from its aggregate (one row per group × ... × metric, see
-:func:`stigbench.reporting.compare.aggregate`). Pure: frames in, formatted frames out.
+:func:`stigbench.reporting.compare.aggregate.aggregate`). Pure: frames in, formatted frames out.
 
 * long, tidy tables, the primary ones (they grow down, not sideways, with the number of datasets):
   :func:`detection_long` (one row per dataset × detector, one column per condition: the unrefined
@@ -10,7 +10,7 @@
 * :func:`comparison_move_table`: the moves against chance per group and refiner.
 
 Cells are ``mean ± std`` over a group's seeds, or a single run's value with its bootstrap interval
-(:func:`stigbench.reporting.tables.format_cell`).
+(:func:`stigbench.reporting.render.numbers.format_cell`).
 """
 
 from __future__ import annotations
@@ -22,17 +22,13 @@ import numpy as np
 import pandas as pd
 
 from stigbench.evaluation.evidence import AWAY, MOVES, PAST, TOWARD
-from stigbench.reporting.tables import (
-    DEFAULT_PERTURBATION,
-    DEFAULT_TRAINED_ON,
-    OVER_MARK,
-    condition_order,
-    format_cell,
-    metric_label,
-    ordered_metrics,
-    perturbed,
-    variant_columns,
-)
+from stigbench.reporting.render.metric_labels import metric_label, ordered_metrics
+from stigbench.reporting.render.numbers import format_cell
+from stigbench.reporting.run.metrics_csv import DEFAULT_PERTURBATION, DEFAULT_TRAINED_ON, perturbed, variant_columns
+
+#: Marks an over-corrected cell in the comparison tables.
+OVER_MARK = "†"
+
 
 @dataclass
 class Tables:
@@ -52,6 +48,17 @@ class Tables:
 
 #: The arrow between the AUC on the fakes and on the refined fakes in a paper cell.
 ARROW = "→"
+
+
+def group_header(groups: pd.DataFrame) -> dict[str, str]:
+    """Group label -> column header (``toy (n=2)`` for a group of several runs)."""
+    return {g: f"{g} (n={n})" if n > 1 else g for g, n in zip(groups["group"], groups["n_runs"])}
+
+
+def condition_order(frame: pd.DataFrame) -> list[str]:
+    """The ``condition_label`` values of ``frame``: the unrefined fakes first, then in order of appearance."""
+    labels = list(dict.fromkeys(frame["condition_label"]))
+    return [c for c in labels if c == "fake"] + [c for c in labels if c != "fake"]
 
 
 def standard_rows(agg: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
@@ -199,5 +206,5 @@ def comparison_move_table(moves: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["ARROW", "Tables", "comparison_move_table", "detection_long", "paper_table", "quality_long", "refined_conditions",
-           "standard_rows"]
+__all__ = ["ARROW", "OVER_MARK", "Tables", "comparison_move_table", "condition_order", "detection_long", "group_header",
+           "paper_table", "quality_long", "refined_conditions", "standard_rows"]

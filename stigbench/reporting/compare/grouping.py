@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from stigbench.reporting.collect import RunInfo, canon, shorten_paths
+from stigbench.reporting.compare.collect import RunInfo, canon, shorten_paths
 
 ABSENT = "<absent>"
 #: At most this many differing keys show their values in a warning line (all are named).

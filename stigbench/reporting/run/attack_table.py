@@ -1,0 +1,39 @@
+"""The attack table of a run: per attack (refiner), how far the detectors' AUC stays from chance,
+next to the attack's quality cost."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from stigbench.reporting.run.metrics_csv import DEFAULT_PERTURBATION, DEFAULT_TRAINED_ON, own_rows
+
+
+ATTACK_COSTS = (("lfd", "LFD to the reals (lower = closer)"), ("fid", "FID to the reals"),
+                ("fd_random", "FD (random features) to the reals"), ("psnr", "PSNR to the original fake (dB)"))
+
+
+def attack_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per attack (refiner) on clean test images: how far each detector's AUC stays from 0.5,
+    next to the attack's quality cost.
+
+    ``evasion`` = mean over detectors of ``|AUC - 0.5|`` on real vs refined (0 = every detector at
+    chance; an AUC driven *below* 0.5 counts against the attack as much as one left above it), with
+    the unrefined fakes as the reference row. ``over_corrected`` counts detectors pushed below 0.5.
+    """
+    m = own_rows(metrics)
+    m = m[(m["perturbation"] == DEFAULT_PERTURBATION)]
+    det = m[(m["detector"] != "") & (m["trained_on"] == DEFAULT_TRAINED_ON) & (m["metric"] == "auc")]
+    rows = []
+    for (condition, refiner), g in det.groupby(["condition", "refiner"], sort=False):
+        row = {"attack": refiner or "none (unrefined fakes)", "evasion": float((g["value"] - 0.5).abs().mean()),
+               "mean_auc": float(g["value"].mean()), "over_corrected": int((g["value"] < 0.5).sum()),
+               "detectors": int(len(g))}
+        q = m[(m["detector"] == "") & (m["condition"] == condition) & (m["refiner"] == refiner)]
+        for name, _ in ATTACK_COSTS:
+            v = q.loc[q["metric"] == name, "value"]
+            row[name] = float(v.iloc[0]) if len(v) else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+__all__ = ["ATTACK_COSTS", "attack_table"]
