@@ -19,15 +19,12 @@ from stigbench.evaluation.quality import (
     RandomConvExtractor,
     WeightsError,
     extract_features,
-    feature_stats,
-    frechet_distance,
-    frechet_distance_features,
     get_extractor,
-    kid,
     resize_bilinear_tf,
     sample_indices,
     to_domain,
 )
+from stigbench.measures.feature_distances import feature_stats, frechet_distance, frechet_distance_features, kid
 from stigbench.evaluation.quality_cache import cached_features, fingerprint
 from stigbench.evaluation.quality_rows import quality_metrics
 

@@ -27,7 +27,8 @@ import numpy as np
 from stigbench.data.specs import cache_dir
 from stigbench.core.imageset import FileImageSet, ImageSet, SubsetImageSet
 from stigbench.core.io import atomic_write
-from stigbench.evaluation.quality import FeatureExtractor, check_domain, extract_features, feature_stats, sample_indices
+from stigbench.evaluation.quality import FeatureExtractor, check_domain, extract_features, sample_indices
+from stigbench.measures.feature_distances import feature_stats
 
 log = logging.getLogger("stigbench.evaluation.quality")
 

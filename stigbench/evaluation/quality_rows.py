@@ -17,13 +17,10 @@ from stigbench.evaluation.quality import (
     FeatureExtractor,
     check_domain,
     extract_features,
-    feature_stats,
-    frechet_distance,
-    frechet_distance_features,
     get_extractor,
-    kid,
 )
 from stigbench.evaluation.quality_cache import cached_features
+from stigbench.measures.feature_distances import feature_stats, frechet_distance, frechet_distance_features, kid
 
 
 @dataclass

@@ -1,3 +1,3 @@
-"""Pure functions of images and scores: the FFT convention and spectra, detection metrics (AUC, AP,
-EER...), PSNR/SSIM. No I/O, no state.
+"""Pure functions of images, scores and features: the FFT convention and spectra, detection metrics
+(AUC, AP, EER...), PSNR/SSIM, the Fréchet distance and KID of feature sets. No I/O, no state.
 """
