@@ -44,7 +44,13 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).to(exact.DTYPE).div(255)
 
 
-def to_uint8(x: torch.Tensor) -> np.ndarray:
+def to_uint8_nhwc(x: torch.Tensor) -> np.ndarray:
+    """float64 ``(N, 3, H, W)`` in [0, 1] -> uint8 ``(N, H, W, 3)``, the inverse of :func:`to_tensor`.
+
+    Unlike :func:`stigbench.core.imageset.to_uint8`, which goes through float32 and keeps the channels
+    first, it rounds in the tensor's own float64: a float32 step would move the odd pixel that lies
+    within float32's rounding of a half-integer, and the images are hashed to the bit.
+    """
     return x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
@@ -127,7 +133,7 @@ def train_autoencoder(images: np.ndarray, *, width: int, latent: int, steps: int
 @torch.no_grad()
 def autoencode(model: UpsamplingAutoencoder, images: np.ndarray) -> np.ndarray:
     """The generator's output for each source picture, uint8 NHWC."""
-    return np.concatenate([to_uint8(model(to_tensor(images[i:i + _CHUNK]))) for i in range(0, len(images), _CHUNK)])
+    return np.concatenate([to_uint8_nhwc(model(to_tensor(images[i:i + _CHUNK]))) for i in range(0, len(images), _CHUNK)])
 
 
 # -- diffusion: a noise-conditioned denoiser ----------------------------------------------------
@@ -193,9 +199,9 @@ def sample(model: Denoiser, images: np.ndarray, *, sigma: float, steps: int, see
         for s, s_next in zip(levels[:-1], levels[1:]):
             x0_hat = model(x, torch.full((len(x),), s, dtype=exact.DTYPE))
             x = x0_hat + (s_next / s) * (x - x0_hat)
-        out.append(to_uint8(x))
+        out.append(to_uint8_nhwc(x))
     return np.concatenate(out)
 
 
-__all__ = ["Denoiser", "UpsamplingAutoencoder", "autoencode", "sample", "to_tensor", "to_uint8",
+__all__ = ["Denoiser", "UpsamplingAutoencoder", "autoencode", "sample", "to_tensor", "to_uint8_nhwc",
            "train_autoencoder", "train_denoiser"]

@@ -75,7 +75,7 @@ def cross_dataset(state: RunState, spec: DatasetSpec, own_refiners: dict[str, Pa
     return sets, record
 
 
-def cross_rows(state: RunState, spec: DatasetSpec, sets: dict[str, ImageSet]) -> list[dict[str, Any]]:
+def cross_distance_rows(state: RunState, spec: DatasetSpec, sets: dict[str, ImageSet]) -> list[dict[str, Any]]:
     """LFD and PSNR/SSIM rows of a test dataset's sets, against its own reals and fakes."""
     kw = {"dataset": state.spec.name, "seed": state.ctx.seed, "test_dataset": spec.name}
     rows = lfd_rows(mean_spectra(sets, state.ctx.batch_size), perturbation=CLEAN, **kw)

@@ -60,7 +60,7 @@ from stigbench.evaluation.detection import (
 )
 from stigbench.evaluation.rows import CLEAN, METRIC_COLUMNS
 from stigbench.evaluation.sweep import full_strength
-from stigbench.pipeline.cross_stages import cross_rows, run_cross
+from stigbench.pipeline.cross_stages import cross_distance_rows, run_cross
 from stigbench.pipeline.attack_stages import fit_refiners, perturbed_sets, refined_set
 from stigbench.pipeline.detection_stages import adaptive_defender, evaluate_detector
 from stigbench.pipeline.plan import Plan, RunConfig, resolve
@@ -211,7 +211,7 @@ class _Run(RunState):
                     quality_info[p.name] = self.quality_rows(perturbed[p.name], p.name)
         specs = {s.name: s for s in self.plan.test_specs}
         for name, sets in cross.items():  # after the run's own rows, so those keep their order
-            self.rows += cross_rows(self, specs[name], sets)
+            self.rows += cross_distance_rows(self, specs[name], sets)
             if cfg.quality:
                 quality_info[f"cross:{name}"] = self.quality_rows(sets, CLEAN, test_dataset=name)
         return self.write(spectra, prov, quality_info, t_start)
