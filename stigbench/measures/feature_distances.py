@@ -68,7 +68,8 @@ def frechet_distance_features(x: np.ndarray, y: np.ndarray) -> float:
     ``c = (n1 - 1)(n2 - 1)``; its non-zero eigenvalues are the squared singular values of ``A B^T``,
     so ``tr((S1 S2)^{1/2}) = ||A B^T||_* / sqrt(c)`` (nuclear norm). For a few hundred images and
     2048-d features this is an n1 x n2 SVD instead of two 2048 x 2048 eigendecompositions — exact,
-    and with no null-space round-off at all. :func:`stigbench.evaluation.quality_rows.quality_metrics` uses it when ``n1 n2 <= D^2``.
+    and with no null-space round-off at all. :func:`stigbench.evaluation.quality_rows.quality_metrics` uses it
+    when ``n1 n2 <= D^2``.
     """
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or min(len(x), len(y)) < 2:

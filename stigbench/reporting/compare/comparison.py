@@ -38,7 +38,13 @@ import pandas as pd
 from stigbench.core.io import fresh_dir, write_text
 from stigbench.reporting.compare.aggregate import aggregate, inactive_warnings, move_summary
 from stigbench.reporting.compare.collect import RunInfo, collect_runs
-from stigbench.reporting.compare.cross import CROSS_NOTE, cross_aggregate, cross_errors, cross_matrix_table, has_cross_rows
+from stigbench.reporting.compare.cross import (
+    CROSS_NOTE,
+    cross_aggregate,
+    cross_errors,
+    cross_matrix_table,
+    has_cross_rows,
+)
 from stigbench.reporting.compare.grouping import commit_of, group_runs
 from stigbench.reporting.compare.html_page import comparison_html
 from stigbench.reporting.compare.leaderboard import (
@@ -220,7 +226,8 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
              "cross_auc.tex")
         png(cross_auc_plot(cross, groups, out / "cross_auc.png"), "cross_auc.png")
 
-    text("\n".join([comparison_markdown(len(runs), groups, warnings, collected.skipped, tables, made), *sweep_markdown(out)]),
+    text("\n".join([comparison_markdown(len(runs), groups, warnings, collected.skipped, tables, made),
+                    *sweep_markdown(out)]),
          "comparison.md")
     text(comparison_html(out, runs_df, groups, agg, warnings, collected.skipped, tables, made,
                          notes={"cell": CELL_NOTE, "moves": MOVES_NOTE, "board": BOARD_NOTE, "detail": DETAIL_NOTE,

@@ -36,4 +36,7 @@ PAPER_NOTE = (f"Cells: AUC on the unrefined fakes {ARROW} after the refiner, mea
               f"the fakes, clean test images); mean: over the datasets with both; {OVER_MARK}: below 0.5 after it.")
 
 
-__all__ = ["ATTACKS_NOTE", "BOARD_NOTE", "CELL_NOTE", "DETAIL_NOTE", "HEATMAP_NOTE", "MOVES_NOTE", "PAPER_NOTE", "SEED_NOTE"]
+__all__ = [
+    "ATTACKS_NOTE", "BOARD_NOTE", "CELL_NOTE", "DETAIL_NOTE", "HEATMAP_NOTE", "MOVES_NOTE", "PAPER_NOTE",
+    "SEED_NOTE"
+]

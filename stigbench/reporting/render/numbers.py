@@ -81,4 +81,7 @@ def numeric_text(col: pd.Series) -> bool:
     return bool(texts) and all(looks_numeric(t) for t in texts)
 
 
-__all__ = ["format_cell", "format_ci", "format_delta", "format_value", "looks_numeric", "numeric_text", "quality_decimals"]
+__all__ = [
+    "format_cell", "format_ci", "format_delta", "format_value", "looks_numeric", "numeric_text",
+    "quality_decimals"
+]

@@ -119,4 +119,7 @@ def cross_section(metrics: pd.DataFrame, record: dict[str, Any], dataset: str) -
     return auc, cross_info_table(cross), cross_quality_table(metrics)
 
 
-__all__ = ["CROSS_NOTE", "auc_rows", "cross_auc_table", "cross_info_table", "cross_quality_table", "cross_section", "display_cross"]
+__all__ = [
+    "CROSS_NOTE", "auc_rows", "cross_auc_table", "cross_info_table", "cross_quality_table", "cross_section",
+    "display_cross"
+]

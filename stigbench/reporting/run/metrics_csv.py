@@ -93,4 +93,7 @@ def value_columns(table: pd.DataFrame, skip: Sequence[str]) -> list[str]:
     return [c for c in table.columns if c not in skip and not c.endswith(("_ci_low", "_ci_high"))]
 
 
-__all__ = ["DEFAULT_PERTURBATION", "DEFAULT_TRAINED_ON", "STRING_COLUMNS", "clean_metrics", "condition_label", "cross_rows", "own_rows", "perturbed", "read_metrics", "value_columns", "variant_columns", "wide_table"]
+__all__ = [
+    "DEFAULT_PERTURBATION", "DEFAULT_TRAINED_ON", "STRING_COLUMNS", "clean_metrics", "condition_label",
+    "cross_rows", "own_rows", "perturbed", "read_metrics", "value_columns", "variant_columns", "wide_table"
+]

@@ -11,8 +11,9 @@ report) reads ``metrics.csv`` (the single source of truth) and writes:
   chance (:mod:`stigbench.evaluation.evidence`); their counts head ``summary.md`` and ``report.html``;
 * ``roc.csv`` + ``roc.png`` (from ``scores.csv``), ``score_hist.png``, ``examples.png``, ``spectra.png``
   and ``radial_profiles.{png,csv}`` (from ``spectra.npz``), ``attacks.{csv,png}``, ``sweeps.{csv,png}`` and
-  ``equal_cost.csv`` where a refiner was swept over its strength (:mod:`stigbench.reporting.run.sweeps`), and ``selection.png``
-  where a refiner logged checkpoint-selection curves (:mod:`stigbench.reporting.run.selection_plot`);
+  ``equal_cost.csv`` where a refiner was swept over its strength (:mod:`stigbench.reporting.run.sweeps`), and
+  ``selection.png`` where a refiner logged checkpoint-selection curves
+  (:mod:`stigbench.reporting.run.selection_plot`);
 * ``report.html`` — one self-contained page with all of the above (:mod:`stigbench.reporting.run.page`).
 
 The tables come from the modules beside this one (``detection_table``, ``quality_table``,
