@@ -1,7 +1,8 @@
 """Did an attack move a detector toward chance, away from it, or past it? Judged on AUC intervals.
 
 An attack succeeds by bringing a detector's AUC to 0.5; one that moves the AUC further from 0.5 has
-*added* evidence a detector (or its sign-flipped twin) can use (house rule 11: a bug, not a result).
+*added* evidence a detector (or its sign-flipped twin) can use: a bug in the attack to look into, not a
+result.
 A point estimate moves with every resample, so each call here compares the 95 % bootstrap intervals
 of the AUC on real vs fake (``fake``) and on real vs refined (``refined``) of one detector, trained
 and perturbed alike. Pure functions of numbers and frames; the reports only display what they return.
@@ -174,10 +175,10 @@ def move_columns(auc: pd.DataFrame) -> pd.DataFrame:
 def moves(metrics: pd.DataFrame, trained_on: str = "fake", perturbation: str = "none",
           inactive: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per (refiner, detector) of a cleaned ``metrics.csv`` frame (see
-    :func:`stigbench.reporting.run_report.clean_metrics`), for detectors trained on ``trained_on`` and scored under
-    ``perturbation``: the fake and refined AUCs with their intervals, ``move`` and ``evidence``. The
-    refiners of ``inactive`` (``{refiner: reason}``, :func:`inactive_attacks`) get ``attack inactive``
-    as their move."""
+    :func:`stigbench.reporting.run.metrics_csv.clean_metrics`), for detectors trained on ``trained_on``
+    and scored under ``perturbation``: the fake and refined AUCs with their intervals, ``move`` and
+    ``evidence``. The refiners of ``inactive`` (``{refiner: reason}``, :func:`inactive_attacks`) get
+    ``attack inactive`` as their move."""
     m = metrics[(metrics["metric"] == "auc") & (metrics["detector"] != "") & (metrics["trained_on"] == trained_on)
                 & (metrics["perturbation"] == perturbation)]
     cols = ["value", "ci_low", "ci_high"]
