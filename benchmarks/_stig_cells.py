@@ -29,7 +29,8 @@ from stigbench.evaluation.evidence import WORKING_AUC, adds_evidence, classify_m
 from stigbench.core.imageset import ArrayImageSet
 from stigbench.core.io import read_json
 from stigbench.detection.registry import detectors as detector_registry
-from stigbench.pipeline.plan import RunConfig, resolve_spec
+from stigbench.core.config import RunConfig
+from stigbench.pipeline.plan import resolve_spec
 from stigbench.pipeline.runner import run_benchmark
 from stigbench.reporting.run.inactive import run_inactive
 from stigbench.reporting.run.selection_plot import read_selection

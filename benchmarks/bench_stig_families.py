@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import append_section  # noqa: E402
 from _stig_cells import cell_table, detector_table, run_cell, stig_overrides, summarise  # noqa: E402
 
-from stigbench.pipeline.plan import RunConfig  # noqa: E402
+from stigbench.core.config import RunConfig  # noqa: E402
 
 REFINERS = ("stig", "spectral-match")
 

@@ -38,7 +38,7 @@ from _stig_cells import cell_table, detector_table, flattened, run_cell, selecti
 
 from stigbench.evaluation.evidence import WORKING_AUC  # noqa: E402
 from stigbench.evaluation.sweep import interpolate_at, sweep_point  # noqa: E402
-from stigbench.pipeline.plan import RunConfig  # noqa: E402
+from stigbench.core.config import RunConfig  # noqa: E402
 
 STIG, BASELINE = "stig", "spectral-match"
 REFINERS = f"{STIG},{BASELINE}:strength=*"

@@ -39,7 +39,8 @@ from _common import append_section  # noqa: E402
 from stigbench.attacks.registry import load_refiner  # noqa: E402
 from stigbench.data.specs import load_dataset  # noqa: E402
 from stigbench.core.io import read_json  # noqa: E402
-from stigbench.pipeline.plan import RunConfig, resolve_spec  # noqa: E402
+from stigbench.core.config import RunConfig  # noqa: E402
+from stigbench.pipeline.plan import resolve_spec  # noqa: E402
 from stigbench.measures.spectrum import fft_shifted, from_log_magnitude, grey, mean_log_spectrum, mirror, radius_map  # noqa: E402
 from stigbench.data.split import make_split  # noqa: E402
 

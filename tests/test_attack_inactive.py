@@ -22,7 +22,7 @@ from stigbench.evaluation.evidence import (
     inactive_reason, move_counts, moves,
 )
 from stigbench.evaluation.rows import METRIC_COLUMNS
-from stigbench.pipeline.plan import RunConfig
+from stigbench.core.config import RunConfig
 from stigbench.pipeline.runner import run_benchmark
 from stigbench.reporting.compare.collect import load_run
 from stigbench.reporting.compare.leaderboard import attack_detail_table, leaderboard, leaderboard_table

@@ -14,9 +14,10 @@ import pytest
 from click.testing import CliRunner
 
 from stigbench.cli import main
+from stigbench.core.config import RunConfig
 from stigbench.core.settings import result_settings
 from stigbench.data.specs import adhoc_spec, folder_dataset_name
-from stigbench.pipeline.plan import PlanError, RunConfig, resolve_spec
+from stigbench.pipeline.plan import PlanError, resolve_spec
 from stigbench.reporting.compare.collect import collect_runs, display_name
 from stigbench.reporting.compare.grouping import group_runs
 from test_report import write_run

@@ -54,7 +54,7 @@ def test_report_reads_a_0_1_run_folder(tmp_path):
 def test_settings_added_since_0_1_have_their_default_as_legacy_value():
     """A 0.1 run and a run of today with default settings fall in one comparison group."""
     from stigbench.core.settings import LEGACY_DEFAULTS, NON_RESULT_SETTINGS
-    from stigbench.pipeline.plan import RunConfig
+    from stigbench.core.config import RunConfig
 
     old = json.loads((FIXTURE / "config.json").read_text())["config"]
     today = RunConfig().to_dict()

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from conftest import make_tiny_dataset
-from stigbench.pipeline.plan import PlanError, RunConfig, resolve
+from stigbench.core.config import RunConfig
+from stigbench.pipeline.plan import PlanError, resolve
 from stigbench.pipeline.runner import run_benchmark
 
 

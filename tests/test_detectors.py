@@ -452,7 +452,7 @@ def plugin_files(tmp_path):
 
 
 def test_a_broken_detector_is_reported_and_the_others_are_kept(tiny_dataset, plugin_files, tmp_path):
-    from stigbench.pipeline.plan import RunConfig
+    from stigbench.core.config import RunConfig
     from stigbench.pipeline.runner import run_benchmark
 
     repo = Path(__file__).resolve().parents[1]

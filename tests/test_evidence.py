@@ -110,7 +110,7 @@ def test_older_runs_without_intervals_are_not_flagged():
 def write_run(folder, seed: int, metrics: pd.DataFrame) -> None:
     import json
 
-    from stigbench.pipeline.plan import RunConfig
+    from stigbench.core.config import RunConfig
 
     folder.mkdir(parents=True)
     metrics.assign(seed=seed).to_csv(folder / "metrics.csv", index=False)

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from conftest import make_tiny_dataset
 from stigbench.cli import main
+from stigbench.core.config import RunConfig
 from stigbench.core.settings import result_settings
 from stigbench.pipeline.executors import (
     EXECUTORS,
@@ -28,7 +29,6 @@ from stigbench.pipeline.executors import (
     make_executor,
 )
 from stigbench.pipeline.grid import run_grid
-from stigbench.pipeline.plan import RunConfig
 
 DATASETS = ["executors-a", "executors-b"]  # unique in the session: the dataset registry is global
 SEEDS = [0, 1]

@@ -12,10 +12,11 @@ from click.testing import CliRunner
 
 from conftest import pink_noise, upsampled_noise, write_pngs
 from stigbench.cli import main
+from stigbench.core.config import RunConfig
 from stigbench.data.layouts import find_generators, generator_specs, layout_spec, select_generator
 from stigbench.data.specs import DatasetError, DatasetSpec, load_dataset, parse_spec
 from stigbench.data.split import PARTS, make_split
-from stigbench.pipeline.plan import PlanError, RunConfig, resolve_spec
+from stigbench.pipeline.plan import PlanError, resolve_spec
 
 RNG = np.random.default_rng(0)
 

@@ -106,7 +106,7 @@ def test_refined_set_of_a_refiner_without_store_is_streamed_to_a_mapped_array(ti
     its own store (the same refiner either way)."""
     from stigbench.attacks.registry import REFINERS, register_refiner
     from stigbench.attacks.spectral_match import SpectralMatch
-    from stigbench.pipeline.plan import RunConfig
+    from stigbench.core.config import RunConfig
     from stigbench.pipeline.run_state import load_array
     from stigbench.pipeline.runner import run_benchmark
 

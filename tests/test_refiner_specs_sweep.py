@@ -15,12 +15,13 @@ import torch
 from stigbench.attacks.spectral_match import SpectralMatch
 from stigbench.attacks.stig import StigRefiner
 from stigbench.attacks.strength import STRENGTHS, blend_log_magnitude
+from stigbench.core.config import RunConfig
 from stigbench.core.registry import RegistryError
 from stigbench.data.specs import DatasetSpec, load_dataset
 from stigbench.evaluation.sweep import interpolate_at
 from stigbench.measures.metrics import attack_success_rate
 from stigbench.measures.spectrum import lfd, mean_log_spectrum
-from stigbench.pipeline.plan import PlanError, RunConfig, resolve
+from stigbench.pipeline.plan import PlanError, resolve
 from stigbench.pipeline.refiner_specs import (
     RefinerSpec,
     refiner_display_name,

@@ -30,7 +30,7 @@ from stigbench.reporting.run.quality_table import quality_table
 from stigbench.reporting.run.report import write_run_report
 from stigbench.reporting.run.roc import roc_data
 from stigbench.evaluation.rows import METRIC_COLUMNS
-from stigbench.pipeline.plan import RunConfig
+from stigbench.core.config import RunConfig
 from stigbench.pipeline.runner import run_benchmark
 
 

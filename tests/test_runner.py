@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from stigbench.pipeline.grid import run_grid
-from stigbench.pipeline.plan import RunConfig
+from stigbench.core.config import RunConfig
 from stigbench.pipeline.runner import run_benchmark
 
 

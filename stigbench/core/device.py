@@ -10,8 +10,7 @@ import numpy as np
 import torch
 
 from stigbench.core import distributed
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from stigbench.core.config import PRECISIONS
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

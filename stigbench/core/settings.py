@@ -1,9 +1,10 @@
 """Which run settings change a run's numbers: one declaration, read by the stage cache, the grid and
 the comparison report.
 
-A run is defined by its ``RunConfig`` (:mod:`stigbench.pipeline.runner`). Some of its fields only say
+A run is defined by its :class:`~stigbench.core.config.RunConfig`. Some of its fields only say
 where output goes or how the run is shown; two runs that differ only in those have the same
-results, so the grid does not redo a cell for them and a comparison puts them in one group.
+results, so the grid does not redo a cell for them and a comparison puts them in one group. Each
+field declares which it is (:class:`~stigbench.core.config.Setting`); the lists here are read off it.
 """
 
 from __future__ import annotations
@@ -11,20 +12,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from stigbench.core.config import legacy_defaults, non_result_settings
+
 #: Fields that never change a result: output and cache locations, progress bars, where specs and
-#: plug-ins were found (the dataset spec and the plug-in code are recorded and compared themselves),
-#: the display name of a --real/--fake dataset (reports group by the name itself; stage keys omit it).
-NON_RESULT_SETTINGS = frozenset({"out", "progress", "cache", "cache_dir", "spec_dirs", "plugins", "name"})
+#: plug-ins were found, the display name of a --real/--fake dataset.
+NON_RESULT_SETTINGS = non_result_settings()
 
 #: Fields that name one replicate of an experiment: a grid has one cell per value, and a comparison
 #: aggregates over them (mean ± spread) instead of keeping them apart.
 REPLICATE_SETTINGS = frozenset({"seed"})
 
 #: Settings added after runs were first saved, with the value an older run (without the key) had.
-LEGACY_DEFAULTS: Mapping[str, Any] = {
-    "fit_refiners_on": "train", "test_datasets": "", "attack_from": None,
-    "layout": None, "root": None, "subset": None, "real_root": None,
-}
+LEGACY_DEFAULTS: Mapping[str, Any] = legacy_defaults()
 
 
 def result_settings(config: Mapping[str, Any], *, replicates: bool = True) -> dict[str, Any]:

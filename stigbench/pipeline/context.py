@@ -40,7 +40,7 @@ class RunContext:
 
     @classmethod
     def from_config(cls, config: Any) -> RunContext:
-        """From a :class:`~stigbench.pipeline.plan.RunConfig` (any object with its fields)."""
+        """From a :class:`~stigbench.core.config.RunConfig` (any object with its fields)."""
         return cls(seed=config.seed, device=config.device, precision=config.precision, progress=config.progress,
                    cache=config.cache, cache_dir=Path(config.cache_dir) if config.cache_dir else None,
                    batch_size=config.batch_size)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from stigbench.pipeline.plan import RunConfig
+from stigbench.core.config import RunConfig, path_settings
 from stigbench.pipeline.runner import RunResult, run_benchmark
 
 EXECUTORS = ("local", "ray", "slurm")
@@ -41,9 +41,6 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "ray_address": ("ray",), "cpus_per_cell": ("ray", "slurm"), "gpus_per_cell": ("ray", "slurm"),
     "slurm_partition": ("slurm",), "slurm_time": ("slurm",), "slurm_folder": ("slurm",), "slurm_cluster": ("slurm",),
 }
-#: ``RunConfig`` fields holding paths: made absolute for workers, whose working folder may be another.
-_PATH_FIELDS = ("real", "fake", "out", "fid_weights", "cache_dir", "root", "real_root")
-_PATH_LIST_FIELDS = ("spec_dirs", "plugins")
 
 
 class ExecutorError(RuntimeError):
@@ -122,8 +119,13 @@ def worker_config(config: RunConfig) -> RunConfig:
     """``config`` as sent to another process: paths absolute (a worker's working folder may be another
     one) and no progress bars (those of many workers would interleave in one log)."""
     absolute = lambda p: str(Path(p).expanduser().absolute())  # noqa: E731
-    changes: dict[str, Any] = {f: absolute(getattr(config, f)) for f in _PATH_FIELDS if getattr(config, f)}
-    changes.update({f: [absolute(p) for p in getattr(config, f)] for f in _PATH_LIST_FIELDS})
+    changes: dict[str, Any] = {}
+    for name in path_settings(type(config)):
+        value = getattr(config, name)
+        if isinstance(value, list):
+            changes[name] = [absolute(p) for p in value]
+        elif value:
+            changes[name] = absolute(value)
     return dataclasses.replace(config, **changes, progress=False)
 
 

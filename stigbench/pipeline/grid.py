@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stigbench.core.config import RunConfig
 from stigbench.core.io import read_json, write_json
 from stigbench.core.settings import result_settings
 from stigbench.pipeline.executors import Cell, CellOutcome, Executor, LocalExecutor
-from stigbench.pipeline.plan import RunConfig
 from stigbench.pipeline.runner import RunResult, run_benchmark
 
 MANIFEST = "grid.json"

@@ -29,6 +29,7 @@ from stigbench.pipeline.refiner_specs import (
 )
 from stigbench.attacks.registry import refiners as refiner_registry
 from stigbench.core import distributed
+from stigbench.core.config import RunConfig
 from stigbench.core.plugins import load_plugin_file
 from stigbench.data.layouts import layout_spec, select_generator
 from stigbench.data.specs import DatasetSpec, adhoc_spec, datasets
@@ -39,88 +40,6 @@ from stigbench.pipeline.context import CONTEXT_PARAMS, RunContext
 
 class PlanError(ValueError):
     """A run that cannot start: a bad name, parameter or value, found before any image is read."""
-
-
-#: Where refiners take their fakes from: the training split (default) or the test split (transductive).
-FIT_REFINERS_ON = ("train", "test")
-
-
-@dataclass
-class RunConfig:
-    """Everything that defines a run; saved as ``config.json`` and accepted back by ``--config``.
-
-    ``refiners`` is a comma-separated list of names, fnmatch patterns or ``name:value`` short forms
-    (``blur:2``); ``detectors`` names or patterns, or ``default`` (the detectors registered with
-    ``default=True``). ``refiner_params``/``detector_params`` map a registry name to constructor
-    keyword arguments. ``perturb`` lists test-time perturbations (``jpeg:*,blur:2+jpeg:50``).
-    ``fit_refiners_on`` is ``train`` or ``test`` (the STIG paper's transductive setting; see the
-    module docstring).
-    """
-
-    dataset: str = "demo-gan"
-    real: str | None = None
-    fake: str | None = None
-    # The name of the --real/--fake dataset (default: from its folders); a display name, not a setting.
-    name: str | None = None
-    size: int | None = None
-    resize: bool = False
-    refiners: str = "stig"
-    detectors: str = "default"
-    seed: int = 0
-    out: str = "reports"
-    device: str = "auto"
-    precision: str = "auto"
-    batch_size: int = 64
-    n_boot: int = 500
-    max_per_class: int | None = None
-    save_refined: bool = False
-    quality: bool = True
-    quality_max_images: int = 200
-    fid_weights: str | None = None
-    perturb: str = CLEAN
-    perturb_quality: bool = False
-    adaptive: bool = False
-    cache: bool = True
-    cache_dir: str | None = None
-    refiner_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    detector_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    spec_dirs: list[str] = field(default_factory=list)
-    plugins: list[str] = field(default_factory=list)
-    progress: bool = True
-    fit_refiners_on: str = "train"
-    # Cross-dataset scoring: other datasets (names or patterns, comma-separated) whose test splits the
-    # run's detectors also score, refined by the refiners trained on each of them, or on this run's
-    # dataset when attack_from names it.
-    test_datasets: str = ""
-    attack_from: str | None = None
-    # A named folder layout (stigbench.data.layouts) instead of --dataset: its root, a comma-separated
-    # fnmatch subset of its generators (a run needs exactly one) and, for synthbuster, the reals' folder.
-    layout: str | None = None
-    root: str | None = None
-    subset: str | None = None
-    real_root: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.fit_refiners_on not in FIT_REFINERS_ON:
-            raise ValueError(f"fit_refiners_on must be one of {', '.join(FIT_REFINERS_ON)}, "
-                             f"got {self.fit_refiners_on!r}")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown config key(s) {sorted(unknown)}; allowed: {sorted(names)}")
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def non_defaults(self) -> list[str]:
-        """Names of the fields that differ from the defaults (marked in the saved config)."""
-        default = RunConfig()
-        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(default, f.name)]
-
 
 
 @dataclass

@@ -43,6 +43,7 @@ import pandas as pd
 import torch
 
 from stigbench.core import distributed
+from stigbench.core.config import RunConfig
 from stigbench.core.device import seed_everything
 from stigbench.core.imageset import ImageSet, set_progress
 from stigbench.core.io import fresh_dir, read_json, write_json
@@ -63,7 +64,7 @@ from stigbench.evaluation.sweep import full_strength
 from stigbench.pipeline.cross_stages import cross_distance_rows, run_cross
 from stigbench.pipeline.attack_stages import fit_refiners, perturbed_sets, refined_set
 from stigbench.pipeline.detection_stages import adaptive_defender, evaluate_detector
-from stigbench.pipeline.plan import Plan, RunConfig, resolve
+from stigbench.pipeline.plan import Plan, resolve
 from stigbench.pipeline.run_state import RunState, folder_name, save_pngs
 from stigbench.pipeline.stages import (
     StageStore,
