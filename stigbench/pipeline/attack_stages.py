@@ -6,7 +6,6 @@ import dataclasses
 import logging
 import shutil
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from stigbench.core.imageset import ArrayImageSet, ImageSet, map_batches
 from stigbench.core.io import read_json, write_json
 from stigbench.evaluation.rows import CLEAN
 from stigbench.pipeline.plan import Component
+from stigbench.pipeline.isolation import isolated
 from stigbench.pipeline.refiner_specs import refine_time_params
 from stigbench.pipeline.run_state import RunState, accepts, fit_component, fit_key, folder_name, load_array, save_pngs
 from stigbench.pipeline.stages import code_fingerprint
@@ -67,7 +67,8 @@ def fit_refiners(state: RunState, keep_in_run: bool = True) -> dict[str, Path]:
                 "fit_seconds": round(time.perf_counter() - t0, 2),
                 "fit_info": getattr(refiner, "fit_info_", {})})
 
-        try:
+        # a failing refiner must not take the other results down
+        with isolated(state.errors, f"refiner:{swept.display}", "refiner %s failed", swept.display) as attempt:
             t0 = time.perf_counter()
             n_computed = len(state.store.misses)
             # A refiner that checkpoints into log_dir continues an interrupted fit from its work folder.
@@ -85,9 +86,8 @@ def fit_refiners(state: RunState, keep_in_run: bool = True) -> dict[str, Path]:
                 shutil.copytree(folder, kept, ignore=shutil.ignore_patterns(".complete", "stage.json", "manifest.json"))
             log.info("refiner %s ready in %.1fs%s", swept.display, time.perf_counter() - t0,
                      " (cached)" if info["cached"] else "")
-        except Exception as exc:  # a failing refiner must not take the other results down
-            state.errors[f"refiner:{swept.display}"] = failed[rs.display] = f"{type(exc).__name__}: {exc}"
-            log.error("refiner %s failed:\n%s", swept.display, traceback.format_exc())
+        if attempt.error:
+            failed[rs.display] = attempt.error
     return out
 
 
@@ -114,12 +114,10 @@ def refined_set(state: RunState, display: str, refiner_folder: Path, part: str) 
                              f"expected {len(fakes)} of size {fakes.size}")
         write_json(folder / "info.json", {"refine_seconds": round(time.perf_counter() - t0, 2)})
 
-    try:
+    with isolated(state.errors, f"refiner:{display}", "refining with %s failed", display) as attempt:
         key = {"refiner_stage": refiner_folder.name, "part": part, **({"refine_params": later} if later else {})}
         folder = state.stage("refined", f"{display}-{part}", key, make)
-    except Exception as exc:
-        state.errors[f"refiner:{display}"] = f"{type(exc).__name__}: {exc}"
-        log.error("refining with %s failed:\n%s", display, traceback.format_exc())
+    if attempt.error:
         return None
     images = load_array(folder, fakes.ids)
     if part == "test":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from stigbench.evaluation.distances import fidelity_rows, lfd_rows, mean_spectra
 from stigbench.evaluation.rows import CLEAN
 from stigbench.pipeline.attack_stages import fit_refiners, refined_set
 from stigbench.pipeline.detection_stages import score_conditions
+from stigbench.pipeline.isolation import isolated
 from stigbench.pipeline.run_state import RunState
 
 log = logging.getLogger("stigbench")
@@ -88,13 +88,12 @@ def run_cross(state: RunState, own_refiners: dict[str, Path]) -> dict[str, dict[
     dataset name) for the quality rows; a failing one is recorded in ``state.cross_info`` and skipped."""
     out = {}
     for spec in state.plan.test_specs:
-        try:
+        # one test dataset must not take the others down
+        with isolated(state.errors, f"cross:{spec.name}", "cross-dataset %s failed", spec.name) as attempt:
             sets, record = cross_dataset(state, spec, own_refiners)
             out[spec.name] = sets
             log.info("cross-dataset %s -> %s done", state.spec.name, spec.name)
-        except Exception as exc:  # one test dataset must not take the others down
-            record = {"attack_from": None, "error": f"{type(exc).__name__}: {exc}"}
-            state.errors[f"cross:{spec.name}"] = record["error"]
-            log.error("cross-dataset %s failed:\n%s", spec.name, traceback.format_exc())
+        if attempt.error:
+            record = {"attack_from": None, "error": attempt.error}
         state.cross_info[spec.name] = record
     return out

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from stigbench.detection.registry import is_persistent
 from stigbench.evaluation.rows import CLEAN
 from stigbench.measures import metrics as M
 from stigbench.pipeline.attack_stages import refined_set
+from stigbench.pipeline.isolation import isolated
 from stigbench.pipeline.refiner_specs import refine_time_params
 from stigbench.pipeline.run_state import RunState, checked_scores, fit_component, fit_key
 from stigbench.pipeline.stages import code_fingerprint
@@ -85,7 +85,7 @@ def evaluate_detector(state: RunState, name: str, perturbed: dict[str, dict[str,
     """Train on real vs original training fakes, then score every condition and perturbation."""
     t0 = time.perf_counter()
     n_frames, n_thresholds = len(state.score_frames), len(state.thresholds)
-    try:
+    with isolated(state.errors, f"detector:{name}", "detector %s failed", name) as attempt:
         det, folder = fit_detector(
             state, name, labelled(state.part("real", "train"), state.part("fake", "train")),
             labelled(state.part("real", "val"), state.part("fake", "val")), "fake", {})
@@ -103,9 +103,7 @@ def evaluate_detector(state: RunState, name: str, perturbed: dict[str, dict[str,
                 "image_size": state.dataset.size})
         state.detector_info[name] = {**info, "seconds": round(time.perf_counter() - t0, 2)}
         log.info("detector %s done in %.1fs", name, time.perf_counter() - t0)
-    except Exception as exc:
-        state.errors[f"detector:{name}"] = f"{type(exc).__name__}: {exc}"
-        log.error("detector %s failed:\n%s", name, traceback.format_exc())
+    if attempt.error:
         del state.score_frames[n_frames:], state.thresholds[n_thresholds:]
 
 
@@ -132,7 +130,8 @@ def adaptive_defender(state: RunState, display: str, refiner_folder: Path, refin
     extra = {"refiner_stage": refiner_folder.name, **({"refine_params": later} if later else {})}
     for name in state.detector_names:
         n_frames, n_thresholds = len(state.score_frames), len(state.thresholds)
-        try:
+        with isolated(state.errors, f"detector:{name}@adaptive:{display}", "adaptive %s vs %s failed", name,
+                      display) as attempt:
             det, folder = fit_detector(state, name, labelled(real_train, refined_val), labelled(real_val, refined_val),
                                             "refined", extra)
             info = read_json(folder / "info.json")
@@ -141,7 +140,5 @@ def adaptive_defender(state: RunState, display: str, refiner_folder: Path, refin
             score_conditions(state, det, folder, name, "refined", sets, CLEAN, [f"refined:{display}"])
             state.detector_info[f"{name}@adaptive:{display}"] = info
             log.info("adaptive %s against %s done", name, display)
-        except Exception as exc:
-            state.errors[f"detector:{name}@adaptive:{display}"] = f"{type(exc).__name__}: {exc}"
-            log.error("adaptive %s vs %s failed:\n%s", name, display, traceback.format_exc())
+        if attempt.error:
             del state.score_frames[n_frames:], state.thresholds[n_thresholds:]

@@ -33,7 +33,6 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +65,7 @@ from stigbench.pipeline.attack_stages import fit_refiners, perturbed_sets, refin
 from stigbench.pipeline.detection_stages import adaptive_defender, evaluate_detector
 from stigbench.pipeline.plan import Plan, resolve
 from stigbench.pipeline.run_state import RunState, folder_name, save_pngs
+from stigbench.pipeline.isolation import isolated
 from stigbench.pipeline.stages import (
     StageStore,
     owner_is_gone,
@@ -233,7 +233,7 @@ class _Run(RunState):
         from stigbench.evaluation.quality import get_extractor
         from stigbench.evaluation.quality_rows import quality_metrics
 
-        try:
+        with isolated(self.errors, f"quality:{test_dataset or pert}", "quality metrics (%s) failed", pert) as attempt:
             extractor = get_extractor(self.config.fid_weights, device=self.device)
             if extractor.notice:
                 log.warning("%s", extractor.notice)
@@ -241,9 +241,7 @@ class _Run(RunState):
             others = {k: s for k, s in sets.items() if k != "real" and full_strength(k)}
             result = quality_metrics(sets["real"], others, extractor, max_images=self.config.quality_max_images,
                                      seed=self.ctx.seed, progress=self.ctx.progress, cache=self.ctx.cache)
-        except Exception as exc:
-            self.errors[f"quality:{test_dataset or pert}"] = f"{type(exc).__name__}: {exc}"
-            log.error("quality metrics (%s) failed:\n%s", pert, traceback.format_exc())
+        if attempt.error:
             return {}
         self.rows += distribution_rows(result, dataset=self.spec.name, seed=self.ctx.seed, perturbation=pert,
                                        test_dataset=test_dataset)
