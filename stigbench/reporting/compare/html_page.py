@@ -56,6 +56,54 @@ def runs_for_page(runs_df: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+def _cross_html(parts: list[str], out: Path, made: Mapping[str, bool], t: Tables) -> None:
+    """The train × test matrix (left to cross_auc.md when wider than the page), its failures and heat map."""
+    cross_fits = len(t.cross.columns) <= MAX_CROSS_COLUMNS
+    parts.append('<h2 id="cross">Cross-dataset AUC: trained on (rows) × tested on (columns)</h2>')
+    if t.cross_failed:
+        parts.append(H.box("error", "Cross-dataset cells that failed:", t.cross_failed))
+    if cross_fits:
+        keys = [c for c in t.cross.columns if not c[1]]
+        parts.append(H.table(t.cross, numeric=[c for c in t.cross.columns if c[1]], nowrap=keys))
+    else:
+        parts.append(f'<p class="note">The matrix has {len(t.cross.columns) - 2} columns: see cross_auc.md / '
+                     ".csv / .tex and the heat map.</p>")
+    parts.append(f'<p class="note">{H.esc(CROSS_NOTE)} Data: cross_auc.csv.</p>')
+    _figure(parts, out, made, "cross_auc.png", "AUC, train × test",
+            "Mean AUC over seeds (± 1 standard deviation); colour centred on 0.5 (chance), red: detected, blue: "
+            "below chance; grey: no result. Beyond 6 test datasets only the mean over detectors is drawn.")
+
+
+def _detection_html(parts: list[str], t: Tables, titles: Mapping[str, str], cell_note: str) -> None:
+    """The long detection tables, one per metric, and the note under them."""
+    parts.append('<h2 id="detection">Detection before and after refinement</h2>')
+    for metric, (table, css) in t.detection.items():
+        parts.append(f"<h3>{H.esc(metric_label(metric))}: one row per dataset and detector</h3>")
+        keys = {"dataset", "detector", "trained_on", "perturbation"}
+        parts.append(H.table(table, cell_classes=css, titles=titles, numeric=_numeric(table, keys),
+                             nowrap=[c for c in table.columns if c in keys]))
+    if t.detection:
+        parts.append(f'<p class="note">{H.esc(cell_note)} "fake": the unrefined fakes; "refined:&lt;name&gt;": '
+                     "the same test fakes after that refiner. Detectors are trained on real vs unrefined fakes. "
+                     "Data: detection.csv, aggregate.csv.</p>")
+    else:
+        parts.append('<p class="note">No detection metrics.</p>')
+
+
+def _groups_and_runs_html(parts: list[str], groups: pd.DataFrame, runs_df: pd.DataFrame) -> None:
+    """The groups (and what makes runs one group) and the runs."""
+    parts.append('<h2 id="groups">Groups</h2><p class="note">Runs of a dataset with identical settings (all but the '
+                 f"seed and paths: ignored keys {', '.join(sorted(NON_RESULT_SETTINGS | REPLICATE_SETTINGS))}) form "
+                 "one group; a settings hash is added only where two groups share a dataset name. recorded_name: "
+                 "older --real/--fake runs recorded a generic name and are shown under their folders' name.</p>")
+    shown = groups if (groups.get("recorded_name", pd.Series(dtype=str)) != "").any() else groups.drop(
+        columns="recorded_name", errors="ignore")
+    parts.append(H.table(shown, numeric=["n_runs"], nowrap=["group", "settings_hash"]))
+    parts.append('<h2 id="runs">Runs</h2>')
+    parts.append(H.table(runs_for_page(runs_df), numeric=["seed", "seconds"], nowrap=["group", "date"]))
+    parts.append('<p class="note">Full paths: runs.csv.</p>')
+
+
 def comparison_html(out: Path, runs_df: pd.DataFrame, groups: pd.DataFrame, agg: pd.DataFrame, warnings: list[str],
                     skipped: list[str], t: Tables, made: Mapping[str, bool], notes: Mapping[str, str],
                     sweeps: str = "") -> str:
@@ -64,7 +112,6 @@ def comparison_html(out: Path, runs_df: pd.DataFrame, groups: pd.DataFrame, agg:
     strength-sweep section (:func:`stigbench.reporting.run.sweeps.sweep_html`, ``id="sweeps"``), shown after
     the attacks."""
     show_cross = len(t.cross) > 0
-    cross_fits = show_cross and len(t.cross.columns) <= MAX_CROSS_COLUMNS
     nav = [("leaderboard", "Leaderboard"), *([("cross", "Cross-dataset")] if show_cross else []),
            ("attacks", "Attacks"), *([("sweeps", "Sweeps")] if sweeps else []), ("heatmaps", "Heat maps"), ("detection", "Detection"), ("moves", "Moves"),
            ("quality", "Quality"), ("groups", "Groups"), ("runs", "Runs")]
@@ -89,19 +136,7 @@ def comparison_html(out: Path, runs_df: pd.DataFrame, groups: pd.DataFrame, agg:
         _table(parts, t.detail, ["attack", "detector"], notes["detail"], "")
 
     if show_cross:
-        parts.append('<h2 id="cross">Cross-dataset AUC: trained on (rows) × tested on (columns)</h2>')
-        if t.cross_failed:
-            parts.append(H.box("error", "Cross-dataset cells that failed:", t.cross_failed))
-        if cross_fits:
-            keys = [c for c in t.cross.columns if not c[1]]
-            parts.append(H.table(t.cross, numeric=[c for c in t.cross.columns if c[1]], nowrap=keys))
-        else:
-            parts.append(f'<p class="note">The matrix has {len(t.cross.columns) - 2} columns: see cross_auc.md / '
-                         ".csv / .tex and the heat map.</p>")
-        parts.append(f'<p class="note">{H.esc(CROSS_NOTE)} Data: cross_auc.csv.</p>')
-        _figure(parts, out, made, "cross_auc.png", "AUC, train × test",
-                "Mean AUC over seeds (± 1 standard deviation); colour centred on 0.5 (chance), red: detected, blue: "
-                "below chance; grey: no result. Beyond 6 test datasets only the mean over detectors is drawn.")
+        _cross_html(parts, out, made, t)
 
     parts.append('<h2 id="attacks">Attacks across datasets: evasion against quality cost</h2>')
     _table(parts, t.attacks, ["attack"], notes["attacks"], "No attack with detection results.")
@@ -120,18 +155,7 @@ def comparison_html(out: Path, runs_df: pd.DataFrame, groups: pd.DataFrame, agg:
                      "paper_auc.md, paper_auc.tex.</p>")
 
     titles = {metric_label(n): metric_description(n) for n in set(agg["metric"])}
-    parts.append('<h2 id="detection">Detection before and after refinement</h2>')
-    for metric, (table, css) in t.detection.items():
-        parts.append(f"<h3>{H.esc(metric_label(metric))}: one row per dataset and detector</h3>")
-        keys = {"dataset", "detector", "trained_on", "perturbation"}
-        parts.append(H.table(table, cell_classes=css, titles=titles, numeric=_numeric(table, keys),
-                             nowrap=[c for c in table.columns if c in keys]))
-    if t.detection:
-        parts.append(f'<p class="note">{H.esc(notes["cell"])} "fake": the unrefined fakes; "refined:&lt;name&gt;": '
-                     "the same test fakes after that refiner. Detectors are trained on real vs unrefined fakes. "
-                     "Data: detection.csv, aggregate.csv.</p>")
-    else:
-        parts.append('<p class="note">No detection metrics.</p>')
+    _detection_html(parts, t, titles, notes["cell"])
 
     parts.append('<h2 id="moves">Moves against chance (detectors per run)</h2>')
     _table(parts, t.moves, ["group", "refiner"], notes["moves"], "No refined AUCs.")
@@ -147,16 +171,7 @@ def comparison_html(out: Path, runs_df: pd.DataFrame, groups: pd.DataFrame, agg:
     _figure(parts, out, made, "quality.png", "quality metrics", f"Error bars: ± 1 standard deviation over seeds. "
             f"{notes['seed']}")
 
-    parts.append('<h2 id="groups">Groups</h2><p class="note">Runs of a dataset with identical settings (all but the '
-                 f"seed and paths: ignored keys {', '.join(sorted(NON_RESULT_SETTINGS | REPLICATE_SETTINGS))}) form "
-                 "one group; a settings hash is added only where two groups share a dataset name. recorded_name: "
-                 "older --real/--fake runs recorded a generic name and are shown under their folders' name.</p>")
-    shown = groups if (groups.get("recorded_name", pd.Series(dtype=str)) != "").any() else groups.drop(
-        columns="recorded_name", errors="ignore")
-    parts.append(H.table(shown, numeric=["n_runs"], nowrap=["group", "settings_hash"]))
-    parts.append('<h2 id="runs">Runs</h2>')
-    parts.append(H.table(runs_for_page(runs_df), numeric=["seed", "seconds"], nowrap=["group", "date"]))
-    parts.append('<p class="note">Full paths: runs.csv.</p>')
+    _groups_and_runs_html(parts, groups, runs_df)
     parts.append("<h3>Metrics</h3>")
     parts.append(H.table(metrics_glossary(ordered_metrics(agg["metric"]))))
     n_runs = int(groups["n_runs"].sum()) if len(groups) else 0

@@ -61,6 +61,18 @@ def render_run_html(run_dir: Path, summary: pd.DataFrame, quality: pd.DataFrame,
     """The body of ``report.html`` around the tables and the plots found in ``run_dir``; ``lead`` is
     the line shown first (the moves against chance); ``cross``: the tables of :func:`cross_section`;
     ``alerts``: lines shown above everything (the attacks that did nothing)."""
+    cross_auc, cross_info, cross_quality = (*cross, pd.DataFrame(), pd.DataFrame(), pd.DataFrame())[:3]
+    has_cross = bool(len(cross_auc) or len(cross_info))
+    parts = [*_head(run_dir, record, config, seed, notes, lead, alerts, has_cross), *_detection_html(summary),
+             *_quality_html(quality), *(_cross_html(cross_auc, cross_info, cross_quality) if has_cross else []),
+             *_figures_html(run_dir, config), *_provenance_html(record, config, seed, summary, quality)]
+    return H.page(f"stigbench run: {record.get('dataset', {}).get('name', '?')} (seed {seed})", "\n".join(parts),
+                  subtitle=f"{run_dir.name} — {record.get('provenance', {}).get('date', '')}")
+
+
+def _head(run_dir: Path, record: dict[str, Any], config: dict[str, Any], seed: Any, notes: Sequence[str], lead: str,
+          alerts: Sequence[str], has_cross: bool) -> list[str]:
+    """The navigation, what needs attention first (inactive attacks, the moves, errors, notes) and the run's facts."""
     ds = record.get("dataset", {})
     parts: list[str] = []
     nav = [("detection", "Detection"), ("quality", "Quality"), ("roc", "ROC"), ("scores", "Scores"),
@@ -69,8 +81,7 @@ def render_run_html(run_dir: Path, summary: pd.DataFrame, quality: pd.DataFrame,
         nav.insert(-1, ("selection", "Selection"))
     if (run_dir / "sweeps.csv").is_file():
         nav.insert(2, ("sweeps", "Sweeps"))
-    cross_auc, cross_info, cross_quality = (*cross, pd.DataFrame(), pd.DataFrame(), pd.DataFrame())[:3]
-    if len(cross_auc) or len(cross_info):
+    if has_cross:
         nav.insert(2, ("cross", "Cross-dataset"))
     parts.append("<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in nav) + "</nav>")
     if alerts:
@@ -91,8 +102,11 @@ def render_run_html(run_dir: Path, summary: pd.DataFrame, quality: pd.DataFrame,
         **({"checkpoint kept": kept} if (kept := selection_text(record)) else {}),
         "detectors": ", ".join(record.get("detectors", {})) or "none",
     }))
+    return parts
 
-    parts.append('<h2 id="detection">Detection before and after refinement</h2>')
+
+def _detection_html(summary: pd.DataFrame) -> list[str]:
+    parts = ['<h2 id="detection">Detection before and after refinement</h2>']
     if len(summary):
         shown, classes = display_summary(summary)
         titles = {metric_label(n): metric_description(n) for n in [*summary.columns]}
@@ -104,8 +118,11 @@ def render_run_html(run_dir: Path, summary: pd.DataFrame, quality: pd.DataFrame,
                      "baseline, red rows over-correction, yellow rows an attack that added evidence.</p>")
     else:
         parts.append('<p class="note">No detection results (every detector failed).</p>')
+    return parts
 
-    parts.append('<h2 id="quality">Distance to the real images (lower = closer) and cost of the attack</h2>')
+
+def _quality_html(quality: pd.DataFrame) -> list[str]:
+    parts = ['<h2 id="quality">Distance to the real images (lower = closer) and cost of the attack</h2>']
     if len(quality):
         shown = display_quality(quality)
         titles = {metric_label(n): metric_description(n) for n in quality.columns}
@@ -116,24 +133,32 @@ def render_run_html(run_dir: Path, summary: pd.DataFrame, quality: pd.DataFrame,
                      "PSNR/SSIM: each refined image against its original fake (higher = a smaller visible change).</p>")
     else:
         parts.append('<p class="note">No quality metrics.</p>')
+    return parts
 
-    if len(cross_auc) or len(cross_info):
-        parts.append('<h2 id="cross">Cross-dataset: detectors trained on this dataset, scored on other test splits</h2>')
-        if len(cross_auc):
-            keys = ["detector", "test dataset", "refiners trained on"]
-            parts.append(H.table(cross_auc, numeric=[c for c in cross_auc.columns if c not in keys], nowrap=keys))
-        else:
-            parts.append('<p class="note">No cross-dataset AUC.</p>')
-        parts.append(f'<p class="note">{H.esc(CROSS_NOTE.replace("`", ""))}</p>')
-        failed = [f"{r['test dataset']}: {r['error']}" for _, r in cross_info.iterrows() if r["error"]]
-        if failed:
-            parts.append(H.box("error", "Cross-dataset cells that failed (their rows are missing):", failed))
-        if len(cross_info):
-            parts.append(H.table(cross_info, numeric=["image size", "real", "fake"], nowrap=["test dataset"]))
-        if len(cross_quality):
-            parts.append("<h3>Distance to each dataset's real test images (lower = closer)</h3>")
-            keys = ["test dataset", "condition"]
-            parts.append(H.table(cross_quality, numeric=[c for c in cross_quality.columns if c not in keys], nowrap=keys))
+
+def _cross_html(cross_auc: pd.DataFrame, cross_info: pd.DataFrame, cross_quality: pd.DataFrame) -> list[str]:
+    parts = ['<h2 id="cross">Cross-dataset: detectors trained on this dataset, scored on other test splits</h2>']
+    if len(cross_auc):
+        keys = ["detector", "test dataset", "refiners trained on"]
+        parts.append(H.table(cross_auc, numeric=[c for c in cross_auc.columns if c not in keys], nowrap=keys))
+    else:
+        parts.append('<p class="note">No cross-dataset AUC.</p>')
+    parts.append(f'<p class="note">{H.esc(CROSS_NOTE.replace("`", ""))}</p>')
+    failed = [f"{r['test dataset']}: {r['error']}" for _, r in cross_info.iterrows() if r["error"]]
+    if failed:
+        parts.append(H.box("error", "Cross-dataset cells that failed (their rows are missing):", failed))
+    if len(cross_info):
+        parts.append(H.table(cross_info, numeric=["image size", "real", "fake"], nowrap=["test dataset"]))
+    if len(cross_quality):
+        parts.append("<h3>Distance to each dataset's real test images (lower = closer)</h3>")
+        keys = ["test dataset", "condition"]
+        parts.append(H.table(cross_quality, numeric=[c for c in cross_quality.columns if c not in keys], nowrap=keys))
+    return parts
+
+
+def _figures_html(run_dir: Path, config: dict[str, Any]) -> list[str]:
+    """The sections of the figures the run folder holds (a missing one says so)."""
+    parts: list[str] = []
 
     def fig(name: str, anchor: str, title: str, caption: str) -> None:
         parts.append(f'<h2 id="{anchor}">{H.esc(title)}</h2>')
@@ -160,10 +185,14 @@ def render_run_html(run_dir: Path, summary: pd.DataFrame, quality: pd.DataFrame,
     if (run_dir / "selection.png").is_file():
         fig("selection.png", "selection", "Refiner checkpoint selection",
             selection_caption(config.get("config", {}).get("fit_refiners_on", "train")))
+    return parts
 
-    parts.append('<h2 id="provenance">Provenance</h2>')
-    parts.append(H.key_values(provenance_pairs(record, config, seed)))
-    parts.append("<h3>Timing</h3>")
+
+def _provenance_html(record: dict[str, Any], config: dict[str, Any], seed: Any, summary: pd.DataFrame,
+                     quality: pd.DataFrame) -> list[str]:
+    """Provenance, timing and the glossary of the metrics the tables show."""
+    parts = ['<h2 id="provenance">Provenance</h2>', H.key_values(provenance_pairs(record, config, seed)),
+             "<h3>Timing</h3>"]
     timing = _timing(record)
     timing["seconds"] = [format_value(float(v), 2) if v is not None else "" for v in timing["seconds"]]
     parts.append(H.table(timing, numeric=["seconds"]))
@@ -172,8 +201,7 @@ def render_run_html(run_dir: Path, summary: pd.DataFrame, quality: pd.DataFrame,
                               and c not in ("perturbation", "condition")]])
     parts.append("<h3>Metrics</h3>")
     parts.append(H.table(metrics_glossary(used)))
-    return H.page(f"stigbench run: {ds.get('name', '?')} (seed {seed})", "\n".join(parts),
-                  subtitle=f"{run_dir.name} — {record.get('provenance', {}).get('date', '')}")
+    return parts
 
 
 __all__ = ["provenance_pairs", "render_run_html"]
