@@ -1,2 +1,3 @@
-"""Tables, plots and the Markdown/HTML/LaTeX renderers of one run's report and of comparisons across runs.
+"""The reports, in three rooms: one run's report (:mod:`stigbench.reporting.run`), the comparison across
+runs (:mod:`stigbench.reporting.compare`) and what both render with (:mod:`stigbench.reporting.render`).
 """
