@@ -37,16 +37,22 @@ def class_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def accepted_params(cls: type) -> dict[str, inspect.Parameter]:
+    """The parameters ``cls(...)`` accepts, by name and in order, ``self`` left out: what the class
+    declares through a ``declared_params()`` classmethod (a constructor that takes its hyper-parameters
+    as ``**overrides`` names each of them there), else its ``__init__``'s (``**kwargs`` included)."""
+    declared = getattr(cls, "declared_params", None)
+    params = dict(declared()) if callable(declared) else dict(inspect.signature(cls.__init__).parameters)
+    params.pop("self", None)
+    return params
+
+
 class Estimator:
     """Hyper-parameters are the constructor's keyword arguments, stored under the same names."""
 
     @classmethod
     def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [
-            p.name for p in sig.parameters.values()
-            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
+        return [p.name for p in accepted_params(cls).values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
     def get_params(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self._param_names()}

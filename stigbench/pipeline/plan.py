@@ -16,6 +16,7 @@ keyword argument when its constructor declares a parameter of that name and the 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import inspect
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ from stigbench.pipeline.refiner_specs import (
 from stigbench.attacks.registry import refiners as refiner_registry
 from stigbench.core import distributed
 from stigbench.core.config import RunConfig
+from stigbench.core.estimator import accepted_params
 from stigbench.core.plugins import load_plugin_file
 from stigbench.data.layouts import layout_spec, select_generator
 from stigbench.data.specs import DatasetSpec, adhoc_spec, datasets
@@ -170,17 +172,20 @@ def resolve_detectors(spec: str) -> list[str]:
 
 
 def _signature(cls: type) -> dict[str, inspect.Parameter]:
-    return dict(inspect.signature(cls.__init__).parameters)
+    return accepted_params(cls)
 
 
 def check_params(cls: type, params: dict[str, Any], name: str) -> None:
-    """Raise ``PlanError`` naming the accepted parameters when ``params`` has one ``cls`` lacks."""
+    """Raise ``PlanError`` naming the accepted parameters (and the closest ones) when ``params`` has one
+    ``cls`` lacks; a ``**kwargs`` constructor checks its own in ``check_params()``."""
     accepted = _signature(cls)
     if any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
         return
-    unknown = set(params) - set(accepted)
+    unknown = sorted(set(params) - set(accepted))
     if unknown:
-        raise PlanError(f"{name} has no parameter(s) {sorted(unknown)}; it takes {sorted(set(accepted) - {'self'})}")
+        close = [c for u in unknown for c in difflib.get_close_matches(u, list(accepted), n=1)]
+        hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+        raise PlanError(f"{name} has no parameter(s) {unknown}{hint}; it takes {sorted(accepted)}")
 
 
 def construct(cls: type, params: dict[str, Any], **context: Any) -> Any:
@@ -280,10 +285,10 @@ def resolve(config: RunConfig) -> Plan:
             # seed replaces it so that seeds vary every component, and the run says so.
             if getattr(c.prototype, "preset", None) is None:
                 continue
-            own = c.cls(**c.params)  # what the preset alone would use
-            if getattr(own, "seed", config.seed) != config.seed:
+            own = c.cls(**c.params).get_params()  # what the preset alone would use
+            if own.get("seed", config.seed) != config.seed:
                 plan.notes.append(f"{c.kind} {c.display!r}: the run's seed {config.seed} replaces the seed "
-                                  f"{own.seed} of preset {own.preset!r} (--set {c.name}.seed={own.seed} keeps it)")
+                                  f"{own['seed']} of preset {own['preset']!r} (--set {c.name}.seed={own['seed']} keeps it)")
     if spec.size is not None or config.size is not None:
         plan.check_image_size(config.size or spec.size)
     return plan

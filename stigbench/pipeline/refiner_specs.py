@@ -26,6 +26,7 @@ from typing import Any
 
 from stigbench.attacks.perturbations import PERTURBATIONS, Perturbation, format_value
 from stigbench.attacks.registry import refiners as refiner_registry
+from stigbench.core.estimator import accepted_params
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,7 @@ def _typed_value(name: str, param: str, pcls: type[Perturbation] | None, text: s
 
 def _constructor(cls: type) -> dict[str, inspect.Parameter]:
     """The keyword parameters of ``cls``'s constructor (``**kwargs`` under the key ``"**"``)."""
-    params = dict(inspect.signature(cls.__init__).parameters)
-    params.pop("self", None)
+    params = accepted_params(cls)
     out = {k: p for k, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     if any(p.kind == p.VAR_KEYWORD for p in params.values()):
         out["**"] = inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)

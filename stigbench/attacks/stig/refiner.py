@@ -12,6 +12,7 @@ modulus + min-max rebuild) are not reproduced.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -73,6 +74,18 @@ class StigRefiner(Estimator):
         self.device = device
         self.precision = precision
         self.progress = progress
+
+    @classmethod
+    def declared_params(cls) -> dict[str, inspect.Parameter]:
+        """Every keyword ``StigRefiner(...)`` accepts, in the order of display names and ``params.json``:
+        the preset, each :class:`~.presets.StigPreset` field (``None``: the preset's value), then the
+        refine-time and run settings (:func:`stigbench.core.estimator.accepted_params`)."""
+        named = {k: p for k, p in inspect.signature(cls.__init__).parameters.items()
+                 if k != "self" and p.kind is not p.VAR_KEYWORD}
+        fields = {n: named.pop(n, None) or inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None)
+                  for n in PARAM_NAMES}
+        first = next(iter(named))  # the preset: positional, then its fields
+        return {first: named.pop(first), **fields, **named}
 
     def config(self) -> StigPreset:
         """The resolved hyper-parameters: the preset with the overrides (and ``seed``), validated."""
