@@ -164,7 +164,7 @@ def run(config_path: str | None, overrides: tuple[str, ...], spec_dir: tuple[str
     """Train refiners, refine the test fakes, score detectors before and after; write a run folder.
 
     Under `torchrun --nproc_per_node N`, STIG and the CNN detectors train on all N processes; rank 0
-    does everything else and writes the run folder (README: Scaling out).
+    does everything else and writes the run folder (docs/scaling-out.md).
     """
     from stigbench.pipeline.runner import run_benchmark
 
@@ -187,7 +187,7 @@ def run(config_path: str | None, overrides: tuple[str, ...], spec_dir: tuple[str
               help="Grid folder; run the same command again to resume an interrupted grid.")
 @click.option("--executor", type=click.Choice(["local", "ray", "slurm"]), default="local", show_default=True,
               help="Where the cells run: one after another here, as Ray tasks, or as a Slurm array job "
-                   "(README: Scaling out).")  # tests: = executors.EXECUTORS
+                   "(docs/scaling-out.md).")  # tests: = executors.EXECUTORS
 @click.option("--ray-address", default=None, help="ray: join the cluster at HOST:PORT, ray://HOST:PORT or auto "
               "(default: start a local Ray for the grid).")
 @click.option("--cpus-per-cell", type=float, default=None, help="ray, slurm: CPUs per cell (default 1).")

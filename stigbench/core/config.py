@@ -189,7 +189,7 @@ class RunConfig:
         None, legacy=None,
         option=Option(grid=True, grid_note="In a grid: one dataset per generator, named <layout>-<generator>."),
         help="A named dataset layout under --root: forensynths, genimage, ufd, synthbuster, folders "
-             "(README: Datasets).")
+             "(docs/datasets.md).")
     root: str | None = setting(None, legacy=None, path="dir", help="Root folder of --layout.",
                                option=Option(grid=True))
     subset: str | None = setting(None, legacy=None, option=Option(grid=True),

@@ -42,7 +42,7 @@ is fitted on (and still refined and scored) under the same rule.
 
 Measurements: ``benchmarks/RESULTS.md`` ("STIG ablation on demo-gan" for each departure,
 "bench_stig_families" for the preset over seeds, "STIG preset history" for the variants tried
-earlier); the README's "The STIG refiner" summarises them.
+earlier); docs/stig.md summarises them.
 """
 
 from __future__ import annotations
