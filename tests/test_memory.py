@@ -174,11 +174,14 @@ libc.mallinfo2.restype = Info
 if sys.argv[1] == "limit":
     from stigbench.core.memory import limit_heap_growth
     print(limit_heap_growth(), limit_heap_growth())
-big = np.ones(20 << 20, np.uint8)  # freed from its own mapping: glibc raises its threshold to 20 MiB
-del big
-before = libc.mallinfo2().hblks
-block = np.ones(2 << 20, np.uint8)
-print("mapped" if libc.mallinfo2().hblks == before + 1 else "heap")
+def where(nbytes):
+    before = libc.mallinfo2().hblks
+    block = np.ones(nbytes, np.uint8)
+    return "mapped" if libc.mallinfo2().hblks == before + 1 else "heap"
+small = where(2 << 20)  # before any free: above glibc's initial 128 KiB threshold
+big = np.ones(40 << 20, np.uint8)  # mapped (above 32 MiB either way)
+del big  # glibc would raise its threshold now; a fixed one stays
+print(small, where(33 << 20))
 """
 
 
@@ -193,12 +196,14 @@ def _glibc_with_mallinfo2() -> bool:
 
 @pytest.mark.skipif(not _glibc_with_mallinfo2(), reason="needs glibc >= 2.33 (mallinfo2)")
 @pytest.mark.parametrize("mode, env, expected", [
-    ("plain", {}, ["heap"]),  # the fragmentation this guards against: 2 MiB blocks go to the heap
-    ("limit", {}, ["True True", "mapped"]),  # fixed at 1 MiB: they keep their own mapping
-    ("limit", {"MALLOC_MMAP_THRESHOLD_": "33554432"}, ["False False", "heap"]),  # the user's choice wins
+    # glibc's own: 2 MiB blocks start mapped (each a fresh, zeroed mapping: the kernel-time cost)...
+    ("plain", {}, ["mapped mapped"]),
+    # ...fixed at 32 MiB: reused from the heap; blocks above the threshold keep their own mapping
+    ("limit", {}, ["True True", "heap mapped"]),
+    ("limit", {"MALLOC_MMAP_THRESHOLD_": str(1 << 20)}, ["False False", "mapped mapped"]),  # the user's choice wins
 ])
-def test_limit_heap_growth_keeps_large_blocks_off_the_heap(mode: str, env: dict[str, str],
-                                                             expected: list[str]) -> None:
+def test_limit_heap_growth_fixes_the_mmap_threshold_at_32_mib(mode: str, env: dict[str, str],
+                                                              expected: list[str]) -> None:
     import subprocess
     import sys
 
@@ -206,6 +211,42 @@ def test_limit_heap_growth_keeps_large_blocks_off_the_heap(mode: str, env: dict[
     out = subprocess.run([sys.executable, "-c", _MALLINFO, mode], env={**base_env, **env},
                          capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[:-1] == expected
+
+
+_HOLES = """
+import ctypes, sys
+from stigbench.core.memory import limit_heap_growth, release_free_memory
+def anon_kib():
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1])
+limit_heap_growth()
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, (ctypes.c_size_t,)
+libc.free.argtypes = (ctypes.c_void_p,)
+big, pins = [], []
+for _ in range(100):  # 1 MiB blocks on the heap, each followed by a small block that outlives it
+    p = libc.malloc(1 << 20)
+    ctypes.memset(p, 1, 1 << 20)
+    big.append(p)
+    pins.append(libc.malloc(64))
+for p in big:
+    libc.free(p)  # 100 MiB of holes the heap cannot give back by shrinking (the pins sit above them)
+before = anon_kib()
+released = release_free_memory()
+print(released, (before - anon_kib()) // 1024)
+"""
+
+
+@pytest.mark.skipif(not _glibc_with_mallinfo2(), reason="needs glibc >= 2.33")
+def test_release_free_memory_gives_the_heaps_holes_back() -> None:
+    import subprocess
+    import sys
+
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", _HOLES], env=base_env, capture_output=True, text=True, check=True)
+    released, mib = out.stdout.split()
+    assert released == "True" and int(mib) >= 90, out.stdout
 
 
 # -- training sets drawn by index: in memory when small, memory-mapped when large ------------------

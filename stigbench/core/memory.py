@@ -1,4 +1,4 @@
-"""Keep a long run's memory from creeping up through heap fragmentation (glibc only).
+"""Keep a long run's memory from creeping up through heap fragmentation, at little cost (glibc only).
 
 glibc's ``malloc`` serves a large block from its own ``mmap`` (returned to the system on ``free``)
 only while the block is above a threshold, and it *raises* that threshold to the size of every such
@@ -6,9 +6,19 @@ block it frees, up to 32 MiB. A run allocates and frees many blocks of 1–32 Mi
 batches, float64 SSIM moments, spectra); after the first few, they all land on the heap, between
 small objects that outlive them, and the heap cannot shrink. Measured on a run over 4,000 images
 per class (``benchmarks/bench_memory.py``): anonymous memory grew by about 90 MB per batch of
-PSNR/SSIM and ended 1.2 GiB above where it started, growing with the number of test images; with the
-threshold fixed at 1 MiB it stayed flat (0.65 GiB). Fixing the threshold (which also turns off the
-raising) is what :func:`limit_heap_growth` does, once per process.
+PSNR/SSIM and ended 1.2 GiB above where it started, growing with the number of test images.
+
+stigbench 0.2 fixed the threshold at 1 MiB: memory stayed flat, but every block over 1 MiB became a
+fresh mapping whose pages the kernel zeroes and faults in one by one, so a fifth of the demo's CPU
+time went to the kernel (72 M minor page faults in a 5-minute run; issue #23). Two settings now
+replace it (:func:`limit_heap_growth`, once per process):
+
+* the threshold fixed at :data:`MMAP_THRESHOLD` (32 MiB, the top of glibc's own range, fixed so it
+  no longer moves): the blocks a run allocates and frees by the thousand (a CNN's activations, image
+  batches) are reused from the heap, not mapped and zeroed each time;
+* the free pages inside the heap are given back to the system (:func:`release_free_memory`, glibc's
+  ``malloc_trim``) after each batch of the loops where the growth was measured and after each stage,
+  so the holes that fragmentation leaves hold no memory.
 
 It changes where memory comes from, not any value computed. A threshold set by the user through
 glibc's own environment variable (``MALLOC_MMAP_THRESHOLD_``) is left alone, as is any other C library.
@@ -25,9 +35,24 @@ import sys
 log = logging.getLogger("stigbench")
 
 #: Blocks of at least this many bytes get their own mapping, given back to the system when freed.
-MMAP_THRESHOLD = 1 << 20
+MMAP_THRESHOLD = 32 << 20
 _M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
 _done: bool | None = None
+_libc: ctypes.CDLL | None = None
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """glibc, when this process runs on it (``mallopt`` and ``malloc_trim`` are glibc's)."""
+    global _libc
+    if _libc is None and sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            libc.mallopt.argtypes, libc.mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+            libc.malloc_trim.argtypes, libc.malloc_trim.restype = (ctypes.c_size_t,), ctypes.c_int
+            _libc = libc
+        except (OSError, AttributeError):  # musl and others have neither
+            return None
+    return _libc
 
 
 def limit_heap_growth(threshold: int = MMAP_THRESHOLD) -> bool:
@@ -37,15 +62,17 @@ def limit_heap_growth(threshold: int = MMAP_THRESHOLD) -> bool:
     if _done is not None:
         return _done
     _done = False
-    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+    libc = _glibc()
+    if libc is None or "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return _done
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and others have no mallopt
-        return _done
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    _done = bool(mallopt(_M_MMAP_THRESHOLD, int(threshold)))
+    _done = bool(libc.mallopt(_M_MMAP_THRESHOLD, int(threshold)))
     if not _done:
         log.debug("mallopt(M_MMAP_THRESHOLD) refused; heap fragmentation may raise memory on long runs")
     return _done
+
+
+def release_free_memory() -> bool:
+    """Give the free pages inside the heap back to the system (glibc's ``malloc_trim(0)``); ``True``
+    when some memory was released. A no-op off glibc. Costs about a millisecond per call on a run's heap."""
+    libc = _glibc()
+    return bool(libc.malloc_trim(0)) if libc is not None else False

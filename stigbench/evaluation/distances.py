@@ -12,17 +12,20 @@ and ``"refined:<refiner>"``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from stigbench.core.imageset import ImageSet
+from stigbench.core.memory import release_free_memory
 from stigbench.evaluation.quality_rows import QualityResult
 from stigbench.evaluation.rows import base_row
 from stigbench.measures.fidelity import mean_fidelity
 from stigbench.measures.spectrum import lfd, mean_log_spectrum
+
+T = TypeVar("T")
 
 
 def _row(dataset: str, seed: int, key: str, metric: str, value: float, perturbation: str,
@@ -44,12 +47,21 @@ def lfd_rows(spectra: Mapping[str, torch.Tensor], *, dataset: str, seed: int, pe
             for key, m in spectra.items() if key != "real"]
 
 
+def _released_after_each(items: Iterable[T]) -> Iterator[T]:
+    """``items``, giving the heap's free pages back after each: SSIM's float64 temporaries of one batch
+    leave holes that the next batch's do not fill, and memory grew with the number of batches
+    (:mod:`stigbench.core.memory`)."""
+    for item in items:
+        yield item
+        release_free_memory()
+
+
 def fidelity_rows(fakes: ImageSet, refined: Mapping[str, ImageSet], *, dataset: str, seed: int,
                   batch_size: int, test_dataset: str | None = None) -> list[dict[str, Any]]:
     """PSNR and SSIM of each refined set to the fakes it was made from (same order)."""
     rows = []
     for display, images in refined.items():
-        values = mean_fidelity(zip(fakes.batches(batch_size), images.batches(batch_size)))
+        values = mean_fidelity(_released_after_each(zip(fakes.batches(batch_size), images.batches(batch_size))))
         rows += [_row(dataset, seed, f"refined:{display}", metric, value, "none", test_dataset=test_dataset)
                  for metric, value in values.items()]
     return rows

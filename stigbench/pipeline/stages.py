@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from stigbench.core.io import sha256_file
+from stigbench.core.memory import release_free_memory
 
 DONE = ".complete"
 MANIFEST = "manifest.json"
@@ -289,6 +290,7 @@ class StageStore:
                 log.info("stage %s: continuing the interrupted attempt in %s", key, work)
             work.mkdir(exist_ok=True)
             make(work)
+            release_free_memory()  # what the stage freed leaves no resident holes (stigbench.core.memory)
             if payload is not None:
                 (work / "stage.json").write_text(_canonical(payload), encoding="utf-8")
             write_manifest(work)
