@@ -52,6 +52,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from stigbench.core.io import sha256_file
+from stigbench.data.demo_training import train_steps
 
 # Bump whenever the images a given (seed, size, n_real, n_fake) produce change.
 DEMO_VERSION: str = "3"  # 2: one-thread generator training; 3: photo quadrants as groups
@@ -409,13 +410,12 @@ def _train_generator(reals: np.ndarray, seed: int, progress: bool) -> tuple[_Aut
     model = _Autoencoder(_WIDTH)
     opt = torch.optim.Adam(model.parameters(), lr=_LR)
     gen = torch.Generator().manual_seed(seed)
-    loss = torch.zeros(())
-    for _ in tqdm(range(_TRAIN_STEPS), desc="demo: train generator", disable=not progress, leave=False):
+
+    def batch_loss() -> torch.Tensor:
         batch = x[torch.randint(0, len(x), (_BATCH,), generator=gen)]
-        loss = (model.decode(model.encode(batch)) - batch).abs().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        return (model.decode(model.encode(batch)) - batch).abs().mean()
+
+    loss = train_steps(opt, batch_loss, _TRAIN_STEPS, "demo: train generator", progress)
     return model.eval(), loss.item()
 
 

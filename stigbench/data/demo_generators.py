@@ -31,9 +31,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from stigbench.data import exact
+from stigbench.data.demo_training import train_steps
 from stigbench.data.exact import ExactConv2d, ExactConvTranspose2d
 
 _CHUNK = 128  # images per forward pass at sampling time, keeps memory flat
@@ -120,20 +120,20 @@ def train_autoencoder(images: np.ndarray, *, width: int, latent: int, steps: int
     gen = torch.Generator().manual_seed(seed)
     model = exact.init_exact(_new(UpsamplingAutoencoder, width, latent), gen)
     opt = exact.Adam(model.parameters(), lr=lr)
-    loss = torch.zeros(())
-    for _ in tqdm(range(steps), desc="demo-gan: train generator", disable=not progress, leave=False):
+
+    def batch_loss() -> torch.Tensor:
         b = _random_crops(x, batch, crop, gen)
-        loss = (model(b) - b).abs().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        return (model(b) - b).abs().mean()
+
+    loss = train_steps(opt, batch_loss, steps, "demo-gan: train generator", progress)
     return model.eval(), _logged(loss)
 
 
 @torch.no_grad()
 def autoencode(model: UpsamplingAutoencoder, images: np.ndarray) -> np.ndarray:
     """The generator's output for each source picture, uint8 NHWC."""
-    return np.concatenate([to_uint8_nhwc(model(to_tensor(images[i:i + _CHUNK]))) for i in range(0, len(images), _CHUNK)])
+    return np.concatenate([to_uint8_nhwc(model(to_tensor(images[i:i + _CHUNK])))
+                           for i in range(0, len(images), _CHUNK)])
 
 
 # -- diffusion: a noise-conditioned denoiser ----------------------------------------------------
@@ -168,18 +168,17 @@ def train_denoiser(images: np.ndarray, *, width: int, depth: int, sigmas: tuple[
     model = exact.init_exact(_new(Denoiser, width, depth), gen)
     opt = exact.Adam(model.parameters(), lr=lr)
     lo, hi = exact.log(torch.tensor(sigmas, dtype=exact.DTYPE)).tolist()
-    loss = torch.zeros(())
-    for _ in tqdm(range(steps), desc="demo-diffusion: train denoiser", disable=not progress, leave=False):
+
+    def batch_loss() -> torch.Tensor:
         b = _random_crops(x, batch, crop, gen)
         sigma = exact.exp(torch.rand(batch, dtype=exact.DTYPE, generator=gen) * (hi - lo) + lo)
         eps = exact.normal(b.shape, gen)
         y = b + sigma.view(-1, 1, 1, 1) * eps
         # MSE on x0 divided by sigma^2 is the noise-prediction MSE: every level weighs the same.
         d = (model(y, sigma) - b) / sigma.view(-1, 1, 1, 1)
-        loss = (d * d).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        return (d * d).mean()
+
+    loss = train_steps(opt, batch_loss, steps, "demo-diffusion: train denoiser", progress)
     return model.eval(), _logged(loss)
 
 
