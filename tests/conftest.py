@@ -72,3 +72,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # `-m "not heavy"` replaces pyproject's `-m "not slow and not gpu"`: slow and GPU tests are heavy too,
+    # so the quick loop leaves them out as the default run does.
+    for item in items:
+        if item.get_closest_marker("slow") or item.get_closest_marker("gpu"):
+            item.add_marker(pytest.mark.heavy)

@@ -159,6 +159,7 @@ def inactive_run(tiny_dataset, tmp_path_factory) -> Path:
     return result.run_dir
 
 
+@pytest.mark.heavy
 def test_a_run_records_and_reports_its_inactive_attack(inactive_run):
     record = json.loads((inactive_run / "run.json").read_text(encoding="utf-8"))
     assert list(record["attack_inactive"]) == ["do-nothing-test"]  # spectral-match ran
@@ -180,6 +181,7 @@ def test_a_run_records_and_reports_its_inactive_attack(inactive_run):
     assert (metrics.refiner == "do-nothing-test").sum() == (metrics.refiner == "spectral-match").sum()
 
 
+@pytest.mark.heavy
 def test_an_older_run_folder_is_judged_from_what_it_holds(inactive_run, tmp_path):
     old = shutil.copytree(inactive_run, tmp_path / "old")
     record = json.loads((old / "run.json").read_text(encoding="utf-8"))
@@ -201,6 +203,7 @@ def test_an_older_run_folder_is_judged_from_what_it_holds(inactive_run, tmp_path
                                                          "selection set)"}
 
 
+@pytest.mark.heavy
 def test_bench_report_names_it_and_keeps_it_off_the_leaderboard(inactive_run, tmp_path):
     result = CliRunner().invoke(main, ["report", str(inactive_run), "--out", str(tmp_path / "c")],
                                 catch_exceptions=False)

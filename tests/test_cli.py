@@ -24,6 +24,7 @@ def cli_run(tiny_dataset, tmp_path_factory):
     return result, run_dir, out, args
 
 
+@pytest.mark.heavy
 def test_run_folder_contents(cli_run):
     result, run_dir, _, _ = cli_run
     for name in ("config.json", "run.json", "split.csv", "metrics.csv", "thresholds.csv", "spectra.npz", "summary.csv",
@@ -69,6 +70,7 @@ def test_config_and_provenance_recorded(cli_run):
     assert run["detectors"]["durall"]["threshold"] is not None
 
 
+@pytest.mark.heavy
 def test_same_seed_same_numbers_and_never_overwrites(cli_run):
     _, run_dir, out, args = cli_run
     result = CliRunner().invoke(main, [a for a in args if a != "--save-refined"], catch_exceptions=False)
@@ -80,6 +82,7 @@ def test_same_seed_same_numbers_and_never_overwrites(cli_run):
     pd.testing.assert_frame_equal(a, b)
 
 
+@pytest.mark.heavy
 def test_rerun_from_saved_config(cli_run, tmp_path):
     _, run_dir, _, _ = cli_run
     result = CliRunner().invoke(main, ["run", "--config", str(run_dir / "config.json"), "--out", str(tmp_path),
@@ -143,6 +146,7 @@ def test_the_list_command_offers_every_kind_of_the_table():
     assert {r["name"] for r in list_components("refiners", "s*")} == {"spectral-match", "stig"}
 
 
+@pytest.mark.heavy
 def test_a_bad_component_value_fails_before_any_image_is_read(tmp_path):
     """``--set stig.norm=foo`` on the built-in demo dataset: exit non-zero, naming stig and norm, before
     the dataset (built on first use) is touched, so a fresh cache stays empty."""

@@ -53,6 +53,7 @@ def test_adhoc_spec_names(tmp_path):
     assert "name" not in result_settings(config.to_dict())
 
 
+@pytest.mark.heavy
 def test_renaming_reuses_every_stage(tiny_dataset, tmp_path, one_thread):
     from stigbench.pipeline.runner import run_benchmark
 

@@ -44,6 +44,7 @@ def test_a_0_1_detector_loads_and_scores_as_it_did(name):
     np.testing.assert_allclose(det.score(_images()), EXPECTED["scores"][name], rtol=0, atol=1e-6)
 
 
+@pytest.mark.heavy
 def test_report_reads_a_0_1_run_folder(tmp_path):
     run = shutil.copytree(FIXTURE, tmp_path / "runs" / "real-vs-fake" / "20261130-083828-seed0")
     result = CliRunner().invoke(main, ["report", str(run), "--out", str(tmp_path / "cmp")], catch_exceptions=False)

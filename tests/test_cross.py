@@ -37,6 +37,7 @@ def _own(m: pd.DataFrame) -> pd.DataFrame:
     return m[m.test_dataset == m.dataset].reset_index(drop=True)
 
 
+@pytest.mark.heavy
 def test_cross_rows_are_scored_on_the_test_datasets_split(base):
     alone = run_benchmark(base)
     cross = run_benchmark(dataclasses.replace(base, test_datasets="crossb"))
@@ -59,6 +60,7 @@ def test_cross_rows_are_scored_on_the_test_datasets_split(base):
     assert own_b.stage_hits >= 2
 
 
+@pytest.mark.heavy
 def test_attack_from_uses_the_runs_own_refiners(base):
     res = run_benchmark(dataclasses.replace(base, test_datasets="crossb", attack_from="crossa"))
     record = json.loads((res.run_dir / "run.json").read_text())
@@ -71,6 +73,7 @@ def test_attack_from_uses_the_runs_own_refiners(base):
         resolve(dataclasses.replace(base, attack_from="crossa"))
 
 
+@pytest.mark.heavy
 def test_a_test_dataset_with_smaller_images_fails_its_cell_only(base):
     res = run_benchmark(dataclasses.replace(base, test_datasets="crossb,crosssmall"))
     record = json.loads((res.run_dir / "run.json").read_text())

@@ -75,6 +75,7 @@ def cell(cross: pd.DataFrame, train: str, test: str, detector: str, cond: str) -
     return hit.iloc[0]
 
 
+@pytest.mark.heavy
 def test_matrix_is_the_mean_over_seeds(cross_cmp):
     cross = cross_cmp.cross
     for train, test in (("A", "B"), ("B", "A")):
@@ -98,6 +99,7 @@ def test_matrix_is_the_mean_over_seeds(cross_cmp):
     assert set(cross.detector) == {MEAN_DETECTOR, "a", "b"} and len(cross) == 3 * 2 * 2 * 2
 
 
+@pytest.mark.heavy
 def test_matrix_files_and_sections(cross_cmp):
     out = cross_cmp.out_dir
     for name in ("cross_auc.csv", "cross_auc.md", "cross_auc.tex", "cross_auc.png"):
@@ -120,6 +122,7 @@ def test_matrix_files_and_sections(cross_cmp):
     assert 'id="cross"' in page and page.count("<img ") == 6 and 'alt="AUC, train × test"' in page
 
 
+@pytest.mark.heavy
 def test_cross_rows_change_no_other_table(tmp_path):
     plain = compare_runs([write_pair(tmp_path / "plain", cross=False)], tmp_path / "cmp-plain")
     cross = compare_runs([write_pair(tmp_path / "cross", cross=True)], tmp_path / "cmp-cross")
@@ -175,6 +178,7 @@ def test_own_scores_drop_other_test_splits():
     assert len(own_rows(metrics)) == 1 and len(summarize(metrics)) == 1
 
 
+@pytest.mark.heavy
 def test_a_0_1_run_folder_still_reports_beside_cross_runs(tmp_path):
     runs = write_pair(tmp_path / "runs", cross=True)
     old = shutil.copytree(FIXTURE, runs / "real-vs-fake" / "old")

@@ -49,6 +49,7 @@ def images(built: tuple[Path, dict]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 # -- layout and manifest ---------------------------------------------------------------------------
+@pytest.mark.heavy
 def test_counts_and_group_names(built: tuple[Path, dict]) -> None:
     root, manifest = built
     real, fake = _pngs(root / "real"), _pngs(root / "fake")
@@ -114,6 +115,7 @@ def _bytes(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.png"))}
 
 
+@pytest.mark.heavy
 @pytest.mark.usefixtures("short_training")
 def test_same_seed_is_byte_identical_other_seed_differs(tmp_path: Path) -> None:
     torch.manual_seed(1234)

@@ -61,6 +61,7 @@ def _group(path: Path) -> str:
 
 
 # -- layout, partition, reuse, determinism ---------------------------------------------------------
+@pytest.mark.heavy
 def test_layout_and_manifest(built: tuple[str, Path, dict]) -> None:
     family, root, manifest = built
     assert [len(_pngs(root / d)) for d in ("real", "fake", "sources")] == [N, N, N]
@@ -99,6 +100,7 @@ def test_matching_build_is_reused(built: tuple[str, Path, dict]) -> None:
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == before
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_same_seed_is_byte_identical_other_seed_differs(family: str, tmp_path: Path) -> None:
     def tiny(name: str, seed: int) -> dict[str, bytes]:
@@ -157,6 +159,7 @@ def _tiny_build(family: str, root: Path) -> dict:
     return build(root, training=TINY_TRAINING[family], **TINY)  # type: ignore[arg-type]
 
 
+@pytest.mark.heavy
 def test_same_images_on_an_older_instruction_set(tmp_path: Path) -> None:
     """Built here (the CPU's best kernels) and in a process capped to SSE4 kernels without FMA."""
     here = {f: _tiny_build(f, tmp_path / "here" / f)["images_sha256"] for f in ("gan", "diffusion")}
@@ -254,6 +257,7 @@ def _contrast(d: np.ndarray) -> np.ndarray:
     return d - neighbours / 8
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("built", ["gan"], indirect=True)
 def test_gan_fakes_carry_upsampling_replicas(built: tuple[str, Path, dict]) -> None:
     family, root, _ = built
@@ -270,6 +274,7 @@ def _profiles(root: Path, *folders: str) -> list[torch.Tensor]:
     return [radial_profile(log_magnitude(_load(root / d)).mean(dim=1)).mean(dim=0) for d in folders]
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("built", ["diffusion"], indirect=True)
 def test_diffusion_sampler_changes_the_high_frequencies(built: tuple[str, Path, dict]) -> None:
     family, root, _ = built

@@ -139,6 +139,7 @@ def single_and_torchrun(tiny_dataset, tmp_path_factory):
     return _run_dir(tmp / "single"), _run_dir(tmp / "multi"), tmp
 
 
+@pytest.mark.heavy
 def test_torchrun_writes_one_run_folder_and_records_the_world(single_and_torchrun):
     single, multi, tmp = single_and_torchrun
     record = json.loads((multi / "run.json").read_text())
@@ -154,6 +155,7 @@ def test_torchrun_writes_one_run_folder_and_records_the_world(single_and_torchru
     assert [p.name for p in (tmp / "multi").iterdir()] == [multi.parent.name]
 
 
+@pytest.mark.heavy
 def test_torchrun_results_equal_a_single_process_within_tolerance(single_and_torchrun):
     single, multi, _ = single_and_torchrun
     for a, b in zip(sorted((single / "refiners" / "stig").glob("*.pt")), sorted((multi / "refiners" / "stig").glob("*.pt"))):
@@ -171,6 +173,7 @@ def test_torchrun_results_equal_a_single_process_within_tolerance(single_and_tor
     assert ma.query("metric == 'psnr'").value.iloc[0] < 60
 
 
+@pytest.mark.heavy
 def test_torchrun_bad_backend_and_small_batch_fail_clearly(tiny_dataset, tmp_path):
     env = _env(tmp_path)
     if not torch.cuda.is_available():
@@ -200,6 +203,7 @@ class DiesOnRank1(SpectrumCNN):
 '''
 
 
+@pytest.mark.heavy
 def test_a_rank_that_dies_fails_the_run_with_a_clear_record(tiny_dataset, tmp_path):
     plugin = tmp_path / "dies.py"
     plugin.write_text(DIES)

@@ -94,6 +94,7 @@ def site(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.heavy
 def test_strict_build(site):
     for page in ("index.html", "getting-started/index.html", "reference/index.html"):
         assert (site / page).is_file()

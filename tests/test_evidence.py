@@ -120,6 +120,7 @@ def write_run(folder, seed: int, metrics: pd.DataFrame) -> None:
     (folder / "run.json").write_text(json.dumps({"provenance": {}, "dataset": {"name": "toy"}, "errors": {}}))
 
 
+@pytest.mark.heavy
 def test_comparison_counts_per_group_mean_and_sample_std(tmp_path):
     from stigbench.reporting.compare.comparison import compare_runs
 

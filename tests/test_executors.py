@@ -80,6 +80,7 @@ def _cells(out: Path) -> dict[str, dict]:
     return json.loads((out / "grid.json").read_text())["cells"]
 
 
+@pytest.mark.heavy
 def test_ray_and_submitit_give_the_local_results(specs, ray_local, base, tmp_path):
     """A 2 x 2 grid, uncached, on each executor: the same metrics.csv per cell, the same grid.json, the
     same result settings reaching each run, and every run folder inside its grid folder."""
@@ -124,6 +125,7 @@ def remote(request):
     return SlurmExecutor(cluster="local")
 
 
+@pytest.mark.heavy
 def test_failed_and_dead_cells_are_recorded_and_retried(remote, specs, base, tmp_path):
     """One cell raises (a dataset without fakes), one kills its worker mid-run; the third finishes. The
     next run retries the killed cell, not the finished one, and it resumes from the stage cache."""

@@ -232,6 +232,7 @@ def test_run_with_layout_and_subset(forensynths, tmp_path):
     assert config["config"]["layout"] == "forensynths" and config["dataset_spec"]["generator"] == "biggan"
 
 
+@pytest.mark.heavy
 def test_grid_over_a_layout_one_dataset_per_generator(forensynths, tmp_path):
     import shutil
 

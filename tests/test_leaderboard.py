@@ -109,6 +109,7 @@ def test_bootstrap_interval_matches_scipy():
     assert all(np.isnan(bootstrap_mean_ci([0.7])))  # one dataset: no spread over datasets
 
 
+@pytest.mark.heavy
 def test_leaderboard_means_and_counts_by_hand(twelve):
     runs, result = twelve
     m = all_rows(runs)
@@ -230,6 +231,7 @@ def test_warnings_one_line_per_difference_with_short_paths(tmp_path):
     assert sorted(groups["group"]) == sorted(f"real-vs-fake [{h}]" for h in hashes)
 
 
+@pytest.mark.heavy
 def test_folders_that_cannot_be_compared_get_a_message_each(tmp_path):
     runs = tmp_path / "runs"
     write_run(runs / "good" / "s0", seed=0, dataset="good", metrics=synthetic_metrics("gen00", 0).assign(dataset="good"))
@@ -295,6 +297,7 @@ def write_twenty(parent: Path) -> Path:
     return parent
 
 
+@pytest.mark.heavy
 @needs_chromium
 def test_twenty_datasets_fit_1400_pixels(tmp_path):
     result = compare_runs([write_twenty(tmp_path / "runs")], tmp_path / "cmp")

@@ -100,6 +100,7 @@ def test_full_size_features_go_to_disk_with_the_same_scores(monkeypatch: pytest.
     assert np.array_equal(on_disk.extract(test), in_memory.extract(test))
 
 
+@pytest.mark.heavy
 def test_refined_set_of_a_refiner_without_store_is_streamed_to_a_mapped_array(tiny_dataset, tmp_path) -> None:
     """A plug-in refiner whose ``refine`` takes no ``store``: its output is copied to the stage's
     ``images.npy`` batch by batch and read back memory-mapped, with the numbers of one that writes
@@ -295,6 +296,7 @@ def _stig_training(fakes, reals, monkeypatch: pytest.MonkeyPatch, cache_bytes: i
     return [*rows, {k: v.clone() for k, v in refiner.translator_.state_dict().items()}]
 
 
+@pytest.mark.heavy
 def test_stig_pools_give_the_same_training_in_memory_mapped_or_read_per_image(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from stigbench.attacks.stig.selection import IndexedSet

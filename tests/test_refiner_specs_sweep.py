@@ -176,6 +176,7 @@ def sweep_run(tiny_dataset, tmp_path_factory, one_thread):
     return cfg, run_benchmark(cfg)
 
 
+@pytest.mark.heavy
 def test_one_fit_serves_a_sweep(sweep_run):
     cfg, result = sweep_run
     stages = Path(cfg.cache_dir)
@@ -226,6 +227,7 @@ def test_sweep_curves_are_drawn_and_listed(sweep_run):
     assert 'id="sweeps"' in (run / "report.html").read_text()
 
 
+@pytest.mark.heavy
 def test_bench_report_draws_the_sweeps(sweep_run, tmp_path):
     from stigbench.reporting.compare.comparison import compare_runs
 
@@ -279,6 +281,7 @@ def test_set_strength_is_carried_in_the_display_name(tiny_dataset, tmp_path):
         resolve(dataclasses.replace(saved, refiner_params={"spectral-match": {"strength": 0.2}}))
 
 
+@pytest.mark.heavy
 def test_a_failing_fit_is_tried_once_per_sweep(tiny_dataset, tmp_path):
     from stigbench.attacks.registry import REFINERS, register_refiner
     from stigbench.pipeline.runner import run_benchmark

@@ -152,6 +152,7 @@ def assert_self_contained(page: str) -> None:
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
 
 
+@pytest.mark.heavy
 def test_run_report_files(real_run):
     for name in ("summary.md", "summary.csv", "report.html", "roc.csv", "roc.png", "score_hist.png", "examples.png"):
         assert (real_run / name).is_file(), name
@@ -179,6 +180,7 @@ def test_run_report_files(real_run):
     assert all(s.shape == (3, 32, 32) and s.dtype == np.float64 for s in spectra.values())
 
 
+@pytest.mark.heavy
 def test_run_report_is_a_function_of_the_run_folder(real_run, tmp_path):
     run = shutil.copytree(real_run, tmp_path / real_run.name)
     derived = ["summary.csv", "summary.md", "moves.csv", "roc.csv", "attacks.csv", "radial_profiles.csv",
@@ -201,6 +203,7 @@ def test_run_report_of_a_0_1_run_folder(tmp_path):
     assert not (run / "spectra.png").exists()  # no spectra.npz in 0.1: nothing to draw from
 
 
+@pytest.mark.heavy
 def test_errors_are_shown_and_a_run_without_detections_still_reports(real_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(real_run, run)
@@ -246,6 +249,7 @@ def test_settings_ignore_seed_paths_and_cache():
                                                   **LEGACY_DEFAULTS}
 
 
+@pytest.mark.heavy
 def test_compare_mean_std_across_seeds(runs_parent, tmp_path):
     result = compare_runs([runs_parent], tmp_path / "cmp")
     assert result.warnings == []
@@ -385,6 +389,7 @@ def assert_renders(page: Path, tmp: Path, n_images: int, n_tables: int) -> Rende
     return out
 
 
+@pytest.mark.heavy
 @needs_chromium
 def test_console_errors_are_detected(tmp_path):
     broken = tmp_path / "broken.html"
@@ -397,12 +402,14 @@ def test_console_errors_are_detected(tmp_path):
     assert any("1 images, 1 broken" in c for c in render(missing, tmp_path).console)
 
 
+@pytest.mark.heavy
 @needs_chromium
 def test_run_report_in_browser(real_run, tmp_path):
     out = assert_renders(real_run / "report.html", tmp_path, n_images=6, n_tables=4)
     assert "Detection before and after refinement" in out.dom and "durall" in out.dom
 
 
+@pytest.mark.heavy
 @needs_chromium
 def test_comparison_in_browser(runs_parent, real_run, tmp_path):
     shutil.copytree(real_run, runs_parent / "tiny" / real_run.name)
@@ -467,6 +474,7 @@ def test_read_selection(tmp_path):
     assert read_selection(tmp_path / "old") is None and read_selection(tmp_path / "none") is None
 
 
+@pytest.mark.heavy
 def test_selection_figure_only_for_refiners_that_log_it(real_run, tmp_path):
     old = tmp_path / "old"
     shutil.copytree(real_run, old)
@@ -487,6 +495,7 @@ def test_selection_figure_only_for_refiners_that_log_it(real_run, tmp_path):
     assert "`selection.png`" in (new / "summary.md").read_text(encoding="utf-8")
 
 
+@pytest.mark.heavy
 def test_the_comparison_names_run_folders_that_did_not_finish(tmp_path):
     from stigbench.reporting.compare.comparison import compare_runs
 

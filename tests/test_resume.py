@@ -64,6 +64,7 @@ def _kill_after_first_checkpoint(cmd: list[str], env: dict[str, str], cache: Pat
             proc.kill()
 
 
+@pytest.mark.heavy
 def test_a_killed_run_continues_stig_from_its_checkpoint(tiny_dataset, tmp_path):
     env = _env(tmp_path)
     reference = _run(_command(tiny_dataset, tmp_path / "ref-runs", tmp_path / "ref-cache"), env)

@@ -22,6 +22,7 @@ def base(tiny_dataset, tmp_path) -> RunConfig:
                      cache_dir=str(tmp_path / "stages"), progress=False)
 
 
+@pytest.mark.heavy
 def test_attacks_perturbations_and_fidelity_rows(base):
     cfg = dataclasses.replace(base, refiners="spectral-match,blur:1", perturb="jpeg:75,blur:1+jpeg:50")
     m = run_benchmark(cfg).metrics
@@ -46,6 +47,7 @@ def test_attacks_perturbations_and_fidelity_rows(base):
     assert (clean - jpeg.loc[clean.index]).abs().max() > 1e-3
 
 
+@pytest.mark.heavy
 def test_adaptive_defender_rows(base):
     m = run_benchmark(dataclasses.replace(base, adaptive=True)).metrics
     ad = m[(m.trained_on == "refined")]
@@ -54,6 +56,7 @@ def test_adaptive_defender_rows(base):
     assert {"auc", "acc"} <= set(ad.metric)
 
 
+@pytest.mark.heavy
 def test_stage_cache_recomputes_only_what_is_new(base):
     first = run_benchmark(base)
     assert first.stage_hits == 0 and first.stage_misses > 0
@@ -69,12 +72,14 @@ def test_stage_cache_recomputes_only_what_is_new(base):
     assert changed.stage_hits >= 2  # the detector fit and its scores on the unrefined sets
 
 
+@pytest.mark.heavy
 def test_no_cache_leaves_nothing_behind(base, tmp_path):
     cfg = dataclasses.replace(base, cache=False, cache_dir=str(tmp_path / "unused"))
     res = run_benchmark(cfg)
     assert res.stage_hits == 0 and not (tmp_path / "unused").exists()
 
 
+@pytest.mark.heavy
 def test_grid_interrupted_and_resumed(base, tiny_dataset, tmp_path):
     specs = tmp_path / "specs"
     specs.mkdir()
@@ -101,6 +106,7 @@ def test_grid_interrupted_and_resumed(base, tiny_dataset, tmp_path):
         run_grid(["tinya"], [0], out, dataclasses.replace(cfg, detectors="durall-svm"))
 
 
+@pytest.mark.heavy
 def test_failing_refiner_is_reported_and_others_kept(base, tmp_path):
     plugin = tmp_path / "bad_refiner.py"
     plugin.write_text('''
@@ -142,6 +148,7 @@ def test_bad_config_fails_before_work(base, tmp_path):
     assert not (Path(base.out)).exists()
 
 
+@pytest.mark.heavy
 def test_fit_refiners_on_test_is_transductive(base, tmp_path):
     """--fit-refiners-on test: a recording refiner is fitted on the test fakes (and training reals) and
     refines those same fakes; the setting is part of the refiner stage's key, config and reports."""
@@ -224,6 +231,7 @@ def test_the_plan_passes_run_settings_to_the_constructors_that_declare_them(base
     assert any("replaces the seed 42 of preset 'paper'" in n for n in preset_seed.notes)  # ...and says so
 
 
+@pytest.mark.heavy
 def test_a_detector_without_save_and_load_runs_uncached_with_a_note(base):
     from stigbench.detection.registry import DETECTORS, register_detector, detectors
 
@@ -253,6 +261,7 @@ def test_a_detector_without_save_and_load_runs_uncached_with_a_note(base):
     pd.testing.assert_frame_equal(first.metrics, again.metrics)
 
 
+@pytest.mark.heavy
 def test_the_metrics_stage_reproduces_a_runs_detection_rows_from_its_files(base):
     from stigbench.evaluation.detection import detection_rows, read_scores, read_thresholds, success_rows
     from stigbench.evaluation.rows import METRIC_COLUMNS
@@ -267,6 +276,7 @@ def test_the_metrics_stage_reproduces_a_runs_detection_rows_from_its_files(base)
     pd.testing.assert_frame_equal(again.astype(written.dtypes.to_dict()), written)
 
 
+@pytest.mark.heavy
 def test_settings_declared_result_free_do_not_change_stage_keys(base, tmp_path):
     """core.settings.NON_RESULT_SETTINGS and the stage keys agree: a rerun that changes only such
     settings (the cache's own location aside) reuses every stage and writes the same metrics."""
