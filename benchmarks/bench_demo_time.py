@@ -56,12 +56,16 @@ print(json.dumps({"status": os.waitstatus_to_exitcode(status), "wall": time.perf
 
 
 def _stage_seconds(run_dir: Path) -> dict[str, float]:
-    """Seconds per stage kind from ``run.json`` (fits, refines, scoring, quality ...)."""
+    """Seconds of the run's timed stages from ``run.json`` (refiner fits and refines, detectors) and the
+    rest of the run (loading, quality, reports: the total minus those)."""
     record = json.loads((run_dir / "run.json").read_text())
     out: dict[str, float] = {}
-    for key, value in (record.get("timings") or {}).items():
-        if isinstance(value, (int, float)):
-            out[key] = float(value)
+    for name, info in (record.get("refiners") or {}).items():
+        out[f"{name} fit"] = float(info.get("fit_seconds") or 0.0)
+        out[f"{name} refine"] = float(info.get("refine_seconds") or 0.0)
+    for name, info in (record.get("detectors") or {}).items():
+        out[f"{name} (fit + score)"] = float(info.get("seconds") or 0.0)
+    out["everything else (data, quality, report)"] = float(record["seconds"]) - sum(out.values())
     return out
 
 
@@ -114,9 +118,10 @@ def main() -> int:
              "walls | load averages at start |", "|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for variant, med, runs in rows:
         share = med["sys"] / (med["user"] + med["sys"])
+        walls = ", ".join(f"{r['wall']:.0f} s" for r in runs)
+        loads = ", ".join(f"{r['load']:.2f}" for r in runs)
         lines.append(f"| `{variant}` | {_fmt_min(med['wall'])} | {med['user']:.0f} | {med['sys']:.0f} | {share:.1%} | "
-                     f"{med['minflt'] / 1e6:.1f} M | {med['maxrss_mib'] / 1024:.2f} GiB | "
-                     f"{', '.join(f'{r['wall']:.0f} s' for r in runs)} | {', '.join(f'{r['load']:.2f}' for r in runs)} |")
+                     f"{med['minflt'] / 1e6:.1f} M | {med['maxrss_mib'] / 1024:.2f} GiB | {walls} | {loads} |")
     stages = rows[0][2][0]["stages"]
     body = (f"`bench.py run --dataset demo-gan` (README line 1 without `pip install`), empty stage and feature "
             f"caches, {'the dataset build copied in (build excluded)' if args.prebuilt else 'the dataset built in each run'}"

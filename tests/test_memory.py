@@ -214,6 +214,36 @@ def test_limit_heap_growth_fixes_the_mmap_threshold_at_32_mib(mode: str, env: di
     assert out.stdout.split("\n")[:-1] == expected
 
 
+_REFAULTS = """
+import resource, sys
+import numpy as np
+from stigbench.core.memory import limit_heap_growth
+limit_heap_growth()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(50):  # 8 MiB blocks allocated and freed at the top of the heap, as batches are
+    block = np.ones(8 << 20, np.uint8)
+    del block
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not _glibc_with_mallinfo2(), reason="needs glibc >= 2.33")
+@pytest.mark.parametrize("env, most, least", [
+    ({}, 2_000, 0),  # the trim threshold raised with the mmap threshold: the top of the heap is kept
+    # an mmap threshold fixed alone leaves the trim threshold at 128 KiB: every block is faulted in anew
+    ({"MALLOC_MMAP_THRESHOLD_": str(32 << 20)}, None, 10_000),
+])
+def test_blocks_freed_at_the_top_of_the_heap_are_not_faulted_in_again(env, most, least) -> None:
+    import subprocess
+    import sys
+
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", _REFAULTS], env={**base_env, **env}, capture_output=True,
+                         text=True, check=True)
+    faults = int(out.stdout)
+    assert faults >= least and (most is None or faults <= most), faults
+
+
 _HOLES = """
 import ctypes, sys
 from stigbench.core.memory import limit_heap_growth, release_free_memory

@@ -15,7 +15,11 @@ replace it (:func:`limit_heap_growth`, once per process):
 
 * the threshold fixed at :data:`MMAP_THRESHOLD` (32 MiB, the top of glibc's own range, fixed so it
   no longer moves): the blocks a run allocates and frees by the thousand (a CNN's activations, image
-  batches) are reused from the heap, not mapped and zeroed each time;
+  batches) are reused from the heap, not mapped and zeroed each time. Fixing it also fixes the trim
+  threshold (free memory at the top of the heap that ``free`` gives back at once) at 128 KiB, so a
+  block freed at the top would be given back and faulted in again on the next allocation (96,621 minor
+  faults for 200 blocks of 8 MiB, against 504 with the trim threshold raised): it is set to
+  :data:`TRIM_THRESHOLD`, twice the mmap threshold, as glibc's own adjustment would;
 * the free pages inside the heap are given back to the system (:func:`release_free_memory`, glibc's
   ``malloc_trim``) after each batch of the loops where the growth was measured and after each stage,
   so the holes that fragmentation leaves hold no memory.
@@ -36,7 +40,9 @@ log = logging.getLogger("stigbench")
 
 #: Blocks of at least this many bytes get their own mapping, given back to the system when freed.
 MMAP_THRESHOLD = 32 << 20
-_M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
+#: Free memory at the top of the heap beyond this many bytes goes back to the system on ``free``.
+TRIM_THRESHOLD = 2 * MMAP_THRESHOLD
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
 _done: bool | None = None
 _libc: ctypes.CDLL | None = None
 
@@ -56,8 +62,9 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 def limit_heap_growth(threshold: int = MMAP_THRESHOLD) -> bool:
-    """Fix glibc's mmap threshold at ``threshold`` bytes for this process; ``True`` when it is set
-    (now or by an earlier call), ``False`` off glibc or when the user set ``MALLOC_MMAP_THRESHOLD_``."""
+    """Fix glibc's mmap threshold at ``threshold`` bytes and its trim threshold at twice that for this
+    process; ``True`` when they are set (now or by an earlier call), ``False`` off glibc or when the user
+    set ``MALLOC_MMAP_THRESHOLD_`` (a ``MALLOC_TRIM_THRESHOLD_`` of the user's is kept too)."""
     global _done
     if _done is not None:
         return _done
@@ -66,8 +73,10 @@ def limit_heap_growth(threshold: int = MMAP_THRESHOLD) -> bool:
     if libc is None or "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return _done
     _done = bool(libc.mallopt(_M_MMAP_THRESHOLD, int(threshold)))
+    if _done and "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+        _done = bool(libc.mallopt(_M_TRIM_THRESHOLD, 2 * int(threshold)))
     if not _done:
-        log.debug("mallopt(M_MMAP_THRESHOLD) refused; heap fragmentation may raise memory on long runs")
+        log.debug("mallopt(M_MMAP_THRESHOLD / M_TRIM_THRESHOLD) refused; a run may fault more pages in")
     return _done
 
 
