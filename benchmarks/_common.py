@@ -23,7 +23,8 @@ def machine(device: torch.device | None = None) -> str:
     if device is not None and device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
     load = f", load average {os.getloadavg()[0]:.2f} at start" if hasattr(os, "getloadavg") else ""
-    return (f"{cpu_name()}, {os.cpu_count()} logical cores, torch {torch.__version__} "
+    isa = [k for k, on in (cpu_info().get("isa") or {}).items() if on]
+    return (f"{cpu_name()} ({' '.join(isa) or 'ISA unknown'}), {os.cpu_count()} logical cores, torch {torch.__version__} "
             f"({torch.get_num_threads()} threads){load}")
 
 
