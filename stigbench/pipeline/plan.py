@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,14 +170,10 @@ def resolve_detectors(spec: str) -> list[str]:
     return reg.resolve(spec)
 
 
-def _signature(cls: type) -> dict[str, inspect.Parameter]:
-    return accepted_params(cls)
-
-
 def check_params(cls: type, params: dict[str, Any], name: str) -> None:
     """Raise ``PlanError`` naming the accepted parameters (and the closest ones) when ``params`` has one
     ``cls`` lacks; a ``**kwargs`` constructor checks its own in ``check_params()``."""
-    accepted = _signature(cls)
+    accepted = accepted_params(cls)
     if any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
         return
     unknown = sorted(set(params) - set(accepted))
@@ -191,7 +186,7 @@ def check_params(cls: type, params: dict[str, Any], name: str) -> None:
 def construct(cls: type, params: dict[str, Any], **context: Any) -> Any:
     """``cls(**params)`` plus the ``context`` settings its constructor declares and ``params`` lacks
     (for benchmarks and tests that build one component outside a run)."""
-    accepted = _signature(cls)
+    accepted = accepted_params(cls)
     kwargs = {**{k: v for k, v in context.items() if k in accepted}, **params}
     check_params(cls, kwargs, cls.__name__)
     return cls(**kwargs)
@@ -201,7 +196,7 @@ def _component(kind: str, display: str, name: str, cls: type, params: dict[str, 
                context: RunContext) -> Component:
     label = f"{kind} {display!r}"
     check_params(cls, params, label)
-    accepted = _signature(cls)
+    accepted = accepted_params(cls)
     given = context.component_settings()
     from_context = tuple(k for k in CONTEXT_PARAMS if k in accepted and k not in params)
     component = Component(kind, display, name, cls, dict(params),
@@ -271,7 +266,7 @@ def resolve(config: RunConfig) -> Plan:
     plan.test_specs, plan.attack_from_own = resolve_test_datasets(config, spec)
     fits: set[tuple[str, str]] = set()
     for c in refs + dets:
-        if "seed" not in _signature(c.cls):
+        if "seed" not in accepted_params(c.cls):
             continue
         fit = (c.kind + ":" + c.name, repr(sorted((k, repr(v)) for k, v in c.params.items()
                                                   if k not in refine_time_params(c.cls, c.params))))

@@ -100,8 +100,8 @@ class StigRefiner(Estimator):
     def get_params(self) -> dict[str, Any]:
         """The preset's name, every resolved hyper-parameter and the refine-time and run settings: what
         ``save`` writes and ``StigRefiner(**params)`` rebuilds."""
-        return {"preset": self.preset, **self.config().params(), "strength": self.strength, "device": self.device,
-                "precision": self.precision, "progress": self.progress}
+        resolved = self.config().params()
+        return {name: resolved[name] if name in resolved else getattr(self, name) for name in self._param_names()}
 
     def check_params(self) -> None:
         """Validate every hyper-parameter now: a run's plan calls this before any image is read."""
