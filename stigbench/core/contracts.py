@@ -14,7 +14,7 @@ Plug-ins need not subclass anything: the registries check for the methods below.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -110,6 +110,56 @@ class PersistentDetector(Detector, Protocol):
     def load(cls, path: str | Path) -> PersistentDetector: ...
 
 
+@runtime_checkable
+class DifferentiableDetector(Detector, Protocol):
+    """A fitted :class:`Detector` with a *torch path*: the attacks' only view of a detector (attacks and
+    detection are sibling layers that never import each other).
+
+    ``logits(images)`` takes a float batch ``(N, 3, H, W)`` in ``[0, 1]`` (any device; gradients flow
+    through the move to the detector's own) and returns ``(N,)`` float logits with
+    ``P(fake) = sigmoid(logit)``, equal to :meth:`Detector.score` on the same images (an oracle test holds
+    every built-in to 1e-5) and differentiable in ``images``. It never switches the detector to training
+    mode and never updates its state.
+
+    Optional as a whole, and per configuration: ``torch_path_unavailable()`` (callable on an *unfitted*
+    instance, so that the plan can refuse a white-box attack before any image is read) returns ``None``
+    when this configuration has a torch path, else one sentence saying why not (a k-NN classifier has no
+    gradient). A detector with ``logits`` but without ``torch_path_unavailable`` always has one.
+    """
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+def torch_path_unavailable(detector: object) -> str | None:
+    """``None`` when ``detector`` (fitted or not) offers a torch path, else why not (see
+    :class:`DifferentiableDetector`)."""
+    if not callable(getattr(detector, "logits", None)):
+        return f"{type(detector).__name__} has no logits() method (no torch path)"
+    check = getattr(detector, "torch_path_unavailable", None)
+    return check() if callable(check) else None
+
+
+#: What a gradient attack sees of a detector: images ``(N, 3, H, W)`` in ``[0, 1]`` -> logits ``(N,)``.
+LogitsFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@runtime_checkable
+class GradientAttack(Protocol):
+    """A white-box evasion attack (registered with ``@register_attack``): constructor keyword arguments are
+    its hyper-parameters (budget ``eps``, ``norm``, ``steps``...; ``target`` names the detector of the run
+    it attacks, ``None`` = each attackable one), stored only.
+
+    ``perturb(images, logits_fn, towards=REAL, generator=...)`` returns adversarial images of the same
+    shape, in ``[0, 1]`` and within the budget around ``images``, that push ``logits_fn`` toward the label
+    ``towards``: ``REAL`` (lower logits, the fake→real evasion) or ``FAKE`` (higher logits, a false alarm on
+    a real image). ``generator`` (a ``torch.Generator``) seeds any random start.
+    """
+
+    def perturb(self, images: torch.Tensor, logits_fn: LogitsFn, *, towards: int = REAL,
+                generator: torch.Generator | None = None) -> torch.Tensor: ...
+
+
 REFINER_METHODS = ("fit", "refine", "save", "load")
+ATTACK_METHODS = ("perturb",)
 DETECTOR_METHODS = ("fit", "score")
 DETECTOR_PERSISTENCE_METHODS = ("save", "load")
