@@ -9,6 +9,7 @@ come from a stratified bootstrap (reals and fakes resampled separately).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -110,6 +111,48 @@ def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, max_fpr: float = 0.05) ->
     """Highest true-positive rate among ROC points with false-positive rate <= ``max_fpr``."""
     fpr, tpr, _ = roc_curve(labels, scores)
     return float(tpr[fpr <= max_fpr + 1e-12].max())
+
+
+def min_reals(fpr: float) -> int:
+    """The fewest validation reals that can fix a threshold at false-positive rate ``fpr``: ``ceil(1/fpr)``,
+    the smallest ``n`` with ``1/n <= fpr`` (one false alarm among fewer reals already exceeds ``fpr``)."""
+    if not 0 < fpr <= 1:
+        raise ValueError(f"fpr must be in (0, 1], got {fpr}")
+    n = math.ceil(1 / fpr)
+    # 1/fpr may round either way in floating point; settle on the exact criterion 1/n <= fpr.
+    while n > 1 and 1 / (n - 1) <= fpr:
+        n -= 1
+    while 1 / n > fpr:
+        n += 1
+    return n
+
+
+def fpr_threshold(real_scores: np.ndarray, fpr: float) -> float:
+    """The operating threshold of a deployed detector at false-positive rate ``fpr``, fixed on the scores
+    of the clean validation reals: the lowest validation score ``t`` whose share of reals flagged
+    (``score >= t``) is at most ``fpr``. Ties are flagged together, so a tie that would push the share
+    past ``fpr`` is left out whole; when the highest score alone is tied too often, ``t`` is the next
+    float above it (nothing flagged). Any threshold between the next lower validation score and ``t``
+    flags the same reals; ``t`` is the one that sits on a score, like the thresholds of :func:`roc_curve`.
+
+    NaN (not measurable) with fewer than :func:`min_reals` = ``ceil(1/fpr)`` reals: then a single false
+    alarm already exceeds ``fpr`` (96 reals cannot fix a 0.1 % threshold: one alarm is 1 %), and a
+    threshold above every real would claim a rate the data cannot support."""
+    need = min_reals(fpr)
+    s = np.asarray(real_scores, dtype=np.float64).ravel()
+    if not np.isfinite(s).all():
+        raise ValueError("real scores contain NaN or infinity")
+    if s.size < need:
+        return float("nan")
+    k = int(np.floor(fpr * s.size))  # the most reals that may be flagged: the largest k with k/n <= fpr
+    if (k + 1) / s.size <= fpr:
+        k += 1
+    elif k / s.size > fpr:
+        k -= 1
+    u, counts = np.unique(s, return_counts=True)
+    flagged = np.cumsum(counts[::-1])  # reals with score >= each distinct score, highest score first
+    j = int(np.searchsorted(flagged, k, side="right"))  # distinct scores (from the top) that fit in k
+    return float(np.nextafter(u[-1], np.inf)) if j == 0 else float(u[::-1][j - 1])
 
 
 def attack_success_rate(fake_scores: np.ndarray, refined_scores: np.ndarray, threshold: float) -> float:
