@@ -56,3 +56,34 @@ def test_fpr_threshold_is_not_measurable_below_one_over_fpr_reals():
     assert M.fpr_threshold(s, 0.001) == s.max()
     with pytest.raises(ValueError, match="NaN"):
         M.fpr_threshold(np.r_[rng.random(200), np.nan], 0.01)
+
+
+def test_ece_by_hand():
+    # 4 bins [0, .25), [.25, .5), [.5, .75), [.75, 1]: .25 opens the second, 1.0 goes in the last
+    y, s = [0, 1, 0, 1, 1], [0.25, 0.25, 0.5, 0.75, 1.0]
+    assert M.ece(y, s, n_bins=4) == pytest.approx(2 / 5 * 0.25 + 1 / 5 * 0.5 + 2 / 5 * 0.125, abs=1e-15)
+    assert M.ece([0, 0, 1, 1], [0.125, 0.25, 0.75, 1.0], n_bins=2) == 0.15625
+    # bins are closed on the left: .2 and .25 apart, .8 and 1.0 together (right-closed bins give .3375)
+    assert M.ece([0, 1, 0, 1], [0.2, 0.25, 0.8, 1.0], n_bins=4) == pytest.approx((0.2 + 0.75 + 0.8) / 4, abs=1e-15)
+    assert M.ece([0, 1] * 50, [0.5] * 100) == 0.0
+
+
+def test_ece_is_small_when_calibrated_and_large_when_not():
+    rng = np.random.default_rng(0)
+    s = rng.random(100_000)
+    y = (rng.random(s.size) < s).astype(int)  # label ~ Bernoulli(score): calibrated by construction
+    assert M.ece(y, s) < 0.01 and M.balanced_ece(y, s) < 0.01
+    assert M.ece(y, s**3) > 0.1  # over-confident in "real"
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        M.ece(y, s + 0.5)
+
+
+def test_balanced_ece_weighs_the_classes_equally():
+    rng = np.random.default_rng(2)
+    y = np.r_[np.zeros(300), np.ones(300)].astype(int)
+    s = np.clip(rng.normal(0.3 + 0.4 * y, 0.2), 0, 1)
+    assert M.balanced_ece(y, s) == pytest.approx(M.ece(y, s), abs=1e-15)
+    # 3 reals, 1 fake, all at 0.25 in one bin: calibrated for the 25 % prior, not for a 50 % one.
+    # weights 1/6 (reals) and 1/2 (fake): |3 * 1/6 * (0 - .25) + 1/2 * (1 - .25)| = .25
+    assert M.ece([0, 0, 0, 1], [0.25] * 4, n_bins=2) == 0.0
+    assert M.balanced_ece([0, 0, 0, 1], [0.25] * 4, n_bins=2) == pytest.approx(0.25, abs=1e-15)
