@@ -3,8 +3,10 @@
 AUC is the Mann-Whitney statistic (ties count one half), AP the step-wise area under the
 precision-recall curve (as scikit-learn's ``average_precision_score``), EER the point where the
 false-positive rate equals the false-negative rate (linearly interpolated on the ROC), accuracy
-the fraction correct at a threshold fixed beforehand on the validation split. Confidence intervals
-come from a stratified bootstrap (reals and fakes resampled separately).
+the fraction correct at a threshold fixed beforehand on the validation split. The metrics of a
+deployed detector read it at a threshold fixed on the validation reals for a target false-positive
+rate (:func:`fpr_threshold`) and ask whether its P(fake) is calibrated (:func:`ece`). Confidence
+intervals come from a stratified bootstrap (reals and fakes resampled separately).
 """
 
 from __future__ import annotations
@@ -221,6 +223,14 @@ class MetricInfo:
     description: str
 
 
+FPR_TARGETS: dict[str, float] = {"1": 0.01, "01": 0.001}
+"""The false-positive rates a deployed detector is read at, by the suffix of their metric names
+(``tpr_at_fpr1``, ``fpr_at_fpr01``, ...)."""
+ECE_BINS = 15  # Guo et al.'s number of bins
+
+
+_AT_FPR = ("at the threshold fixed on the clean validation reals for {} false-positive rate; not measurable "
+           "(NaN) with fewer than 1/FPR validation reals")
 METRICS: dict[str, MetricInfo] = {
     "auc": MetricInfo("detection", True, "area under the ROC curve; 0.5 = chance, < 0.5 = over-correction"),
     "ap": MetricInfo("detection", True, "average precision (fake = positive)"),
@@ -229,6 +239,15 @@ METRICS: dict[str, MetricInfo] = {
     "acc_fake": MetricInfo("detection", True, "accuracy on the fake (or refined) images at that threshold"),
     "eer": MetricInfo("detection", False, "equal error rate"),
     "tpr_at_fpr05": MetricInfo("detection", True, "true-positive rate at 5 % false-positive rate"),
+    "balanced_acc": MetricInfo("detection", True, "balanced accuracy (acc_real + acc_fake) / 2 at the "
+                               "validation-chosen threshold"),
+    "ece": MetricInfo("detection", False, "expected calibration error of P(fake), 15 equal-width bins"),
+    "ece_balanced": MetricInfo("detection", False, "expected calibration error of P(fake), reals and fakes "
+                               "weighted equally"),
+    "tpr_at_fpr1": MetricInfo("detection", True, "share of test fakes flagged " + _AT_FPR.format("1 %")),
+    "fpr_at_fpr1": MetricInfo("detection", False, "share of test reals flagged " + _AT_FPR.format("1 %")),
+    "tpr_at_fpr01": MetricInfo("detection", True, "share of test fakes flagged " + _AT_FPR.format("0.1 %")),
+    "fpr_at_fpr01": MetricInfo("detection", False, "share of test reals flagged " + _AT_FPR.format("0.1 %")),
     "asr": MetricInfo("detection", False, "attack success rate: share of the fakes flagged at the validation "
                       "threshold that are no longer flagged after the attack"),
     "lfd": MetricInfo("quality", False, "log frequency distance of mean log-spectra to the reals"),
@@ -242,8 +261,30 @@ for _prefix, _net in (("fid", "Inception-v3 (TF 2015-12-05) pool3"), ("fd_random
         METRICS[_kid + _suffix] = MetricInfo("quality", False, f"kernel inception distance ({_net}), {_domain}")
 
 
-def _all_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
-    """Every detection metric from one sort (the bootstrap calls this hundreds of times)."""
+def deployed_thresholds(real_scores: np.ndarray) -> dict[str, float]:
+    """``{suffix: fpr_threshold(real_scores, fpr)}`` over :data:`FPR_TARGETS`: the ``fpr_thresholds``
+    argument of :func:`detection_metrics`, from the scores of the clean validation reals."""
+    return {suffix: fpr_threshold(real_scores, fpr) for suffix, fpr in FPR_TARGETS.items()}
+
+
+def _check_fpr_thresholds(fpr_thresholds: dict[str, float] | None) -> dict[str, float] | None:
+    """In :data:`FPR_TARGETS` order, so the metric names are always described in :data:`METRICS`."""
+    if fpr_thresholds is None:
+        return None
+    unknown = sorted(set(fpr_thresholds) - set(FPR_TARGETS))
+    if unknown:
+        raise ValueError(f"unknown FPR suffixes {unknown}; known: {list(FPR_TARGETS)}")
+    return {k: float(fpr_thresholds[k]) for k in FPR_TARGETS if k in fpr_thresholds}
+
+
+def _all_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, *,
+                 fpr_thresholds: dict[str, float] | None = None) -> dict[str, float]:
+    """Every detection metric from one sort (the bootstrap calls this hundreds of times).
+
+    With ``fpr_thresholds`` (even empty) the deployed-detector metrics follow the others: balanced
+    accuracy at ``threshold``, the calibration errors, then per suffix the TPR on the fakes and the FPR on
+    the reals at the threshold fixed on validation reals (NaN for a NaN threshold). Without it the output
+    is the one that predates them, keys and values."""
     tps, fps, _ = _counts(labels, scores)
     n1, n0 = int(tps[-1]), int(fps[-1])
     tpr = np.r_[0.0, tps / n1]
@@ -256,7 +297,7 @@ def _all_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> di
     real, fake = labels == 0, labels == 1
     acc_real = float(np.mean(~pred[real]))
     acc_fake = float(np.mean(pred[fake]))
-    return {
+    out = {
         "auc": auc_value,
         "ap": ap_value,
         "acc": float((acc_real * n0 + acc_fake * n1) / (n0 + n1)),
@@ -265,22 +306,43 @@ def _all_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> di
         "eer": eer_value,
         "tpr_at_fpr05": float(tpr[fpr <= 0.05 + 1e-12].max()),
     }
+    if fpr_thresholds is None:
+        return out
+    out["balanced_acc"] = (acc_real + acc_fake) / 2
+    # Calibration only means something for probabilities; other scores give "not measurable".
+    probabilities = scores.min() >= 0 and scores.max() <= 1
+    for key, balanced in (("ece", False), ("ece_balanced", True)):
+        out[key] = _calibration_gap(labels, scores, ECE_BINS, balanced) if probabilities else float("nan")
+    for suffix, t in fpr_thresholds.items():
+        nan = math.isnan(t)  # compare nothing with NaN: no value, no warning
+        out[f"tpr_at_fpr{suffix}"] = float("nan") if nan else float(np.mean(scores[fake] >= t))
+        out[f"fpr_at_fpr{suffix}"] = float("nan") if nan else float(np.mean(scores[real] >= t))
+    return out
 
 
-def detection_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
-    """The benchmark's per-condition detection metrics (names as in :data:`METRICS`)."""
+def detection_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, *,
+                      fpr_thresholds: dict[str, float] | None = None) -> dict[str, float]:
+    """The benchmark's per-condition detection metrics (names as in :data:`METRICS`).
+
+    ``fpr_thresholds`` (``{suffix: threshold}`` with suffixes of :data:`FPR_TARGETS`, e.g. from
+    :func:`deployed_thresholds` on the validation reals) adds the deployed-detector metrics after the
+    others; without it the keys and values are the ones the benchmark has always written."""
     labels, scores = _check(labels, scores)
-    return _all_metrics(labels, scores, threshold)
+    return _all_metrics(labels, scores, threshold, fpr_thresholds=_check_fpr_thresholds(fpr_thresholds))
 
 
 def detection_metrics_with_ci(labels: np.ndarray, scores: np.ndarray, threshold: float, n_boot: int = 500,
-                              seed: int = 0, level: float = 0.95) -> dict[str, tuple[float, float, float]]:
+                              seed: int = 0, level: float = 0.95, *,
+                              fpr_thresholds: dict[str, float] | None = None) -> dict[str, tuple[float, float, float]]:
     """``{name: (value, ci_low, ci_high)}`` with stratified-bootstrap percentile intervals.
 
-    All metrics share the resamples, so their intervals are consistent with each other.
+    All metrics share the resamples, so their intervals are consistent with each other; the thresholds
+    (``threshold`` and ``fpr_thresholds``, as in :func:`detection_metrics`) stay fixed, only the test
+    images are resampled.
     """
     labels, scores = _check(labels, scores)
-    values = _all_metrics(labels, scores, threshold)
+    fpr_thresholds = _check_fpr_thresholds(fpr_thresholds)
+    values = _all_metrics(labels, scores, threshold, fpr_thresholds=fpr_thresholds)
     if n_boot <= 0:
         return {k: (v, float("nan"), float("nan")) for k, v in values.items()}
     rng = np.random.default_rng(seed)
@@ -288,7 +350,7 @@ def detection_metrics_with_ci(labels: np.ndarray, scores: np.ndarray, threshold:
     boots: dict[str, list[float]] = {k: [] for k in values}
     for _ in range(n_boot):
         sel = np.r_[rng.choice(idx0, idx0.size), rng.choice(idx1, idx1.size)]
-        for k, v in _all_metrics(labels[sel], scores[sel], threshold).items():
+        for k, v in _all_metrics(labels[sel], scores[sel], threshold, fpr_thresholds=fpr_thresholds).items():
             boots[k].append(v)
     q = [(1 - level) / 2, 1 - (1 - level) / 2]
     return {k: (values[k], *map(float, np.quantile(boots[k], q))) for k in values}
