@@ -2,7 +2,10 @@
 
 :class:`FeatureDetector`: a pure ``features(images) -> (N, D)`` method plus a scikit-learn estimator
 from ``make_estimator()``; the base supplies batching, ``fit``, ``score`` (``P(fake)`` from
-``predict_proba``'s column for class 1) and pickle-free save/load through ``skops``.
+``predict_proba``'s column for class 1) and pickle-free save/load through ``skops``. A subclass that
+writes ``torch_features(images)``, the same features as a differentiable torch tensor (``features``
+then defaults to it), gets a *torch path* (:class:`~stigbench.core.contracts.DifferentiableDetector`):
+``logits`` runs the fitted estimator re-expressed in torch (:mod:`stigbench.detection.torch_path`) on them.
 
 :class:`LogisticFeatureDetector`: the same with the estimator most detectors use, standardisation
 then an L2 logistic regression (``C = c``, ``random_state = seed``); a subclass writes its features only.
@@ -20,6 +23,7 @@ from stigbench.core.contracts import FAKE, ImageSetLike
 from stigbench.core.estimator import Estimator
 from stigbench.core.io import scratch_array
 from stigbench.detection.out_of_core import fit_on_disk, predict_proba_on_disk
+from stigbench.detection.torch_path import estimator_logits, unsupported
 
 ESTIMATOR_FILE = "estimator.skops"
 #: Feature vectors at least this long (a full-size spectrum, not a profile of a few hundred values)
@@ -59,17 +63,43 @@ def _check_labels(labels: np.ndarray, n: int) -> np.ndarray:
 class FeatureDetector(Estimator):
     """Hand-crafted features + a scikit-learn classifier.
 
-    Subclasses implement :meth:`features` (pure: a float batch in, an ``(N, D)`` array out) and
-    :meth:`make_estimator`; their constructors store hyper-parameters only.
+    Subclasses implement :meth:`make_estimator` and their features (pure: a float batch in, ``(N, D)``
+    out): :meth:`features` (a NumPy array), or :meth:`torch_features` (a differentiable torch tensor, which
+    gives the detector a torch path, :meth:`logits`), or both when ``features`` leaves torch. Their
+    constructors store hyper-parameters only.
     """
 
     batch_size: int = 128
 
-    def features(self, images: torch.Tensor) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def features(self, images: torch.Tensor) -> np.ndarray:
+        """Features of a float batch, ``(N, D)``; by default :meth:`torch_features` as a NumPy array, so a
+        detector whose features are torch code writes them once."""
+        return self.torch_features(images).detach().cpu().numpy()
 
     def make_estimator(self) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def torch_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The differentiable twin of :meth:`features`: the same numbers, in the same dtype, as a torch
+        tensor on ``images``' device, with gradients flowing back to ``images`` (white-box attacks need
+        them; ``features`` may leave torch, e.g. for SciPy). Without it there is no torch path."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither features() nor torch_features()")
+
+    def torch_path_unavailable(self) -> str | None:
+        """``None`` when :meth:`logits` works for this configuration (known before fitting: the class
+        writes :meth:`torch_features` and :func:`~stigbench.detection.torch_path.unsupported` accepts the
+        estimator :meth:`make_estimator` builds), else why not."""
+        if type(self).torch_features is FeatureDetector.torch_features:
+            return f"{type(self).__name__} has no torch_features() (a differentiable twin of its features)"
+        return unsupported(self.make_estimator())
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` ``float64`` logits of ``P(fake)`` (:class:`~stigbench.core.contracts.DifferentiableDetector`):
+        the fitted estimator in torch on :meth:`torch_features`, which ``extract`` casts to ``float64``
+        as here, so ``sigmoid(logits)`` is :meth:`score` up to float rounding."""
+        self._check_fitted("estimator_")
+        feats = self.torch_features(images)
+        return estimator_logits(self.estimator_, feats.reshape(len(feats), -1))
 
     def extract(self, image_set: ImageSetLike, progress: str | None = None) -> np.ndarray:
         """Features of every image, batch by batch (``float64``, ``(N, D)``), written into one array as
