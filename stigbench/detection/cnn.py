@@ -6,8 +6,8 @@ optionally :meth:`~CNNDetector.init_weights` (pretrained weights) and
 :meth:`~CNNDetector.augment_batch` (training-time image augmentation). The base owns the rest: seed, device
 (``auto`` = CUDA if present), optimiser and per-epoch exponential learning-rate decay, early stopping
 on the validation split with the best ``state_dict`` kept, a progress bar, ``inference_mode`` and
-softmax/sigmoid → ``P(fake)`` for scoring, and pickle-free save/load (``params.json`` + ``model.pt``
-loaded with ``weights_only=True``).
+softmax/sigmoid → ``P(fake)`` for scoring, a differentiable ``logits`` (the torch path of white-box
+attacks), and pickle-free save/load (``params.json`` + ``model.pt`` loaded with ``weights_only=True``).
 
 Under torchrun (:mod:`stigbench.core.distributed`) every rank trains on its contiguous slice of each
 global batch of ``batch_size`` (the single-process batches, in the same order) through
@@ -292,6 +292,30 @@ class CNNDetector(Estimator):
         device = next(self.model_.parameters()).device
         proba, _ = self._predict(self.model_, image_set, device, resolve_precision(self.precision, device))
         return np.clip(proba, 0.0, 1.0)
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` fp32 logits of ``P(fake)``, differentiable in ``images`` (the torch path of
+        :class:`~stigbench.core.contracts.DifferentiableDetector`, for white-box attacks).
+
+        The fitted network in eval mode (the training flag is restored afterwards; BatchNorm statistics
+        are not touched) on :meth:`preprocess`, in fp32 without autocast and without ``inference_mode``,
+        so that gradients flow back to ``images``. One logit is returned as is; two become
+        ``l₁ − l₀``, since ``softmax(l)₁ = sigmoid(l₁ − l₀)``. ``sigmoid`` of it is :meth:`score` with
+        ``precision="fp32"`` (reduced precision scores differ by their rounding).
+        """
+        self._check_fitted("model_")
+        model = self.model_
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.autocast(device.type, enabled=False):
+                out = model(self.preprocess(images.to(device))).float()
+        finally:
+            model.train(was_training)
+        if self.num_outputs == 1:
+            return out.reshape(-1)
+        return out[:, 1] - out[:, 0]
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
