@@ -9,7 +9,6 @@ an SVM (the paper uses both).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -23,16 +22,20 @@ from stigbench.measures.spectrum import grey, log_magnitude, minmax_scale, radia
 PAPER = "Durall et al., Watch your Up-Convolution, CVPR 2020"
 
 
-def azimuthal_features(images: torch.Tensor) -> np.ndarray:
-    """Per-image min-max scaled radial profile of the grey log-magnitude spectrum, ``(N, S/2 + 1)``."""
+def azimuthal_features(images: torch.Tensor) -> torch.Tensor:
+    """Per-image min-max scaled radial profile of the grey log-magnitude spectrum, ``(N, S/2 + 1)``.
+
+    In torch, so differentiable: it is both the features and their torch twin (the torch path that
+    white-box attacks take gradients through).
+    """
     profile = radial_profile(log_magnitude(grey(images)))
-    return minmax_scale(profile, 0.0, 1.0).cpu().numpy()
+    return minmax_scale(profile, 0.0, 1.0)
 
 
 @register_detector("durall", family="frequency", domain="spectrum", paper=PAPER,
                    description="radial log-spectrum + logistic regression")
 class Durall(LogisticFeatureDetector):
-    def features(self, images: torch.Tensor) -> np.ndarray:
+    def torch_features(self, images: torch.Tensor) -> torch.Tensor:
         return azimuthal_features(images)
 
 
@@ -45,7 +48,7 @@ class DurallSVM(FeatureDetector):
         self.c = c
         self.seed = seed
 
-    def features(self, images: torch.Tensor) -> np.ndarray:
+    def torch_features(self, images: torch.Tensor) -> torch.Tensor:
         return azimuthal_features(images)
 
     def make_estimator(self) -> Pipeline:

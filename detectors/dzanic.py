@@ -16,7 +16,6 @@ regression, because a k-NN's ``P(fake)`` takes only ``k + 1`` values, which make
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -59,11 +58,13 @@ class Dzanic(LogisticFeatureDetector):
         self.classifier = classifier
         self.n_neighbors = n_neighbors
 
-    def features(self, images: torch.Tensor) -> np.ndarray:
+    def torch_features(self, images: torch.Tensor) -> torch.Tensor:
+        # Torch code (float64) throughout, so features() is this as a NumPy array and white-box attacks
+        # differentiate it.
         planes = grey(images).unsqueeze(1)
         if self.channels == "rgb":
             planes = torch.cat([planes, images], dim=1)
-        return decay_fit(planes, self.k_min).flatten(1).cpu().numpy()
+        return decay_fit(planes, self.k_min).flatten(1)
 
     def make_estimator(self) -> Pipeline:
         if self.classifier == "knn":

@@ -22,7 +22,6 @@ Classifier: standardisation + logistic regression.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from stigbench.detection.base import LogisticFeatureDetector
@@ -116,5 +115,8 @@ class Peaks(LogisticFeatureDetector):
         self.window = window
         self.tile = tile
 
-    def features(self, images: torch.Tensor) -> np.ndarray:
-        return peak_ratios(images, self.period, self.window, self.tile).cpu().numpy()
+    def torch_features(self, images: torch.Tensor) -> torch.Tensor:
+        # Torch code throughout (the median network and the median of the neighbourhood pass gradients
+        # to the elements they pick), so features() is this as a NumPy array and white-box attacks
+        # differentiate it.
+        return peak_ratios(images, self.period, self.window, self.tile)
