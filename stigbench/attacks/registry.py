@@ -3,6 +3,10 @@ fitted refiner from its saved folder.
 
 Built-in refiners are STIG, the spectral-matching baseline and the post-processing attacks; third-party
 packages add theirs through the ``stigbench.refiners`` entry-point group.
+
+White-box gradient attacks (:class:`~stigbench.core.contracts.GradientAttack`) have a registry of their own:
+``@register_attack("name", paper=...)``, built-ins in :mod:`stigbench.attacks.white_box`, plug-ins through
+the ``stigbench.attacks`` entry-point group.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from stigbench.core.contracts import REFINER_METHODS, Refiner
+from stigbench.core.contracts import ATTACK_METHODS, REFINER_METHODS, GradientAttack, Refiner
 from stigbench.core.plugins import builtin_loader
 from stigbench.core.registry import Registry
 from stigbench.core.estimator import saved_class
@@ -20,6 +24,7 @@ from stigbench.core.estimator import saved_class
 T = TypeVar("T")
 
 BUILTIN = ("stigbench.attacks.stig.refiner", "stigbench.attacks.spectral_match", "stigbench.attacks.postprocess")
+BUILTIN_ATTACKS = ("stigbench.attacks.white_box",)
 
 
 @dataclass(frozen=True)
@@ -62,3 +67,29 @@ def load_refiner(path: str | Path) -> Refiner:
     written before modules moved are mapped to today's)."""
     _, cls = saved_class(path, refiners(), "refiner")
     return cls.load(Path(path))
+
+
+@dataclass(frozen=True)
+class AttackInfo:
+    """Metadata of a gradient attack (:class:`~stigbench.core.contracts.GradientAttack`)."""
+
+    paper: str
+    knowledge: str = "white-box"  # what the attacker sees of the detector
+    description: str = ""
+
+
+ATTACKS: Registry[type[GradientAttack]] = Registry("attack", required_methods=ATTACK_METHODS)
+_load_builtin_attacks = builtin_loader(lambda: BUILTIN_ATTACKS, "stigbench.attacks")
+
+
+def register_attack(
+    name: str, *, paper: str, knowledge: str = "white-box", description: str = ""
+) -> Callable[[T], T]:
+    """Class decorator: register a gradient attack under ``name`` (see :class:`AttackInfo`)."""
+    return ATTACKS.register(name, AttackInfo(paper, knowledge, description))  # type: ignore[return-value]
+
+
+def attacks() -> Registry[type[GradientAttack]]:
+    """The gradient-attack registry with built-ins and entry-point plug-ins loaded."""
+    _load_builtin_attacks()
+    return ATTACKS
