@@ -50,9 +50,10 @@ class _ConvNet(torch.nn.Module):
 
     def __init__(self, seed: int = 0) -> None:
         super().__init__()
-        torch.manual_seed(seed)
-        self.a = torch.nn.Conv2d(3, 6, 3, padding=1)
-        self.b = torch.nn.Conv2d(6, 1, 3, padding=1)
+        with torch.random.fork_rng(devices=[]):  # seeded weights without touching the global stream
+            torch.manual_seed(seed)
+            self.a = torch.nn.Conv2d(3, 6, 3, padding=1)
+            self.b = torch.nn.Conv2d(6, 1, 3, padding=1)
         for p in self.parameters():
             p.requires_grad_(False)
 
