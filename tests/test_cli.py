@@ -41,8 +41,13 @@ def test_metrics_table_is_the_contract(cli_run):
     _, run_dir, _, _ = cli_run
     m = pd.read_csv(run_dir / "metrics.csv", keep_default_na=False)
     assert list(m.columns) == METRIC_COLUMNS
+    # empty cells: no interval (--n-boot 0), or a value that cannot be measured (TPR at 0.1 % FPR on 6 reals)
+    m["value"] = pd.to_numeric(m["value"])
     det = m[m.detector == "durall"]
-    assert set(det.metric) == {"auc", "ap", "acc", "acc_real", "acc_fake", "eer", "tpr_at_fpr05", "asr"}
+    assert det[det.metric.isin(["tpr_at_fpr1", "tpr_at_fpr01"])].value.isna().all()
+    assert set(det.metric) == {"auc", "ap", "acc", "acc_real", "acc_fake", "eer", "tpr_at_fpr05", "asr",
+                               "balanced_acc", "ece", "ece_balanced", "tpr_at_fpr1", "fpr_at_fpr1", "tpr_at_fpr01",
+                               "fpr_at_fpr01", "val_reals"}
     assert set(det[det.metric == "asr"].condition) == {"refined"}  # the attack success rate of each attack
     assert set(det.condition) == {"fake", "refined"}
     assert set(det[det.condition == "fake"].refiner) == {""}

@@ -156,6 +156,10 @@ class RunConfig:
     perturb_quality: bool = setting(False, help="FID/KID under each perturbation too.", option=Option())
     adaptive: bool = setting(False, option=Option(grid=True), help="Also retrain each detector on refined "
                              "(validation) fakes and score the refined test fakes.")
+    attacks: str = setting(
+        "", legacy="", option=Option(flag="--attack", metavar="LIST", grid=True),
+        help="Gradient attacks on the fitted detectors, e.g. 'pgd', 'pgd:eps=*', 'apgd:loss=margin:target=durall' "
+             "(eps in [0, 1] or k/255; without target: each detector with a torch path).")
     cache: bool = setting(True, results=False, option=Option(grid=True),
                           help="Reuse completed stages from earlier runs (default on).")
     cache_dir: str | None = setting(

@@ -20,7 +20,11 @@ from stigbench.measures import metrics as M
 
 SCORE_COLUMNS = ["test_dataset", "detector", "trained_on", "condition", "refiner", "perturbation", "path", "label",
                  "score"]
-THRESHOLD_COLUMNS = ["detector", "trained_on", "refiner", "threshold"]
+#: ``threshold`` maximises validation accuracy; ``threshold_fpr<k>`` hold each target false-positive
+#: rate on the ``val_reals`` validation reals (NaN: too few of them; the columns are absent in runs
+#: written before stigbench 0.4).
+THRESHOLD_COLUMNS = ["detector", "trained_on", "refiner", "threshold", "val_reals",
+                     *(f"threshold_fpr{k}" for k in M.FPR_TARGETS)]
 GROUP = ["test_dataset", "detector", "trained_on", "condition", "refiner", "perturbation"]
 _TEXT = {c: str for c in ("test_dataset", "detector", "trained_on", "condition", "refiner", "perturbation", "path")}
 
@@ -31,11 +35,15 @@ def read_scores(path: str | Path) -> pd.DataFrame:
 
 
 def read_thresholds(path: str | Path) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False, dtype={**_TEXT, "threshold": np.float64})
+    """``thresholds.csv`` (NaN thresholds, where too few validation reals fix an operating point, read back as NaN)."""
+    frame = pd.read_csv(path, keep_default_na=False, dtype=_TEXT)
+    for column in frame.columns.drop(["detector", "trained_on", "refiner"], errors="ignore"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
 
 
-def threshold_of(thresholds: pd.DataFrame, detector: str, trained_on: str, refiner: str) -> float:
-    """A detector fitted on original fakes has one threshold for every condition; an adaptive one
+def _threshold_row(thresholds: pd.DataFrame, detector: str, trained_on: str, refiner: str) -> pd.Series:
+    """A detector fitted on original fakes has one threshold row for every condition; an adaptive one
     (``trained_on == "refined"``) has one per refiner it was retrained against."""
     key = refiner if trained_on == "refined" else ""
     hit = thresholds[(thresholds.detector == detector) & (thresholds.trained_on == trained_on)
@@ -43,7 +51,22 @@ def threshold_of(thresholds: pd.DataFrame, detector: str, trained_on: str, refin
     if len(hit) != 1:
         raise ValueError(f"thresholds.csv has {len(hit)} rows for detector {detector!r} trained on "
                          f"{trained_on!r} (refiner {key!r}); expected 1")
-    return float(hit.threshold.iloc[0])
+    return hit.iloc[0]
+
+
+def threshold_of(thresholds: pd.DataFrame, detector: str, trained_on: str, refiner: str) -> float:
+    """The validation-accuracy threshold of a detector (see :func:`_threshold_row`)."""
+    return float(_threshold_row(thresholds, detector, trained_on, refiner)["threshold"])
+
+
+def fpr_thresholds_of(thresholds: pd.DataFrame, detector: str, trained_on: str,
+                      refiner: str) -> tuple[dict[str, float] | None, int | None]:
+    """``({suffix: threshold}, number of validation reals)`` of the deployed operating points, or
+    ``(None, None)`` for a ``thresholds.csv`` written before they existed."""
+    row = _threshold_row(thresholds, detector, trained_on, refiner)
+    if "val_reals" not in row.index or row["val_reals"] in ("", None):
+        return None, None
+    return {k: float(row[f"threshold_fpr{k}"]) for k in M.FPR_TARGETS}, int(row["val_reals"])
 
 
 def detection_rows(scores: pd.DataFrame, thresholds: pd.DataFrame, *, dataset: str, seed: int,
@@ -59,11 +82,15 @@ def detection_rows(scores: pd.DataFrame, thresholds: pd.DataFrame, *, dataset: s
             raise ValueError(f"scores of {det}/{condition}/{refiner}/{pert} on {test_dataset} need both real (0) and "
                              "fake (1) labels")
         threshold = threshold_of(thresholds, det, trained_on, refiner)
+        at_fpr, val_reals = fpr_thresholds_of(thresholds, det, trained_on, refiner)
         values = M.detection_metrics_with_ci(labels, g["score"].to_numpy(np.float64), threshold, n_boot=n_boot,
-                                             seed=seed)
+                                             seed=seed, fpr_thresholds=at_fpr)
         base = base_row(dataset, seed, test_dataset, refiner=refiner, detector=det, trained_on=trained_on,
                         condition=condition, perturbation=pert)
         rows += [{**base, "metric": m, "value": v, "ci_low": lo, "ci_high": hi} for m, (v, lo, hi) in values.items()]
+        if val_reals is not None:  # what the deployed operating points were fixed on
+            rows.append({**base, "metric": "val_reals", "value": float(val_reals), "ci_low": float("nan"),
+                         "ci_high": float("nan")})
     return rows
 
 

@@ -188,6 +188,11 @@ def moves(metrics: pd.DataFrame, trained_on: str = "fake", perturbation: str = "
     ref = ref.rename(columns={"value": "auc", "ci_low": "auc_ci_low", "ci_high": "auc_ci_high"})
     ref = ref.join(fake, on="detector")
     out = pd.concat([ref, move_columns(ref)], axis=1)
+    if "target" in m and "knowledge" in m:
+        # A white-box attack is meant to drive its own target past chance: success there, not evidence.
+        own = m[(m["condition"] == "refined") & (m["knowledge"] == "white-box") & (m["target"] == m["detector"])]
+        pairs = set(zip(own["refiner"], own["detector"]))
+        out.loc[[(r, d) in pairs for r, d in zip(out["refiner"], out["detector"])], "evidence"] = False
     out.loc[out["refiner"].isin(list(inactive or {})), "move"] = INACTIVE
     return out
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
+
+#: The threat model of a gradient attack's rows (empty for refiners): what the attacker knows
+#: (``white-box``), the detector it crafted against, its budget (norm and ε) and its direction (``fake→real``).
+THREAT_COLUMNS = ["knowledge", "target", "budget", "direction"]
 #: ``dataset`` is what the detectors (and refiners) were trained on; ``test_dataset`` what the row's
 #: images come from: the same dataset, or another one's test split in a cross-dataset run.
 METRIC_COLUMNS = ["dataset", "test_dataset", "seed", "refiner", "detector", "trained_on", "condition", "perturbation",
-                  "metric", "value", "ci_low", "ci_high"]
+                  "metric", "value", "ci_low", "ci_high", *THREAT_COLUMNS]
 #: The perturbation name of the unperturbed test sets.
 CLEAN = "none"
 
@@ -18,3 +23,13 @@ def base_row(dataset: str, seed: int, test_dataset: str | None = None, **kw: Any
            "trained_on": "", "condition": "", "perturbation": CLEAN}
     row.update(kw)
     return row
+
+
+def with_threat_model(metrics: pd.DataFrame, attacks: pd.DataFrame) -> pd.DataFrame:
+    """``metrics`` with the :data:`THREAT_COLUMNS` of each row whose ``refiner`` is an attacked set of
+    ``attacks`` (``gradient_attacks.csv``: ``refiner`` plus those columns) filled in, and ``""`` elsewhere."""
+    out = metrics.copy()
+    for column in THREAT_COLUMNS:
+        values = dict(zip(attacks["refiner"], attacks[column])) if column in attacks else {}
+        out[column] = out["refiner"].map(values).fillna("") if values else ""
+    return out

@@ -22,20 +22,29 @@ from stigbench.evaluation.evidence import display_strength
 #: The refine-time parameter of a sweep, as it appears in display names (``stig:strength=0.5``).
 STRENGTH = "strength"
 _STRENGTH_PART = re.compile(rf":{STRENGTH}=([^:,\s]+)")
+#: A gradient attack's budget in its display name (``pgd:eps=4/255:target=durall``): its sweep parameter.
+_EPS_PART = re.compile(r":eps=([0-9.eE+-]+)(?:/([0-9]+))?(?=:|$)")
 
 
 def sweep_point(display: str) -> tuple[str, float | None]:
     """``'stig:strength=0.5'`` -> ``('stig', 0.5)``; ``'stig'`` or ``'blur:2'`` -> ``(display, 1.0)``
     (no strength: the full attack); a strength that is not a number -> ``None``
-    (:func:`stigbench.evaluation.evidence.display_strength`)."""
+    (:func:`stigbench.evaluation.evidence.display_strength`). A gradient attack is swept over its budget:
+    ``'pgd:eps=4/255:target=durall'`` -> ``('pgd:target=durall', 4/255)`` (never a full-strength point,
+    so every refiner is compared with it at equal PSNR)."""
+    eps = _EPS_PART.search(display)
+    if eps:
+        value = float(eps.group(1)) / (float(eps.group(2)) if eps.group(2) else 1.0)
+        return _EPS_PART.sub("", display), value
     return _STRENGTH_PART.sub("", display), display_strength(display)
 
 
 def full_strength(condition_key: str) -> bool:
     """Whether a set key (``fake``, ``refined:<display>``) is at strength 1: the unrefined fakes and every
-    attack without a lower strength. Sweep points below 1 get PSNR, SSIM and LFD, but no FID/KID."""
+    attack without a lower strength (gradient attacks included, whatever their budget). Sweep points
+    below 1 get PSNR, SSIM and LFD, but no FID/KID."""
     condition, _, display = condition_key.partition(":")
-    return condition != "refined" or sweep_point(display)[1] == 1.0
+    return condition != "refined" or display_strength(display) == 1.0
 
 
 def interpolate_at(x: float, xs: Sequence[float], ys: Sequence[float]) -> float | None:

@@ -66,6 +66,17 @@ def score_set(state: RunState, det: Any, det_folder: Path, name: str, key: str, 
     return np.load(folder / "scores.npy", allow_pickle=False)
 
 
+def deployed_thresholds(state: RunState, det: Any, det_folder: Path, name: str) -> dict[str, Any]:
+    """The thresholds of a deployed detector: fixed on the scores of the clean *validation reals* for
+    each target false-positive rate (:func:`stigbench.measures.metrics.deployed_thresholds`; NaN where
+    there are too few reals), with their number. The scores are a cached stage of their own, so fit
+    stages cached before these thresholds existed serve as they are."""
+    reals = state.part("real", "val")
+    scores = score_set(state, det, det_folder, name, "real-val", reals, CLEAN)
+    return {"val_reals": len(reals),
+            **{f"threshold_fpr{k}": v for k, v in M.deployed_thresholds(scores).items()}}
+
+
 def score_conditions(state: RunState, det: Any, folder: Path, name: str, trained_on: str,
                      sets: dict[str, ImageSet], pert: str, conditions: list[str]) -> None:
     """Scores of the test reals and of each condition in ``conditions`` (keys of ``sets``); the
@@ -91,7 +102,8 @@ def evaluate_detector(state: RunState, name: str, perturbed: dict[str, dict[str,
             labelled(state.part("real", "val"), state.part("fake", "val")), "fake", {})
         info = read_json(folder / "info.json")
         state.fitted[name] = (det, folder)
-        state.thresholds.append({"detector": name, "trained_on": "fake", "refiner": "", "threshold": info["threshold"]})
+        state.thresholds.append({"detector": name, "trained_on": "fake", "refiner": "", "threshold": info["threshold"],
+                                 **deployed_thresholds(state, det, folder, name)})
         for pert, sets in perturbed.items():
             conditions = [k for k in sets if k != "real"]
             score_conditions(state, det, folder, name, "fake", sets, pert, conditions)
@@ -136,7 +148,7 @@ def adaptive_defender(state: RunState, display: str, refiner_folder: Path, refin
                                             "refined", extra)
             info = read_json(folder / "info.json")
             state.thresholds.append({"detector": name, "trained_on": "refined", "refiner": display,
-                                    "threshold": info["threshold"]})
+                                     "threshold": info["threshold"], **deployed_thresholds(state, det, folder, name)})
             score_conditions(state, det, folder, name, "refined", sets, CLEAN, [f"refined:{display}"])
             state.detector_info[f"{name}@adaptive:{display}"] = info
             log.info("adaptive %s against %s done", name, display)

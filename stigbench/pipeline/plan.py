@@ -21,15 +21,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stigbench.attacks.perturbations import Perturbation, parse_perturbations
+from stigbench.pipeline.attack_specs import resolve_attack_specs
 from stigbench.pipeline.refiner_specs import (
     RefinerSpec,
     refine_time_params,
     refiner_display_name,
     resolve_refiner_specs,
 )
+from stigbench.attacks.registry import attacks as attack_registry
 from stigbench.attacks.registry import refiners as refiner_registry
 from stigbench.core import distributed
 from stigbench.core.config import RunConfig
+from stigbench.core.contracts import torch_path_unavailable
 from stigbench.core.estimator import accepted_params
 from stigbench.core.plugins import load_plugin_file
 from stigbench.data.layouts import layout_spec, select_generator
@@ -47,7 +50,7 @@ class PlanError(ValueError):
 class Component:
     """One refiner or detector of the plan: its registry entry and its final constructor call."""
 
-    kind: str  # "refiner" | "detector"
+    kind: str  # "refiner" | "detector" | "attack"
     display: str  # as shown in tables ("blur:2"); the registry name for detectors
     name: str  # registry name
     cls: type
@@ -81,6 +84,8 @@ class Plan:
     #: are refined by the refiners of this run's dataset (``True``) or of each test dataset.
     test_specs: list[DatasetSpec] = field(default_factory=list)
     attack_from_own: bool = False
+    #: Gradient attacks, one per (attack, target detector); ``params["target"]`` names the detector.
+    attacks: list[Component] = field(default_factory=list)
 
     @property
     def detector_names(self) -> list[str]:
@@ -100,6 +105,7 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         return {"refiners": {c.display: c.describe() for c in self.refiners},
                 "detectors": {c.display: c.describe() for c in self.detectors},
+                "attacks": {c.display: c.describe() for c in self.attacks},
                 "perturbations": [p.name for p in self.perturbations], "notes": self.notes,
                 "test_datasets": [s.name for s in self.test_specs],
                 "attack_from": self.spec.name if self.attack_from_own else "each test dataset"}
@@ -241,6 +247,48 @@ def _check_targets(kind: str, params: dict[str, dict[str, Any]], selected: set[s
                             f"({', '.join(sorted(selected)) or 'none'})")
 
 
+def resolve_attacks(config: RunConfig, detectors: list[Component], context: RunContext) -> tuple[list[Component], list[str]]:
+    """One component per ``--attack`` item and target detector, and the notes on detectors it skips.
+
+    A named target must be a detector of the run with a torch path; without one, every detector that
+    has a torch path is attacked and the others are named in a note."""
+    try:
+        specs = resolve_attack_specs(config.attacks)
+    except (ValueError, KeyError) as exc:
+        raise PlanError(str(exc)) from None
+    names = [d.name for d in detectors]
+    missing = {d.name: torch_path_unavailable(d.prototype) for d in detectors} if specs else {}
+    out: list[Component] = []
+    notes: list[str] = []
+    for spec in specs:
+        label = f"attack {spec.display()!r}"
+        if spec.target is not None:
+            if spec.target not in names:
+                raise PlanError(f"{label}: target {spec.target!r} is not a detector of this run "
+                                f"({', '.join(names)}); add it with --detectors")
+            if missing[spec.target]:
+                raise PlanError(f"{label}: a white-box attack needs the target's torch path, and detector "
+                                f"{spec.target!r} has none: {missing[spec.target]}")
+            targets = [spec.target]
+        else:
+            targets = [n for n in names if missing[n] is None]
+            skipped = [f"{n} ({missing[n]})" for n in names if missing[n]]
+            if not targets:
+                raise PlanError(f"{label}: no detector of this run has a torch path to attack: {'; '.join(skipped)}")
+            if skipped:
+                notes.append(f"{label} skips the detectors without a torch path: {'; '.join(skipped)}")
+        cls = attack_registry().get(spec.name)
+        out += [_component("attack", spec.display(t), spec.name, cls, {**spec.params, "target": t}, context)
+                for t in targets]
+    if out and config.adaptive:
+        notes.append("--adaptive retrains on refined fakes only; the attacked sets of --attack are not used "
+                     "to retrain the detectors")
+    if out and config.test_datasets.strip():
+        notes.append("--attack crafts attacked sets from this run's own test fakes only; the cross-dataset "
+                     "cells score no attacked set")
+    return out, notes
+
+
 def resolve(config: RunConfig) -> Plan:
     """Build and check every component of ``config``; reads no image (see the module docstring)."""
     for plugin in config.plugins:
@@ -263,6 +311,8 @@ def resolve(config: RunConfig) -> Plan:
     dets = [_component("detector", n, n, detector_registry().get(n), config.detector_params.get(n, {}), context)
             for n in detector_names]
     plan = Plan(config, spec, context, refs, dets, perturbations)
+    plan.attacks, attack_notes = resolve_attacks(config, dets, context)
+    plan.notes += attack_notes
     plan.test_specs, plan.attack_from_own = resolve_test_datasets(config, spec)
     fits: set[tuple[str, str]] = set()
     for c in refs + dets:

@@ -21,6 +21,7 @@ import difflib
 import inspect
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +71,7 @@ def _constructor(cls: type) -> dict[str, inspect.Parameter]:
     return out
 
 
-def _check_param(name: str, cls: type, param: str) -> inspect.Parameter | None:
+def _check_param(name: str, cls: type, param: str, kind: str = "refiner") -> inspect.Parameter | None:
     accepted = _constructor(cls)
     if param in accepted:
         return accepted[param]
@@ -78,16 +79,16 @@ def _check_param(name: str, cls: type, param: str) -> inspect.Parameter | None:
         return None
     close = difflib.get_close_matches(param, list(accepted), n=2, cutoff=0.6)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
-    raise ValueError(f"refiner {name!r} has no parameter {param!r}{hint} It takes: {', '.join(accepted)}")
+    raise ValueError(f"{kind} {name!r} has no parameter {param!r}{hint} It takes: {', '.join(accepted)}")
 
 
-def _named_value(name: str, cls: type, param: str, text: str) -> Any:
+def _named_value(name: str, cls: type, param: str, text: str, kind: str = "refiner") -> Any:
     """``text`` as the value of constructor parameter ``param`` (JSON, else a string; a float where the
     default is a float, so that ``strength=1`` and ``strength=1.0`` are one value)."""
     spec = getattr(cls, "spec_param", None)
     if param == spec:
         return _typed_value(name, param, getattr(cls, "perturbation_cls", None), text)
-    default = _check_param(name, cls, param)
+    default = _check_param(name, cls, param, kind)
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
@@ -122,12 +123,13 @@ def _canonical(cls: type, params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _named_parts(item: str, name: str, arg: str) -> list[tuple[str, str]]:
+def _named_parts(item: str, name: str, arg: str, kind: str = "refiner") -> list[tuple[str, str]]:
     parts = []
     for part in arg.split(":"):
         param, eq, value = (p.strip() for p in part.partition("="))
         if not eq or not param or not value:
-            raise ValueError(f"refiner spec {item!r}: expected '{name}:<value>' or '{name}:<param>=<value>'")
+            short = f"'{name}:<value>' or " if kind == "refiner" else ""
+            raise ValueError(f"{kind} spec {item!r}: expected {short}'{name}:<param>=<value>'")
         parts.append((param, value))
     return parts
 
@@ -198,17 +200,22 @@ def _expand(item: str) -> list[str]:
         return [f"{name}:{format_value(v)}" for v in grid]
     if "=" not in arg or "*" not in arg:
         return [item]
-    cls = refiner_registry().get(name)
+    return _expand_named(item, name, arg, refiner_registry().get(name))
+
+
+def _expand_named(item: str, name: str, arg: str, cls: type, kind: str = "refiner",
+                  fmt: Callable[[str, Any], str] = lambda _param, value: _format(value)) -> list[str]:
+    """``name:a=*:b=2`` -> one item per value of ``a``'s grid (``fmt(param, value)`` writes a value)."""
     choices = []
-    for param, value in _named_parts(item, name, arg):
+    for param, value in _named_parts(item, name, arg, kind):
         if value != "*":
             choices.append([f"{param}={value}"])
             continue
-        _check_param(name, cls, param)
+        _check_param(name, cls, param, kind)
         grid = _grid(cls, param)
         if not grid:
-            raise ValueError(f"refiner {name!r} has no default grid for its parameter {param!r} ('{name}:{param}=*')")
-        choices.append([f"{param}={_format(v)}" for v in grid])
+            raise ValueError(f"{kind} {name!r} has no default grid for its parameter {param!r} ('{name}:{param}=*')")
+        choices.append([f"{param}={fmt(param, v)}" for v in grid])
     return [f"{name}:" + ":".join(combo) for combo in itertools.product(*choices)]
 
 

@@ -67,7 +67,7 @@ def save_pngs(image_set: ImageSet, folder: Path, names: list[str], indices: list
 
 def folder_name(display: str) -> str:
     """``blur:2`` -> ``blur_2``: ':' is not allowed in Windows file names."""
-    return display.replace(":", "_").replace("+", "_")
+    return display.replace(":", "_").replace("+", "_").replace("/", "_")
 
 
 def load_array(folder: Path, ids: list[str]) -> ArrayImageSet:
@@ -92,12 +92,14 @@ class RunState:
         self.score_frames: list[pd.DataFrame] = []
         self.thresholds: list[dict[str, Any]] = []
         self.refiner_info: dict[str, Any] = {}
+        self.attack_info: dict[str, Any] = {}  # attacked-set display name -> threat model, timing
         self.detector_info: dict[str, Any] = {}
         self.notes: list[str] = list(plan.notes)
         self.fitted: dict[str, tuple[Any, Path]] = {}  # detector name -> (fitted detector, its stage folder)
         self.cross_info: dict[str, dict[str, Any]] = {}
         # (perturbation, set key) -> what determines that set's pixels, for the keys of later stages
-        self.identity: dict[tuple[str, str], str] = {(CLEAN, "real"): "real-test", (CLEAN, "fake"): "fake-test"}
+        self.identity: dict[tuple[str, str], str] = {(CLEAN, "real"): "real-test", (CLEAN, "fake"): "fake-test",
+                                                     (CLEAN, "real-val"): "real-val"}
         frame = split_frame(dataset, split)
         # What every stage depends on: the exact files, their split, the image size and the seed. Not
         # the dataset's name: the files identify the data, so renaming (run --name) reuses every stage.

@@ -58,11 +58,12 @@ from stigbench.evaluation.detection import (
     read_thresholds,
     success_rows,
 )
-from stigbench.evaluation.rows import CLEAN, METRIC_COLUMNS
+from stigbench.evaluation.rows import CLEAN, METRIC_COLUMNS, with_threat_model
 from stigbench.evaluation.sweep import full_strength
 from stigbench.pipeline.cross_stages import cross_distance_rows, run_cross
 from stigbench.pipeline.attack_stages import fit_refiners, perturbed_sets, refined_set
 from stigbench.pipeline.detection_stages import adaptive_defender, evaluate_detector
+from stigbench.pipeline.gradient_stages import attacks_frame, run_attacks
 from stigbench.pipeline.plan import Plan, resolve
 from stigbench.pipeline.run_state import RunState, folder_name, save_pngs
 from stigbench.pipeline.isolation import isolated
@@ -100,12 +101,14 @@ def _setup_log(run_dir: Path) -> logging.Handler:
 N_EXAMPLES = 6
 
 
-def _save_examples(run_dir: Path, real: ImageSet, fake: ImageSet, refined: dict[str, ImageSet]) -> None:
+def _save_examples(run_dir: Path, real: ImageSet, fake: ImageSet, refined: dict[str, ImageSet],
+                   fakes_too: bool = True) -> None:
     """A few test images per condition for the reports; the same fakes before and after refinement."""
     pick = lambda n: np.linspace(0, n - 1, min(N_EXAMPLES, n)).round().astype(int).tolist()  # noqa: E731
-    save_pngs(real, run_dir / "examples" / "real", real.ids, pick(len(real)))
     idx = pick(len(fake))
-    save_pngs(fake, run_dir / "examples" / "fake", fake.ids, idx)
+    if fakes_too:
+        save_pngs(real, run_dir / "examples" / "real", real.ids, pick(len(real)))
+        save_pngs(fake, run_dir / "examples" / "fake", fake.ids, idx)
     for name, images in refined.items():
         save_pngs(images, run_dir / "examples" / f"refined-{folder_name(name)}", fake.ids, idx)
 
@@ -196,6 +199,13 @@ class _Run(RunState):
         perturbed = {p.name: perturbed_sets(self, p, test_sets) for p in self.perturbations}
         for name in self.detector_names:
             evaluate_detector(self, name, perturbed)
+        # Gradient attacks need the fitted detectors; their sets then count as attacked fakes for the
+        # distances, fidelity and quality below (on the clean test sets only).
+        attacked = run_attacks(self)
+        if attacked:
+            _save_examples(self.run_dir, real_test, fake_test, attacked, fakes_too=False)
+            refined = {**refined, **attacked}
+            perturbed[CLEAN] = {**perturbed[CLEAN], **{f"refined:{d}": s for d, s in attacked.items()}}
         if self.config.adaptive:
             for display, folder in refiners.items():
                 if display in refined:
@@ -270,7 +280,10 @@ class _Run(RunState):
             scores, thresholds = read_scores(self.run_dir / "scores.csv"), read_thresholds(self.run_dir / "thresholds.csv")
             kw = {"dataset": self.spec.name, "seed": self.ctx.seed, "n_boot": self.config.n_boot}
             detection = detection_rows(scores, thresholds, **kw) + success_rows(scores, thresholds, **kw)
-        metrics = pd.DataFrame(detection + self.rows, columns=METRIC_COLUMNS)
+        attacks = attacks_frame(self.attack_info)
+        if self.attack_info:
+            attacks.to_csv(self.run_dir / "gradient_attacks.csv", index=False)
+        metrics = with_threat_model(pd.DataFrame(detection + self.rows, columns=METRIC_COLUMNS), attacks)
         metrics.to_csv(self.run_dir / "metrics.csv", index=False)
         inactive = self.inactive_attacks(metrics)
         record = {
@@ -286,6 +299,8 @@ class _Run(RunState):
             "refiners": self.refiner_info,
             # {refiner: why its attack did nothing} (stigbench.evaluation.evidence.inactive_reason)
             "attack_inactive": inactive,
+            # {attacked set: threat model, parameters, crafting time} (stigbench.pipeline.gradient_stages)
+            "attacks": self.attack_info,
             "detectors": self.detector_info,
             "perturbations": [p.name for p in self.perturbations],
             "quality": quality_info,

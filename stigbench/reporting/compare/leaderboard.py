@@ -27,6 +27,11 @@ datasets, ``BOOT`` resamples, seed 0: the same numbers every time). Detectors ar
 attack: the lowest mean AUC after any attack (ties: higher ``auc_fake`` first); with no attack, by
 ``auc_fake``.
 
+The metrics of a deployed detector (:data:`DEPLOYED`: TPR at 1 % and 0.1 % FPR at thresholds fixed on
+the validation reals, balanced accuracy, ECE, and the attack success rate) are averaged the same way, on
+the fakes (``attack = ""``) and after each attack; a TPR at an FPR the validation reals of a dataset
+cannot fix is NaN there and left out of the mean (``not measurable`` where no dataset can fix it).
+
 Per attack, :func:`attack_summary` gives its mean evasion (the run report's ``attack_table``: mean over
 detectors of ``|AUC - 0.5|``) against its mean quality cost (LFD, FID, PSNR...), across datasets.
 """
@@ -45,6 +50,8 @@ from stigbench.reporting.render.numbers import format_ci, format_delta, quality_
 from stigbench.reporting.run.attack_table import ATTACK_COSTS, attack_table
 from stigbench.reporting.run.metrics_csv import DEFAULT_PERTURBATION, DEFAULT_TRAINED_ON, own_rows
 
+#: What a table prints for a TPR at an FPR that too few validation reals cannot fix (never a number).
+NOT_MEASURABLE = "not measurable"
 #: Bootstrap resamples of the datasets for every interval of the leaderboard.
 BOOT = 2000
 #: The leaderboard's column for each class of :data:`stigbench.evaluation.evidence.MOVES`.
@@ -52,9 +59,11 @@ MOVE_COLUMNS = {m: {AT_CHANCE: "at_chance_before", NO_INTERVAL: "no_interval", I
                 for m in MOVES}
 COUNT_COLUMNS = ["at_chance_after", *MOVE_COLUMNS.values(), "evidence"]
 MEAN_COLUMNS = ["auc_fake", "auc", "delta_auc", "chance_distance"]
+#: The metrics of a deployed detector the leaderboard averages too (``metrics.csv`` names).
+DEPLOYED = ["tpr_at_fpr1", "tpr_at_fpr01", "balanced_acc", "ece", "asr"]
 BOARD_COLUMNS = ["rank", "detector", "attack", "datasets",
-                 *[f"{c}{s}" for c in MEAN_COLUMNS for s in ("", "_ci_low", "_ci_high")], *COUNT_COLUMNS,
-                 "inactive_reason"]
+                 *[f"{c}{s}" for c in [*MEAN_COLUMNS, *DEPLOYED] for s in ("", "_ci_low", "_ci_high")],
+                 *COUNT_COLUMNS, "inactive_reason"]
 
 
 def bootstrap_mean_ci(values: Sequence[float], n_boot: int = BOOT, seed: int = 0,
@@ -78,6 +87,12 @@ def run_scores(metrics: pd.DataFrame, inactive: Mapping[str, str] | None = None)
     fake = m[(m["metric"] == "auc") & (m["detector"] != "") & (m["trained_on"] == DEFAULT_TRAINED_ON)
              & (m["perturbation"] == DEFAULT_PERTURBATION) & (m["condition"] == "fake") & m["value"].notna()]
     fake = fake.groupby("detector", sort=False)["value"].mean().rename("auc_fake").reset_index()
+    deployed = m[m["metric"].isin(DEPLOYED) & (m["detector"] != "") & (m["trained_on"] == DEFAULT_TRAINED_ON)
+                 & (m["perturbation"] == DEFAULT_PERTURBATION)]
+    wide = deployed.groupby(["condition", "refiner", "detector", "metric"], sort=False)["value"].mean().unstack()
+    wide = wide.reindex(columns=DEPLOYED)
+    fake = fake.join(wide.xs("fake", level="condition").droplevel("refiner") if "fake" in wide.index.get_level_values(0)
+                     else pd.DataFrame(columns=DEPLOYED), on="detector")
     t = moves(m, inactive=inactive)
     t = t[t["auc"].notna() & t["fake_auc"].notna()]
     off = t["move"] == INACTIVE  # the fakes' AUC again: not a robustness result
@@ -89,6 +104,11 @@ def run_scores(metrics: pd.DataFrame, inactive: Mapping[str, str] | None = None)
         out[col] = (t["move"] == move).astype(float).to_numpy()
     out["evidence"] = t["evidence"].astype(float).to_numpy()
     out["inactive_reason"] = [(inactive or {}).get(a, "") for a in t["refiner"]]
+    refined = wide.xs("refined", level="condition") if "refined" in wide.index.get_level_values(0) else None
+    for column in DEPLOYED:
+        values = (refined[column].reindex(pd.MultiIndex.from_arrays([t["refiner"], t["detector"]])).to_numpy(float)
+                  if refined is not None else np.full(len(t), np.nan))
+        out[column] = np.where(off.to_numpy(), np.nan, values)
     return fake, out.reset_index(drop=True)
 
 
@@ -100,13 +120,14 @@ def dataset_scores(runs: Sequence[Any], labels: dict[int, str]) -> tuple[pd.Data
         fake, att = run_scores(r.metrics, getattr(r, "inactive", None))
         fakes.append(fake.assign(group=labels[i]))
         attacks.append(att.assign(group=labels[i]))
-    fake = pd.concat(fakes, ignore_index=True) if fakes else pd.DataFrame(columns=["group", "detector", "auc_fake"])
+    fake = pd.concat(fakes, ignore_index=True) if fakes else pd.DataFrame(
+        columns=["group", "detector", "auc_fake", *DEPLOYED])
     att = pd.concat(attacks, ignore_index=True) if attacks else pd.DataFrame(
-        columns=["group", "attack", "detector", "auc_fake", "auc", *COUNT_COLUMNS, "inactive_reason"])
-    fake = fake.groupby(["group", "detector"], sort=False)["auc_fake"].mean().reset_index()
+        columns=["group", "attack", "detector", "auc_fake", "auc", *COUNT_COLUMNS, "inactive_reason", *DEPLOYED])
+    fake = fake.groupby(["group", "detector"], sort=False)[["auc_fake", *DEPLOYED]].mean().reset_index()
     by = att.groupby(["group", "attack", "detector"], sort=False)
     reasons = by["inactive_reason"].agg(lambda s: "; ".join(dict.fromkeys(x for x in s if x)))
-    att = by[["auc_fake", "auc", *COUNT_COLUMNS]].mean().join(reasons).reset_index()
+    att = by[["auc_fake", "auc", *COUNT_COLUMNS, *DEPLOYED]].mean().join(reasons).reset_index()
     return fake, att
 
 
@@ -122,12 +143,17 @@ def leaderboard(runs: Sequence[Any], labels: dict[int, str]) -> pd.DataFrame:
     fake, att = dataset_scores(runs, labels)
     rows: list[dict[str, Any]] = []
     for detector, g in fake.groupby("detector", sort=False):
-        rows.append({"detector": detector, "attack": "", "datasets": len(g), **_mean_ci(g["auc_fake"], "auc_fake")})
+        row = {"detector": detector, "attack": "", "datasets": len(g), **_mean_ci(g["auc_fake"], "auc_fake")}
+        for column in DEPLOYED:
+            row |= _mean_ci(g[column].astype(float), column)
+        rows.append(row)
     for (attack, detector), g in att.groupby(["attack", "detector"], sort=False):
         # datasets where the attack ran (an inactive attack's AUC is NaN: out of every mean and the rank)
         row: dict[str, Any] = {"detector": detector, "attack": attack, "datasets": int(g["auc"].notna().sum())}
         row |= _mean_ci(g["auc_fake"], "auc_fake") | _mean_ci(g["auc"], "auc")
         row |= _mean_ci(g["auc"] - g["auc_fake"], "delta_auc") | _mean_ci((g["auc"] - 0.5).abs(), "chance_distance")
+        for column in DEPLOYED:
+            row |= _mean_ci(g[column].astype(float), column)
         row |= {c: float(g[c].sum()) for c in COUNT_COLUMNS}
         row["inactive_reason"] = "; ".join(f"{grp}: {r}" for grp, r in zip(g["group"], g["inactive_reason"]) if r)
         rows.append(row)
@@ -228,6 +254,11 @@ def attack_detail_table(board: pd.DataFrame) -> pd.DataFrame:
     for col in ("toward", "away", "past", "unchanged", "at_chance_before", "evidence", "no_interval", "inactive"):
         if col in ("toward", "away", "past") or (att[col] > 0).any():
             out[INACTIVE if col == "inactive" else col.replace("_", " ")] = [count_text(v) for v in att[col]]
+    for col in DEPLOYED:
+        if f"{col}_ci_low" in att and att[col].notna().any():
+            out[metric_label(col)] = [_ci(r, col) for _, r in att.iterrows()]
+        elif col.startswith("tpr_at_fpr") and col in att and len(att):
+            out[metric_label(col)] = NOT_MEASURABLE
     return out.reset_index(drop=True)
 
 
@@ -246,6 +277,6 @@ def attack_summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-__all__ = ["BOARD_COLUMNS", "BOOT", "COUNT_COLUMNS", "MOVE_COLUMNS", "attack_detail_table", "attack_summary",
+__all__ = ["BOARD_COLUMNS", "BOOT", "COUNT_COLUMNS", "DEPLOYED", "NOT_MEASURABLE", "MOVE_COLUMNS", "attack_detail_table", "attack_summary",
            "attack_summary_table", "bootstrap_mean_ci", "count_text", "dataset_scores", "leaderboard",
            "leaderboard_table", "run_scores"]

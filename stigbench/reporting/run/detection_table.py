@@ -12,6 +12,7 @@ import pandas as pd
 from stigbench.evaluation.evidence import DETECTOR_AT_CHANCE, EVIDENCE, move_columns
 from stigbench.reporting.render.metric_labels import metric_label, ordered_metrics
 from stigbench.reporting.render.numbers import format_ci, format_delta
+from stigbench.reporting.run.deployed_table import DEPLOYED_ONLY
 from stigbench.reporting.run.metrics_csv import (
     DEFAULT_PERTURBATION,
     DEFAULT_TRAINED_ON,
@@ -24,6 +25,9 @@ from stigbench.reporting.run.metrics_csv import (
 
 
 OVER_CORRECTION = "over-correction"
+#: The note of a white-box attack's row on its own target (success there is read from ASR).
+WHITE_BOX_TARGET = "white-box target"
+WHITE_BOX = "white-box"
 
 
 def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -44,6 +48,7 @@ def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
     if det.empty:
         return pd.DataFrame(columns=[*keys, "auc", "delta_auc", "delta_acc", "move", "note"])
     det["condition"] = [condition_label(c, r) for c, r in zip(det["condition"], det["refiner"])]
+    det = det[~det["metric"].isin(DEPLOYED_ONLY)]  # the deployed-detector table shows those
     names = ordered_metrics(det["metric"])
     table = wide_table(det, keys, names)
     group = ["detector", "trained_on", "perturbation"]
@@ -53,7 +58,7 @@ def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
         base = table[table["condition"] == "fake"].set_index(group)[name]
         ref = pd.MultiIndex.from_frame(table[group])
         table[f"delta_{name}"] = table[name].to_numpy() - base.reindex(ref).to_numpy()
-    table["move"], table["note"] = _flags(table, group)
+    table["move"], table["note"] = _flags(table, group, white_box_targets(det))
     # Keep each detector's rows together (variants may be appended later in metrics.csv), the
     # standard training set and no perturbation first, the unrefined fakes first within each.
     def first(values: list[Any]) -> np.ndarray:  # rank by first appearance
@@ -69,9 +74,23 @@ def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
     return table[[*keys, *names, "delta_auc", "delta_acc", "move", "note", *ci_cols]]
 
 
-def _flags(table: pd.DataFrame, group: list[str]) -> tuple[list[str], list[str]]:
+def white_box_targets(rows: pd.DataFrame) -> set[tuple[str, str]]:
+    """``(condition label, detector)`` of the rows where a white-box attack is scored by the very detector
+    it was crafted against (``knowledge``/``target`` columns; none in runs without gradient attacks)."""
+    if "target" not in rows or "knowledge" not in rows:
+        return set()
+    hit = rows[(rows["knowledge"] == WHITE_BOX) & (rows["target"] == rows["detector"])]
+    return {(condition_label("refined", r), d) for r, d in zip(hit["refiner"], hit["detector"])}
+
+
+def _flags(table: pd.DataFrame, group: list[str],
+           targets: set[tuple[str, str]] = frozenset()) -> tuple[list[str], list[str]]:  # type: ignore[assignment]
     """Per row of the wide table: the move against chance (refined rows with a fake baseline) and the
-    notes (``; ``-joined): evidence, over-correction, detector at chance (see :mod:`stigbench.evaluation.evidence`)."""
+    notes (``; ``-joined): evidence, over-correction, detector at chance (see :mod:`stigbench.evaluation.evidence`).
+
+    A white-box attack is *meant* to drive its target below 0.5: on the rows in ``targets`` that reads as
+    success (``white-box target``, judged by ASR), never as evidence or over-correction, which stay the
+    rule for refiners and for the detectors an attack did not target."""
     def col(name: str) -> np.ndarray:
         return table[name].to_numpy(float) if name in table else np.full(len(table), np.nan)
 
@@ -84,8 +103,11 @@ def _flags(table: pd.DataFrame, group: list[str]) -> tuple[list[str], list[str]]
     move, notes = [], []
     for i, condition in enumerate(table["condition"]):
         refined, chance = condition != "fake", bool(flags["fake_at_chance"].iat[i])
-        note = [EVIDENCE] if refined and flags["evidence"].iat[i] else []
-        if refined and not chance and frame["auc"].iat[i] < 0.5:
+        targeted = (condition, table["detector"].iat[i]) in targets
+        note = [WHITE_BOX_TARGET] if targeted else []
+        if refined and not targeted and flags["evidence"].iat[i]:
+            note.append(EVIDENCE)
+        if refined and not targeted and not chance and frame["auc"].iat[i] < 0.5:
             note.append(OVER_CORRECTION)
         if chance:
             note.append(DETECTOR_AT_CHANCE)
@@ -116,4 +138,4 @@ def display_summary(summary: pd.DataFrame, digits: int = 3) -> tuple[pd.DataFram
     return out.reset_index(drop=True), classes
 
 
-__all__ = ["OVER_CORRECTION", "display_summary", "summarize"]
+__all__ = ["OVER_CORRECTION", "WHITE_BOX_TARGET", "display_summary", "summarize", "white_box_targets"]

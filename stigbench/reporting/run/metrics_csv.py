@@ -15,7 +15,8 @@ import pandas as pd
 #: Values of the grouping columns that mean "the standard setting" (not shown when nothing else occurs).
 DEFAULT_TRAINED_ON = "fake"
 DEFAULT_PERTURBATION = "none"
-STRING_COLUMNS = ("dataset", "test_dataset", "refiner", "detector", "trained_on", "condition", "perturbation", "metric")
+STRING_COLUMNS = ("dataset", "test_dataset", "refiner", "detector", "trained_on", "condition", "perturbation", "metric",
+                  "knowledge", "target", "budget", "direction")
 
 
 def condition_label(condition: str, refiner: str) -> str:

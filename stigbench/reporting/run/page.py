@@ -14,6 +14,7 @@ from stigbench.reporting.render import html as H
 from stigbench.reporting.render.metric_labels import metric_description, metric_label, metrics_glossary, ordered_metrics
 from stigbench.reporting.render.numbers import format_value
 from stigbench.reporting.run.cross_tables import CROSS_NOTE
+from stigbench.reporting.run.deployed_table import DEPLOYED_METRICS, DEPLOYED_NOTE, display_deployed
 from stigbench.reporting.run.descriptions import DETECTION_NOTE, dataset_line, refiner_fit_text, split_text
 from stigbench.reporting.run.detection_table import display_summary
 from stigbench.reporting.run.quality_table import display_quality
@@ -57,14 +58,15 @@ def provenance_pairs(record: dict[str, Any], config: dict[str, Any], seed: Any) 
 
 def render_run_html(run_dir: Path, summary: pd.DataFrame, quality: pd.DataFrame, record: dict[str, Any],
                     config: dict[str, Any], seed: Any, notes: Sequence[str] = (), lead: str = "",
-                    cross: Sequence[pd.DataFrame] = (), alerts: Sequence[str] = ()) -> str:
+                    cross: Sequence[pd.DataFrame] = (), alerts: Sequence[str] = (),
+                    deployed: pd.DataFrame | None = None) -> str:
     """The body of ``report.html`` around the tables and the plots found in ``run_dir``; ``lead`` is
     the line shown first (the moves against chance); ``cross``: the tables of :func:`cross_section`;
     ``alerts``: lines shown above everything (the attacks that did nothing)."""
     cross_auc, cross_info, cross_quality = (*cross, pd.DataFrame(), pd.DataFrame(), pd.DataFrame())[:3]
     has_cross = bool(len(cross_auc) or len(cross_info))
     parts = [*_head(run_dir, record, config, seed, notes, lead, alerts, has_cross), *_detection_html(summary),
-             *_quality_html(quality), *(_cross_html(cross_auc, cross_info, cross_quality) if has_cross else []),
+             *(_deployed_html(deployed) if deployed is not None and len(deployed) else []), *_quality_html(quality), *(_cross_html(cross_auc, cross_info, cross_quality) if has_cross else []),
              *_figures_html(run_dir, config), *_provenance_html(record, config, seed, summary, quality)]
     return H.page(f"stigbench run: {record.get('dataset', {}).get('name', '?')} (seed {seed})", "\n".join(parts),
                   subtitle=f"{run_dir.name} — {record.get('provenance', {}).get('date', '')}")
@@ -119,6 +121,15 @@ def _detection_html(summary: pd.DataFrame) -> list[str]:
     else:
         parts.append('<p class="note">No detection results (every detector failed).</p>')
     return parts
+
+
+def _deployed_html(deployed: pd.DataFrame) -> list[str]:
+    shown = display_deployed(deployed)
+    titles = {metric_label(n): metric_description(n) for n in DEPLOYED_METRICS}
+    keys = ["detector", "condition", "knowledge", "target", "budget"]
+    return ['<h2 id="deployed">The detector as deployed</h2>',
+            H.table(shown, titles=titles, numeric=[c for c in shown.columns if c not in keys], nowrap=keys),
+            f'<p class="note">{H.esc(DEPLOYED_NOTE.replace("`", ""))}</p>']
 
 
 def _quality_html(quality: pd.DataFrame) -> list[str]:

@@ -7,6 +7,9 @@ report) reads ``metrics.csv`` (the single source of truth) and writes:
 * ``summary.csv`` / ``summary.md`` — the detection table (one row per detector × training set ×
   perturbation × condition, with ΔAUC/ΔAcc against the unrefined fakes and over-correction marked)
   and the quality table (every detector-less metric: LFD, FID, KID ...);
+* ``deployed.csv`` — the detector as deployed: TPR at 1 %/0.1 % FPR at thresholds fixed on the validation
+  reals, balanced accuracy, ECE, ASR, and the threat model of gradient attacks
+  (:mod:`stigbench.reporting.run.deployed_table`);
 * ``moves.csv`` — per refiner and detector, whether refinement moved the AUC toward, away from or past
   chance (:mod:`stigbench.evaluation.evidence`); their counts head ``summary.md`` and ``report.html``;
 * ``roc.csv`` + ``roc.png`` (from ``scores.csv``), ``score_hist.png``, ``examples.png``, ``spectra.png``
@@ -33,6 +36,7 @@ from stigbench.core.io import read_json, write_text
 from stigbench.evaluation.evidence import counts_line, move_counts, moves
 from stigbench.reporting.render.markdown import to_markdown
 from stigbench.reporting.run.cross_tables import CROSS_NOTE, cross_section
+from stigbench.reporting.run.deployed_table import DEPLOYED_NOTE, deployed_table, display_deployed
 from stigbench.reporting.run.descriptions import DETECTION_NOTE, dataset_line, refiner_fit_text, split_text
 from stigbench.reporting.run.detection_table import display_summary, summarize
 from stigbench.reporting.run.figures import run_plots
@@ -60,6 +64,9 @@ def write_run_report(run_dir: Path) -> pd.DataFrame:
     summary = mark_summary(summarize(metrics), inactive)
     summary.to_csv(run_dir / "summary.csv", index=False)
     quality = quality_table(metrics)
+    deployed = deployed_table(metrics)
+    if len(deployed):
+        deployed.to_csv(run_dir / "deployed.csv", index=False)
     config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
     seed = _seed(metrics, config)
     notes = run_plots(run_dir, record, metrics)
@@ -89,6 +96,8 @@ def write_run_report(run_dir: Path) -> pd.DataFrame:
         "",
         DETECTION_NOTE,
         "",
+        *(["## The detector as deployed (operating points fixed on validation reals, calibration, attack success)",
+            "", to_markdown(display_deployed(deployed)), "", DEPLOYED_NOTE, ""] if len(deployed) else []),
         "## Distance to the real test images (lower = closer) and cost of the attack",
         "",
         to_markdown(display_quality(quality)) if len(quality) else "No quality metrics.",
@@ -116,7 +125,7 @@ def write_run_report(run_dir: Path) -> pd.DataFrame:
     write_text(run_dir / "summary.md", "\n".join(lines))
     cross = (cross_auc, cross_info, cross_quality)
     write_text(run_dir / "report.html", render_run_html(run_dir, summary, quality, record, config, seed, notes, lead,
-                                                        cross, alerts))
+                                                        cross, alerts, deployed))
     return summary
 
 

@@ -37,7 +37,8 @@ SWEEP_NOTE = (f"Per attack and strength, on clean test images: PSNR/SSIM of the 
               f"to the reals, evasion = mean |AUC − 0.5| and ASR = mean attack success rate (share of the fakes "
               f"flagged at the validation threshold that are no longer flagged), both over the working detectors "
               f"(fake AUC ≥ {WORKING_AUC:g}, trained on the fakes; `working`: how many). Strength 1 is the full "
-              "attack (named without strength=); sweep points below 1 get no FID/KID.")
+              "attack (named without strength=); sweep points below 1 get no FID/KID. A gradient attack is swept "
+              "over its budget ε (the `strength` column holds ε) and read on its white-box target only.")
 EQUAL_NOTE = ("Each full-strength attack against each swept attack at the full-strength attack's PSNR: the swept "
               "attack's LFD, evasion and ASR interpolated linearly in PSNR between its measured strengths, never "
               "extrapolated (`outside the sweep`).")
@@ -60,6 +61,9 @@ def sweep_table(metrics: pd.DataFrame) -> pd.DataFrame:
             v = quality.loc[(quality["refiner"] == refiner) & (quality["metric"] == name), "value"]
             row[name] = float(v.mean()) if len(v) else math.nan
         mine = det[(det["condition"] == "refined") & (det["refiner"] == refiner) & det["detector"].isin(working)]
+        target = _target(mine)
+        if target:  # a white-box attack is read on the detector it was crafted against
+            mine = mine[mine["detector"] == target]
         a = mine.loc[mine["metric"] == "auc", "value"]
         s = mine.loc[mine["metric"] == "asr", "value"]
         row["evasion"] = float((a - 0.5).abs().mean()) if len(a) else math.nan
@@ -70,6 +74,12 @@ def sweep_table(metrics: pd.DataFrame) -> pd.DataFrame:
     order = {a: i for i, a in enumerate(dict.fromkeys(table["attack"]))}  # attacks as they came, strengths rising
     return table.sort_values(["attack", "strength"], key=lambda c: c.map(order) if c.name == "attack" else c,
                              kind="stable").reset_index(drop=True)
+
+
+def _target(rows: pd.DataFrame) -> str:
+    """The detector a gradient attack's rows name as their target (``""`` for a refiner)."""
+    targets = set(rows["target"]) - {""} if "target" in rows else set()
+    return next(iter(targets)) if len(targets) == 1 else ""
 
 
 def swept_attacks(table: pd.DataFrame) -> list[str]:

@@ -1,0 +1,108 @@
+"""The ``--attack`` value: gradient attacks crafted against the run's fitted detectors.
+
+* ``pgd`` attacks each detector of the run that has a torch path (a ``logits`` method,
+  :class:`~stigbench.core.contracts.DifferentiableDetector`), one attacked set per detector;
+  ``pgd:target=durall`` attacks that detector only.
+* ``name:param=value`` sets any constructor parameter (several: ``pgd:eps=8/255:steps=20``); ε is a
+  number in ``[0, 1]`` or ``k/255``. ``name:param=*`` expands to the grid the class declares for the
+  parameter (``pgd:eps=*`` -> 1, 2, 4 and 8/255).
+
+Display names (the ``refiner`` column of attacked rows, with ``target`` in its own column too) are
+canonical: ``pgd:eps=4/255:target=durall`` — the parameters the spec sets in constructor order, ε written
+as ``k/255`` when it is a whole number of 8-bit steps, the target last.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from stigbench.attacks.gradient import parse_eps
+from stigbench.attacks.registry import attacks as attack_registry
+from stigbench.attacks.white_box import format_eps
+from stigbench.pipeline.refiner_specs import _canonical, _expand_named, _format, _named_parts, _named_value
+
+#: Parameters whose value is a budget: parsed by :func:`~stigbench.attacks.gradient.parse_eps`.
+BUDGET_PARAMS = ("eps",)
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One ``--attack`` item after expansion: its registry ``name``, the ``params`` it sets (without
+    ``target``) and the detector it names as ``target`` (``None``: every attackable one)."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    target: str | None = None
+
+    def display(self, target: str | None = None) -> str:
+        """The canonical name of this attack against ``target`` (default: its own)."""
+        return attack_display(self.name, self.params, target or self.target)
+
+
+def _display_value(param: str, value: Any) -> str:
+    # ε reads as k/255 wherever it is a whole number of 8-bit steps, whatever the norm: display names are keys.
+    return format_eps(float(value), "linf") if param in BUDGET_PARAMS else _format(value)
+
+
+def attack_display(name: str, params: dict[str, Any], target: str | None) -> str:
+    """``('pgd', {'eps': 4/255}, 'durall')`` -> ``'pgd:eps=4/255:target=durall'``."""
+    cls = attack_registry().get(name)
+    parts = [f"{k}={_display_value(k, v)}" for k, v in _canonical(cls, params).items() if k != "target"]
+    if target:
+        parts.append(f"target={target}")
+    return ":".join([name, *parts])
+
+
+def _typed(name: str, cls: type, param: str, text: str) -> Any:
+    if param in BUDGET_PARAMS:
+        try:
+            return parse_eps(text)
+        except ValueError as exc:
+            raise ValueError(f"attack {name!r}: {exc}") from None
+    return _named_value(name, cls, param, text, kind="attack")
+
+
+def resolve_attack_spec(item: str) -> AttackSpec:
+    """``'pgd:eps=8/255:target=durall'`` -> ``AttackSpec('pgd', {'eps': 8/255}, 'durall')``.
+
+    Raises :class:`~stigbench.core.registry.RegistryError` (with suggestions) for an unknown attack and
+    ``ValueError`` for a malformed item or an unknown parameter (with suggestions)."""
+    item = item.strip()
+    name, sep, arg = (part.strip() for part in item.partition(":"))
+    if not name:
+        raise ValueError(f"attack spec {item!r} has no name (expected e.g. 'pgd:eps=4/255')")
+    cls = attack_registry().get(name)
+    params: dict[str, Any] = {}
+    for param, value in _named_parts(item, name, arg, kind="attack") if sep else []:
+        if param in params:
+            raise ValueError(f"attack spec {item!r} sets {param!r} twice")
+        params[param] = _typed(name, cls, param, value)
+    target = params.pop("target", None)
+    if target is not None and not isinstance(target, str):
+        raise ValueError(f"attack spec {item!r}: target must be a detector name, got {target!r}")
+    params = _canonical(cls, params)
+    for param, value in params.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"attack spec {item!r}: {param} must be finite")
+    return AttackSpec(name, params, target)
+
+
+def resolve_attack_specs(spec: str) -> list[AttackSpec]:
+    """An ``--attack`` value (``'pgd:eps=*,apgd:loss=margin'``) into attack specs, in order; ``*`` values
+    expand to the class's ``param_grids``; duplicates are dropped."""
+    out: list[AttackSpec] = []
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        name, _, arg = (p.strip() for p in item.partition(":"))
+        items = [item]
+        if "*" in arg:
+            items = _expand_named(item, name, arg, attack_registry().get(name), kind="attack",
+                                  fmt=_display_value)
+        for it in items:
+            resolved = resolve_attack_spec(it)
+            if resolved.display() not in {o.display() for o in out}:
+                out.append(resolved)
+    return out

@@ -1,0 +1,158 @@
+"""Gradient attacks in a run (issue #24): the plan's checks, the attack stage, the threat-model columns,
+the deployed-detector metrics and how the reports read a white-box attack's own target."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stigbench.core.config import RunConfig
+from stigbench.evaluation.rows import METRIC_COLUMNS, THREAT_COLUMNS, with_threat_model
+from stigbench.evaluation.sweep import full_strength, sweep_point
+from stigbench.attacks.white_box import format_eps
+from stigbench.pipeline.attack_specs import resolve_attack_specs
+from stigbench.pipeline.plan import PlanError, resolve
+from stigbench.pipeline.runner import run_benchmark
+from stigbench.reporting.run.detection_table import OVER_CORRECTION, WHITE_BOX_TARGET, summarize
+
+
+@pytest.fixture
+def base(tiny_dataset, tmp_path) -> RunConfig:
+    return RunConfig(real=str(tiny_dataset / "real"), fake=str(tiny_dataset / "fake"), refiners="",
+                     detectors="durall,dzanic", n_boot=0, quality=False, out=str(tmp_path / "runs"),
+                     cache_dir=str(tmp_path / "stages"), progress=False)
+
+
+# -- the --attack value and the plan -------------------------------------------------------------------
+def test_attack_specs_expand_and_name_canonically():
+    specs = resolve_attack_specs("pgd:eps=*, apgd:loss=margin:target=durall, pgd:eps=0.0156862745098")
+    assert [s.display() for s in specs] == ["pgd:eps=1/255", "pgd:eps=2/255", "pgd:eps=4/255", "pgd:eps=8/255",
+                                            "apgd:loss=margin:target=durall"]
+    assert specs[2].params == {"eps": pytest.approx(4 / 255)}
+    assert specs[4].target == "durall" and "target" not in specs[4].params
+    assert format_eps(0.1, "linf") == "0.1" and format_eps(8 / 255, "linf") == "8/255"
+
+
+@pytest.mark.parametrize("attack, message", [
+    ("pgd:eps=2", "eps"),
+    ("pgd:eps=-1/255", "eps"),
+    ("pgd:steps=0", "steps"),
+    ("pgd:norm=l3", "norm"),
+    ("pgd:target=peaks", "not a detector of this run"),
+    ("pgd:epss=0.1", "did you mean 'eps'"),
+    ("pdg", "pgd"),
+])
+def test_bad_attacks_fail_in_the_plan(base, attack, message):
+    with pytest.raises(PlanError, match=message):
+        resolve(dataclasses.replace(base, attacks=attack))
+
+
+def test_a_white_box_attack_needs_a_torch_path(base):
+    knn = dataclasses.replace(base, detector_params={"dzanic": {"classifier": "knn"}})
+    with pytest.raises(PlanError, match=r"attack 'pgd:target=dzanic'.*dzanic.*has none: .*k-NN"):
+        resolve(dataclasses.replace(knn, attacks="pgd:target=dzanic"))
+    plan = resolve(dataclasses.replace(knn, attacks="pgd:eps=*"))
+    assert [c.display for c in plan.attacks] == [f"pgd:eps={k}/255:target=durall" for k in (1, 2, 4, 8)]
+    assert any("skips the detectors without a torch path: dzanic" in n for n in plan.notes)
+    only_knn = dataclasses.replace(knn, detectors="dzanic")
+    with pytest.raises(PlanError, match="no detector of this run has a torch path"):
+        resolve(dataclasses.replace(only_knn, attacks="pgd"))
+
+
+def test_plan_without_attacks_is_unchanged(base):
+    assert resolve(base).attacks == [] and resolve(base).to_dict()["attacks"] == {}
+
+
+# -- rows and reports (pure) ------------------------------------------------------------------------
+def test_threat_model_columns_fill_attack_rows_only():
+    rows = pd.DataFrame([{"refiner": "pgd:eps=4/255:target=durall", "metric": "auc"},
+                         {"refiner": "stig", "metric": "auc"}, {"refiner": "", "metric": "auc"}])
+    attacks = pd.DataFrame([{"refiner": "pgd:eps=4/255:target=durall", "attack": "pgd", "knowledge": "white-box",
+                             "target": "durall", "budget": "linf 4/255", "direction": "fake→real"}])
+    out = with_threat_model(rows, attacks)
+    assert out.loc[0, THREAT_COLUMNS].tolist() == ["white-box", "durall", "linf 4/255", "fake→real"]
+    assert (out.loc[1:, THREAT_COLUMNS] == "").all().all()
+    assert (with_threat_model(rows, pd.DataFrame(columns=["refiner", *THREAT_COLUMNS]))[THREAT_COLUMNS] == "").all().all()
+    assert METRIC_COLUMNS[-4:] == THREAT_COLUMNS
+
+
+def test_gradient_attacks_sweep_over_their_budget():
+    assert sweep_point("pgd:eps=4/255:target=durall") == ("pgd:target=durall", pytest.approx(4 / 255))
+    assert sweep_point("apgd:eps=0.03") == ("apgd", pytest.approx(0.03))
+    assert sweep_point("stig:strength=0.5") == ("stig", 0.5)
+    assert full_strength("refined:pgd:eps=4/255:target=durall") and not full_strength("refined:stig:strength=0.5")
+
+
+def _auc_rows(auc_of: dict[tuple[str, str], float]) -> pd.DataFrame:
+    rows = []
+    for (refiner, detector), auc in auc_of.items():
+        threat = (["white-box", "durall", "linf 4/255", "fake→real"] if refiner.startswith("pgd")
+                  else ["", "", "", ""])
+        rows.append({"dataset": "d", "test_dataset": "d", "seed": 0, "refiner": refiner, "detector": detector,
+                     "trained_on": "fake", "condition": "refined" if refiner else "fake", "perturbation": "none",
+                     "metric": "auc", "value": auc, "ci_low": auc - 0.02, "ci_high": auc + 0.02,
+                     **dict(zip(THREAT_COLUMNS, threat))})
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+def test_white_box_target_below_chance_reads_as_success_not_over_correction():
+    attack = "pgd:eps=4/255:target=durall"
+    table = summarize(_auc_rows({("", "durall"): 0.9, ("", "peaks"): 0.9, (attack, "durall"): 0.1,
+                                 (attack, "peaks"): 0.1, ("stig", "durall"): 0.1}))
+    note = dict(zip(zip(table["condition"], table["detector"]), table["note"]))
+    assert note[(f"refined:{attack}", "durall")] == WHITE_BOX_TARGET
+    assert OVER_CORRECTION in note[(f"refined:{attack}", "peaks")]  # not its target: the refiners' rule
+    assert OVER_CORRECTION in note[("refined:stig", "durall")]
+
+
+# -- a run -------------------------------------------------------------------------------------------
+@pytest.mark.heavy
+def test_run_with_pgd_writes_threat_model_and_stored_sets_within_budget(base):
+    cfg = dataclasses.replace(base, attacks="pgd:eps=8/255", detectors="durall,spectrum-cnn",
+                              detector_params={"spectrum-cnn": {"epochs": 2}})
+    result = run_benchmark(cfg)
+    m, run_dir = result.metrics, result.run_dir
+    assert not result.errors
+    names = {f"pgd:eps=8/255:target={d}" for d in ("durall", "spectrum-cnn")}
+    attacks = pd.read_csv(run_dir / "gradient_attacks.csv", keep_default_na=False)
+    assert set(attacks.refiner) == names
+    assert set(attacks.budget) == {"linf 8/255"} and set(attacks.direction) == {"fake→real"}
+    rows = m[m.refiner.isin(names)]
+    assert set(rows.knowledge) == {"white-box"} and set(rows.detector) >= {"durall", "spectrum-cnn"}
+    assert (m.loc[~m.refiner.isin(names), THREAT_COLUMNS] == "").all().all()
+    # every detector scores every attacked set; the target gets its ASR
+    auc = rows[(rows.metric == "auc")]
+    assert len(auc) == 4
+    asr = rows[(rows.metric == "asr") & (rows.detector == rows.target)]
+    assert len(asr) == 2 and (asr.value > 0.5).all(), asr
+    fake_auc = m[(m.metric == "auc") & (m.condition == "fake")].set_index("detector").value
+    target_auc = auc[auc.detector == auc.target].set_index("detector").value
+    assert (target_auc < fake_auc.loc[target_auc.index]).all()
+    # PSNR/SSIM/LFD rows for the attacked sets, the examples, and the run record
+    assert {"psnr", "ssim", "lfd"} <= set(m[m.refiner.isin(names) & (m.detector == "")].metric)
+    assert (run_dir / "examples" / "refined-pgd_eps=8_255_target=durall").is_dir()
+    # the stored attacked images are 8-bit and within the budget around the test fakes
+    stages = sorted(Path(cfg.cache_dir).glob("attacked/*/images.npy"))
+    assert len(stages) == 2
+    split = pd.read_csv(run_dir / "split.csv")
+    test_fakes = split[(split.label == "fake") & (split.part == "test")].path.tolist()
+    from stigbench.core.imageset import FileImageSet
+
+    fakes = FileImageSet(test_fakes, size=32).to_array().astype(np.int16)
+    for stage in stages:
+        stored = np.load(stage).astype(np.int16)
+        assert stored.shape == fakes.shape
+        assert np.abs(stored - fakes).max() <= 8 and np.abs(stored - fakes).max() >= 1
+    # deployed metrics: too few validation reals for 1 % FPR here, so no number is printed
+    durall = m[(m.detector == "durall") & (m.condition == "fake")].set_index("metric").value
+    assert durall["val_reals"] < 100 and math.isnan(durall["tpr_at_fpr1"]) and math.isnan(durall["tpr_at_fpr01"])
+    assert {"balanced_acc", "ece", "ece_balanced"} <= set(durall.index)
+    # a second run reuses the attacked sets
+    again = run_benchmark(cfg)
+    assert again.stage_misses == 0
+    pd.testing.assert_frame_equal(again.metrics.reset_index(drop=True), m.reset_index(drop=True))
