@@ -34,11 +34,12 @@ class WithKnobs(RunConfig):
                               option=Option(grid=True, grid_note="Per cell."))
 
 
-def test_result_free_and_legacy_settings_are_those_of_0_2():
+def test_result_free_and_legacy_settings_are_those_of_0_2_plus_attacks():
     assert NON_RESULT_SETTINGS == frozenset({"out", "progress", "cache", "cache_dir", "spec_dirs", "plugins", "name"})
     assert dict(LEGACY_DEFAULTS) == {
         "fit_refiners_on": "train", "test_datasets": "", "attack_from": None,
         "layout": None, "root": None, "subset": None, "real_root": None,
+        "attacks": "",  # 0.4: a run saved before --attack existed ran no gradient attack
     }
 
 
