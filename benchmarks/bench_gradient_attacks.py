@@ -44,7 +44,8 @@ from stigbench.reporting.render.markdown import to_markdown  # noqa: E402
 from stigbench.reporting.run.deployed_table import display_deployed  # noqa: E402
 from stigbench.reporting.run.metrics_csv import read_metrics  # noqa: E402
 
-ATTACKS = "pgd:eps=*,apgd:eps=4/255"
+#: APGD at 50 steps too: its schedule (step size from 2ε, halved only at checkpoints) is made for ~100 steps.
+ATTACKS = "pgd:eps=*,apgd:eps=4/255,apgd:eps=4/255:steps=50"
 
 
 def _ci(row: pd.Series) -> str:
@@ -65,12 +66,12 @@ def attack_tables(metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         mine = det[det["detector"] == target]
         fake = mine[(mine["condition"] == "fake") & (mine["metric"] == "auc")].iloc[0]
         row = {"target": target, "AUC fake": _ci(fake)}
-        for attack in ("pgd", "apgd"):
-            name = f"{attack}:eps=4/255:target={target}"
-            cut = mine[mine["refiner"] == name]
-            for metric, label in (("asr", "ASR"), ("auc", "AUC after")):
+        for attack, label in (("pgd:eps=4/255", "PGD"), ("apgd:eps=4/255", "APGD"),
+                              ("apgd:eps=4/255:steps=50", "APGD-50")):
+            cut = mine[mine["refiner"] == f"{attack}:target={target}"]
+            for metric, what in (("asr", "ASR"), ("auc", "AUC after")):
                 hit = cut[cut["metric"] == metric]
-                row[f"{attack.upper()} {label}"] = _ci(hit.iloc[0]) if len(hit) else "—"
+                row[f"{label} {what}"] = _ci(hit.iloc[0]) if len(hit) else "—"
         rows.append(row)
         for k in (1, 2, 4, 8):
             name = f"pgd:eps={k}/255:target={target}"
@@ -134,8 +135,11 @@ def main() -> None:
     metrics = read_metrics(run_dir / "metrics.csv")
     record = json.loads((run_dir / "run.json").read_text())
     targets, sweep = attack_tables(metrics)
-    deployed = display_deployed(pd.read_csv(run_dir / "deployed.csv", keep_default_na=False).replace("", np.nan)
-                                .fillna({"knowledge": "", "target": "", "budget": ""}))
+    deployed = pd.read_csv(run_dir / "deployed.csv").fillna({"knowledge": "", "target": "", "budget": ""})
+    # the fakes, the refiners, and each attack at 4/255 on its own target (the full table: deployed.csv)
+    keep = (deployed["target"] == "") | ((deployed["target"] == deployed["detector"])
+                                         & deployed["condition"].str.contains(":eps=4/255:target="))
+    deployed = display_deployed(deployed[keep])
     child = subprocess.run([sys.executable, __file__, "--craft", str(run_dir), "--steps", str(args.steps)],
                            capture_output=True, text=True, check=True)
     cost = json.loads(child.stdout.strip().splitlines()[-1])
@@ -143,8 +147,8 @@ def main() -> None:
                                  f"{v['oracle_max_abs_diff']:.1e}"} for d, v in cost["detectors"].items()])
     stage_seconds = {k: v.get("craft_seconds") for k, v in record.get("attacks", {}).items()}
     body = "\n\n".join([
-        f"Run `{run_dir.name}` on **{args.dataset}** (`--refiner {args.refiners} --attack '{ATTACKS}'`, 10 steps, "
-        f"L∞, cross-entropy), {run_seconds:.0f} s wall in all; test split: {cost['images']} fakes at "
+        f"Run `{run_dir.name}` on **{args.dataset}** (`--refiner {args.refiners} --attack '{ATTACKS}'`, 10 steps "
+        f"unless named, L∞, cross-entropy), {run_seconds:.0f} s wall in all; test split: {cost['images']} fakes at "
         f"{cost['size']}².",
         "Per target (its own white-box attack at ε = 4/255; ASR with its bootstrap interval over the flagged fakes):",
         to_markdown(targets),
@@ -157,7 +161,8 @@ def main() -> None:
         to_markdown(craft_table),
         "Crafting seconds of each attacked-set stage in the run (cached stages: from the run that made them): "
         + ", ".join(f"{k} {v}" for k, v in stage_seconds.items()) + ".",
-        "The detector as deployed (`deployed.csv` of the run):",
+        "The detector as deployed (`deployed.csv` of the run: the fakes, the refiners, each attack at 4/255 on "
+        "its own target):",
         to_markdown(deployed),
     ])
     print(body)

@@ -308,7 +308,7 @@ def detect(detector_dir: str, input_path: str, out: str | None, fmt: str, size: 
 
 
 @main.command("list")
-@click.argument("kind", type=click.Choice(["detectors", "refiners", "datasets", "perturbations"]))  # tests: = KINDS
+@click.argument("kind", type=click.Choice(["detectors", "refiners", "attacks", "datasets", "perturbations"]))  # tests: = KINDS
 @click.argument("pattern", required=False)
 @click.option("--spec-dir", multiple=True, type=click.Path(exists=True, file_okay=False))
 def list_(kind: str, pattern: str | None, spec_dir: tuple[str, ...]) -> None:

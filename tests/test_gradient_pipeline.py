@@ -156,3 +156,46 @@ def test_run_with_pgd_writes_threat_model_and_stored_sets_within_budget(base):
     again = run_benchmark(cfg)
     assert again.stage_misses == 0
     pd.testing.assert_frame_equal(again.metrics.reset_index(drop=True), m.reset_index(drop=True))
+
+
+def _deployed_rows(dataset: str, tpr1: float, asr: float) -> pd.DataFrame:
+    attack = "pgd:eps=4/255:target=a"
+    threat = dict(zip(THREAT_COLUMNS, ["white-box", "a", "linf 4/255", "fake→real"]))
+    rows = []
+    for refiner, auc in (("", 0.9), (attack, 0.2)):
+        values = {"auc": auc, "tpr_at_fpr1": tpr1 if not refiner else tpr1 / 2, "tpr_at_fpr01": math.nan,
+                  "balanced_acc": 0.8, "ece": 0.1, "val_reals": 120.0, **({"asr": asr} if refiner else {})}
+        for metric, value in values.items():
+            rows.append({"dataset": dataset, "test_dataset": dataset, "seed": 0, "refiner": refiner, "detector": "a",
+                         "trained_on": "fake", "condition": "refined" if refiner else "fake", "perturbation": "none",
+                         "metric": metric, "value": value, "ci_low": value - 0.05 if metric == "auc" else math.nan,
+                         "ci_high": value + 0.05 if metric == "auc" else math.nan,
+                         **(threat if refiner else dict.fromkeys(THREAT_COLUMNS, ""))})
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+def test_leaderboard_averages_the_deployed_metrics_and_never_prints_an_unmeasurable_tpr():
+    from types import SimpleNamespace
+
+    from stigbench.reporting.compare.leaderboard import NOT_MEASURABLE, attack_detail_table, leaderboard
+
+    runs = [SimpleNamespace(metrics=_deployed_rows("x", 0.8, 1.0)), SimpleNamespace(metrics=_deployed_rows("y", 0.6, 0.8))]
+    board = leaderboard(runs, {0: "x", 1: "y"})
+    fake = board[board.attack == ""].iloc[0]
+    after = board[board.attack != ""].iloc[0]
+    assert fake.tpr_at_fpr1 == pytest.approx(0.7) and after.tpr_at_fpr1 == pytest.approx(0.35)
+    assert after.asr == pytest.approx(0.9) and math.isnan(after.tpr_at_fpr01)
+    detail = attack_detail_table(board)
+    assert detail["ASR"].iloc[0].startswith("0.900") and detail["TPR@0.1%FPR(val)"].iloc[0] == NOT_MEASURABLE
+
+
+def test_the_deployed_table_says_not_measurable_with_the_count():
+    from stigbench.reporting.run.deployed_table import deployed_table, display_deployed
+
+    table = deployed_table(_deployed_rows("x", 0.8, 1.0))
+    assert list(table.condition) == ["fake", "refined:pgd:eps=4/255:target=a"]
+    shown = display_deployed(table)
+    assert shown["TPR@0.1%FPR(val)"].tolist() == ["not measurable (120 val reals < 1000)"] * 2
+    assert shown["TPR@1%FPR(val)"].tolist() == ["0.800", "0.400"]
+    assert "test FPR@0.1%" not in shown  # no row can measure it: the TPR column already says why
+    assert shown["target"].tolist() == ["", "a"] and shown["ASR"].tolist() == ["", "1.000"]

@@ -234,3 +234,13 @@ def test_other_estimators_have_no_torch_path(estimator, phrase):
     x, y, x_test = _random_problem()
     with pytest.raises(ValueError, match="no torch path"):
         estimator_logits(estimator.fit(x, y), torch.from_numpy(x_test))
+
+
+def test_cnn_logits_follow_the_precision_the_detector_scores_in(data):
+    """A run's ``precision=auto`` is bf16 on a CPU with AMX: the torch path computes as ``score`` does, so the
+    white-box attacker attacks the deployed model and the oracle holds there too."""
+    det = construct(detectors().get("spectrum-cnn"), {**CNN_SETTINGS, "precision": "bf16"}, seed=0, device="cpu")
+    det.fit(*data["train"])
+    test = data["test"][0]
+    got = torch.sigmoid(det.logits(as_batch(test))).detach().double().numpy()
+    assert np.abs(got - det.score(test)).max() <= TOLERANCE

@@ -298,10 +298,11 @@ class CNNDetector(Estimator):
         :class:`~stigbench.core.contracts.DifferentiableDetector`, for white-box attacks).
 
         The fitted network in eval mode (the training flag is restored afterwards; BatchNorm statistics
-        are not touched) on :meth:`preprocess`, in fp32 without autocast and without ``inference_mode``,
-        so that gradients flow back to ``images``. One logit is returned as is; two become
-        ``l₁ − l₀``, since ``softmax(l)₁ = sigmoid(l₁ − l₀)``. ``sigmoid`` of it is :meth:`score` with
-        ``precision="fp32"`` (reduced precision scores differ by their rounding).
+        are not touched) on :meth:`preprocess`, computed as :meth:`score` computes it — the same
+        precision (``auto`` is bf16 on a CPU with AMX: the white-box attacker attacks the model as it
+        is deployed, and an fp32 path would differ from the scores by bf16's rounding, 2e-2 measured on
+        demo-gan) — but without ``inference_mode``, so that gradients flow back to ``images``. One
+        logit is returned as is; two become ``l₁ − l₀``, since ``softmax(l)₁ = sigmoid(l₁ − l₀)``.
         """
         self._check_fitted("model_")
         model = self.model_
@@ -309,8 +310,10 @@ class CNNDetector(Estimator):
         was_training = model.training
         model.eval()
         try:
-            with torch.autocast(device.type, enabled=False):
-                out = model(self.preprocess(images.to(device))).float()
+            x = self.preprocess(images.to(device))
+            with autocast(device, resolve_precision(self.precision, device)):
+                out = model(x)
+            out = out.float()
         finally:
             model.train(was_training)
         if self.num_outputs == 1:

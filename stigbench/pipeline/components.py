@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from stigbench.attacks.perturbations import PERTURBATIONS, format_value
-from stigbench.attacks.registry import refiners
+from stigbench.attacks.registry import attacks, refiners
+from stigbench.core.contracts import torch_path_unavailable
 from stigbench.core.registry import Registry
 from stigbench.data.specs import datasets
 from stigbench.detection.registry import detectors
@@ -17,8 +18,17 @@ from stigbench.detection.registry import detectors
 
 def _detector_row(reg: Registry[Any], name: str) -> dict[str, Any]:
     m = reg.meta(name)
+    try:  # with its default parameters; a configuration may lose it (dzanic:classifier=knn)
+        attackable = "yes" if torch_path_unavailable(reg.get(name)()) is None else ""
+    except (TypeError, ValueError):  # a plug-in whose constructor needs arguments
+        attackable = "?"
     return {"name": name, "family": m.family, "domain": m.domain, "default": "yes" if m.default else "",
-            "paper": m.paper}
+            "torch path": attackable, "paper": m.paper}
+
+
+def _attack_row(reg: Registry[Any], name: str) -> dict[str, Any]:
+    m = reg.meta(name)
+    return {"name": name, "knowledge": m.knowledge, "paper": m.paper, "description": m.description}
 
 
 def _refiner_row(reg: Registry[Any], name: str) -> dict[str, Any]:
@@ -51,6 +61,7 @@ class Kind:
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("detectors", lambda _dirs: detectors(), _detector_row, "detector_params"),
     Kind("refiners", lambda _dirs: refiners(), _refiner_row, "refiner_params"),
+    Kind("attacks", lambda _dirs: attacks(), _attack_row),
     Kind("perturbations", lambda _dirs: PERTURBATIONS, _perturbation_row),
     Kind("datasets", lambda dirs: datasets(dirs), _dataset_row),
 )}

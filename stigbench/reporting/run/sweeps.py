@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from stigbench.attacks.white_box import format_eps
 from stigbench.evaluation.evidence import WORKING_AUC
 from stigbench.evaluation.sweep import interpolate_at, sweep_point
 from stigbench.reporting.render import html as H
@@ -38,7 +39,8 @@ SWEEP_NOTE = (f"Per attack and strength, on clean test images: PSNR/SSIM of the 
               f"flagged at the validation threshold that are no longer flagged), both over the working detectors "
               f"(fake AUC ≥ {WORKING_AUC:g}, trained on the fakes; `working`: how many). Strength 1 is the full "
               "attack (named without strength=); sweep points below 1 get no FID/KID. A gradient attack is swept "
-              "over its budget ε (the `strength` column holds ε) and read on its white-box target only.")
+              "over its budget ε (the `strength` column holds ε) and read by its ASR on its white-box target only (no "
+              "evasion: driving its target past chance is its aim).")
 EQUAL_NOTE = ("Each full-strength attack against each swept attack at the full-strength attack's PSNR: the swept "
               "attack's LFD, evasion and ASR interpolated linearly in PSNR between its measured strengths, never "
               "extrapolated (`outside the sweep`).")
@@ -66,7 +68,8 @@ def sweep_table(metrics: pd.DataFrame) -> pd.DataFrame:
             mine = mine[mine["detector"] == target]
         a = mine.loc[mine["metric"] == "auc", "value"]
         s = mine.loc[mine["metric"] == "asr", "value"]
-        row["evasion"] = float((a - 0.5).abs().mean()) if len(a) else math.nan
+        # A white-box attack drives its own target past chance on purpose: read by its ASR, no evasion.
+        row["evasion"] = float((a - 0.5).abs().mean()) if len(a) and not target else math.nan
         row["asr"] = float(s.mean()) if len(s) else math.nan
         row["working"] = int(a.size)
         rows.append(row)
@@ -74,6 +77,13 @@ def sweep_table(metrics: pd.DataFrame) -> pd.DataFrame:
     order = {a: i for i, a in enumerate(dict.fromkeys(table["attack"]))}  # attacks as they came, strengths rising
     return table.sort_values(["attack", "strength"], key=lambda c: c.map(order) if c.name == "attack" else c,
                              kind="stable").reset_index(drop=True)
+
+
+def strength_text(strength: float, refiner: str) -> str:
+    """A sweep point's strength as it reads: ``0.5``, or a gradient attack's budget as ``4/255``."""
+    if ":eps=" in str(refiner):
+        return format_eps(float(strength), "linf")
+    return f"{strength:g}"
 
 
 def _target(rows: pd.DataFrame) -> str:
@@ -146,7 +156,8 @@ def sweep_plot(table: pd.DataFrame, path: Path, title: str | None = None) -> boo
     plt = pyplot()
     fig, axes = plt.subplots(len(groups), len(CURVES), figsize=(4.6 * len(CURVES), 3.8 * len(groups)), squeeze=False)
     attacks = list(dict.fromkeys(a for _, t in groups for a in t["attack"]))
-    colours = dict(zip(attacks, plt.get_cmap("tab10").colors * (1 + len(attacks) // 10)))
+    palette = plt.get_cmap("tab10" if len(attacks) <= 10 else "tab20").colors  # 20 before any colour repeats
+    colours = dict(zip(attacks, palette * (1 + len(attacks) // len(palette))))
     for row, (group, t) in zip(axes, groups):
         swept = swept_attacks(t)
         for ax, (name, label) in zip(row, CURVES):
@@ -155,7 +166,8 @@ def sweep_plot(table: pd.DataFrame, path: Path, title: str | None = None) -> boo
                 if attack in swept:
                     ax.plot(g["psnr"], g[name], "o-", ms=4, color=colours[attack], label=attack)
                     for _, p in g.iloc[[0, -1]].iterrows():
-                        ax.annotate(f"{p['strength']:g}", (p["psnr"], p[name]), textcoords="offset points",
+                        ax.annotate(strength_text(p["strength"], p["refiner"]), (p["psnr"], p[name]),
+                                    textcoords="offset points",
                                     xytext=(3, 3), fontsize=7, color=colours[attack])
                 else:
                     ax.plot(g["psnr"], g[name], "s", ms=6, color=colours[attack], label=attack)
@@ -196,7 +208,7 @@ def _shown(table: pd.DataFrame) -> pd.DataFrame:
     out = table.copy()
     for c in out.columns:
         if c == "strength":
-            out[c] = [f"{v:g}" for v in out[c]]
+            out[c] = [strength_text(v, r) for v, r in zip(out[c], out.get("refiner", [""] * len(out)))]
         elif c not in ("group", "attack", "refiner", "against", "note", "working", "n"):
             out[c] = [_num(v, 1 if c.startswith("psnr") else 3) for v in out[c]]
     return out
