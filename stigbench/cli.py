@@ -87,6 +87,12 @@ def _build_config(config_path: str | None, overrides: tuple[str, ...], spec_dir:
     for name, params in parse_overrides(overrides).items():
         field = params_field(name)
         if field is None:
+            from stigbench.attacks.registry import attacks
+
+            if name in attacks():  # an attack's parameters live in its --attack item, with its target
+                example = ":".join(f"{k}={v}" for k, v in params.items())
+                raise click.BadParameter(f"{name!r} is an attack: give its parameters in --attack "
+                                         f"('{name}:{example}')", param_hint="--set")
             raise click.BadParameter(f"{name!r} is neither a refiner nor a detector", param_hint="--set")
         data.setdefault(field, {}).setdefault(name, {}).update(params)
     if quiet:

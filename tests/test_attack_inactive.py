@@ -194,7 +194,7 @@ def test_an_older_run_folder_is_judged_from_what_it_holds(inactive_run, tmp_path
     # no fit_info in run.json, a refiner folder's fit_info.json instead, and a PSNR that alone says active
     record["refiners"]["do-nothing-test"]["fit_info"] = {}
     (old / "run.json").write_text(json.dumps(record), encoding="utf-8")
-    metrics = pd.read_csv(old / "metrics.csv", keep_default_na=False)
+    metrics = pd.read_csv(old / "metrics.csv", keep_default_na=False, dtype={"value": object})
     metrics.loc[(metrics.refiner == "do-nothing-test") & (metrics.metric == "psnr"), "value"] = 30.0
     metrics.to_csv(old / "metrics.csv", index=False)
     assert load_run(old).inactive == {}  # nothing left to tell: unflagged

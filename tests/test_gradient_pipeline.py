@@ -199,3 +199,12 @@ def test_the_deployed_table_says_not_measurable_with_the_count():
     assert shown["TPR@1%FPR(val)"].tolist() == ["0.800", "0.400"]
     assert "test FPR@0.1%" not in shown  # no row can measure it: the TPR column already says why
     assert shown["target"].tolist() == ["", "a"] and shown["ASR"].tolist() == ["", "1.000"]
+
+
+def test_set_on_an_attack_points_to_its_attack_item():
+    from click.testing import CliRunner
+
+    from stigbench.cli import main
+
+    result = CliRunner().invoke(main, ["run", "--dataset", "demo-gan", "--attack", "pgd", "--set", "pgd.steps=20"])
+    assert result.exit_code != 0 and "'pgd' is an attack: give its parameters in --attack ('pgd:steps=20')" in result.output

@@ -129,8 +129,10 @@ def test_refined_set_of_a_refiner_without_store_is_streamed_to_a_mapped_array(ti
     finally:
         REFINERS.remove("no-store-test")
     m = result.metrics[result.metrics.refiner != ""]
-    values = {r: g.sort_values(["detector", "metric"]).value.tolist() for r, g in m.groupby("refiner")}
-    assert values["no-store-test"] == values["spectral-match"] and len(values["spectral-match"]) > 5
+    values = {r: g.sort_values(["detector", "metric"]).value.to_numpy(float) for r, g in m.groupby("refiner")}
+    # equal_nan: a TPR at 1 % FPR is not measurable on 6 validation reals (NaN) for both alike
+    np.testing.assert_array_equal(values["no-store-test"], values["spectral-match"])
+    assert len(values["spectral-match"]) > 5
     folders = sorted((tmp_path / "stages" / "refined").glob("no-store-test-test-*"))
     assert len(folders) == 1
     stored = load_array(folders[0], ids=[])
