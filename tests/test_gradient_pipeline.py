@@ -64,6 +64,13 @@ def test_a_white_box_attack_needs_a_torch_path(base):
         resolve(dataclasses.replace(only_knn, attacks="pgd"))
 
 
+def test_the_plan_says_what_attacked_sets_skip(base):
+    notes = resolve(dataclasses.replace(base, attacks="pgd", perturb="jpeg:75", refiners="blur:1",
+                                        adaptive=True)).notes
+    assert any("scored on clean images only" in n for n in notes)
+    assert any("--adaptive retrains on refined fakes only" in n for n in notes)
+
+
 def test_plan_without_attacks_is_unchanged(base):
     assert resolve(base).attacks == [] and resolve(base).to_dict()["attacks"] == {}
 
