@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from stigbench.attacks.gradient import apgd, check_settings, parse_eps, pgd
+from stigbench.attacks.gradient import apgd, check_settings, parse_eps, pgd, quantize_in_ball
 from stigbench.attacks.registry import register_attack
 from stigbench.core.contracts import REAL, LogitsFn
 from stigbench.core.estimator import Estimator
@@ -68,6 +68,10 @@ class WhiteBoxAttack(Estimator):
         """The threat model's budget, e.g. ``"linf 4/255"`` or ``"l2 0.5"``."""
         self.check_params()
         return f"{self.norm} {format_eps(float(self.eps), self.norm)}"
+
+    def store(self, adversarial: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """On the 8-bit grid and back inside the ε-ball (:func:`~stigbench.attacks.gradient.quantize_in_ball`)."""
+        return quantize_in_ball(adversarial, images, float(self.eps), self.norm)
 
     def perturb(self, images: torch.Tensor, logits_fn: LogitsFn, *, towards: int = REAL,
                 generator: torch.Generator | None = None) -> torch.Tensor:

@@ -149,6 +149,7 @@ class GradientAttack(Protocol):
     its hyper-parameters (budget ``eps``, ``norm``, ``steps``...; ``target`` names the detector of the run
     it attacks, ``None`` = each attackable one), stored only.
 
+    ``budget()`` says the budget in words for the ``budget`` column (``"linf 4/255"``).
     ``perturb(images, logits_fn, towards=REAL, generator=...)`` returns adversarial images of the same
     shape, in ``[0, 1]`` and within the budget around ``images``, that push ``logits_fn`` toward the label
     ``towards``: ``REAL`` (lower logits, the fake→real evasion) or ``FAKE`` (higher logits, a false alarm on
@@ -158,8 +159,13 @@ class GradientAttack(Protocol):
     def perturb(self, images: torch.Tensor, logits_fn: LogitsFn, *, towards: int = REAL,
                 generator: torch.Generator | None = None) -> torch.Tensor: ...
 
+    def store(self, adversarial: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """``adversarial`` as it is stored: float multiples of 1/255 in ``[0, 1]`` (attacked sets are 8-bit,
+        like every image set), still within the attack's budget around ``images``."""
+        ...
+
 
 REFINER_METHODS = ("fit", "refine", "save", "load")
-ATTACK_METHODS = ("perturb",)
+ATTACK_METHODS = ("perturb", "store", "budget")
 DETECTOR_METHODS = ("fit", "score")
 DETECTOR_PERSISTENCE_METHODS = ("save", "load")

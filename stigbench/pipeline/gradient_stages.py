@@ -25,7 +25,6 @@ from typing import Any
 import pandas as pd
 import torch
 
-from stigbench.attacks.gradient import quantize_in_ball
 from stigbench.attacks.registry import attacks as attack_registry
 from stigbench.core.contracts import REAL
 from stigbench.core.imageset import ArrayImageSet, ImageSet, map_batches
@@ -48,7 +47,7 @@ FAKE_TO_REAL = "fake→real"
 def threat_model(component: Component) -> dict[str, str]:
     """The threat-model columns of one attack component (see the module docstring)."""
     attack = component.prototype
-    budget = attack.budget() if callable(getattr(attack, "budget", None)) else ""
+    budget = attack.budget()
     return {"refiner": component.display, "attack": component.name,
             "knowledge": attack_registry().meta(component.name).knowledge,
             "target": str(component.params.get("target", "")), "budget": budget, "direction": FAKE_TO_REAL}
@@ -73,8 +72,7 @@ def attacked_set(state: RunState, component: Component) -> ArrayImageSet | None:
 
         def craft(batch: torch.Tensor) -> torch.Tensor:
             adversarial = attack.perturb(batch, detector.logits, towards=REAL, generator=generator)
-            stored = quantize_in_ball(adversarial.detach(), batch, attack.eps, attack.norm)
-            return stored.float() / 255.0 if stored.dtype == torch.uint8 else stored
+            return attack.store(adversarial.detach(), batch)
 
         progress = f"{display}: crafting" if state.ctx.progress else None
         map_batches(fakes, craft, int(getattr(attack, "batch_size", state.config.batch_size)), progress=progress,
