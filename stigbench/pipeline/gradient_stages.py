@@ -31,6 +31,7 @@ from stigbench.core.imageset import ArrayImageSet, ImageSet, map_batches
 from stigbench.core.io import read_json, write_json
 from stigbench.detection.registry import is_persistent
 from stigbench.evaluation.rows import CLEAN, THREAT_COLUMNS
+from stigbench.pipeline.attack_stages import perturbed_sets
 from stigbench.pipeline.detection_stages import score_conditions
 from stigbench.pipeline.isolation import isolated
 from stigbench.pipeline.plan import Component
@@ -96,21 +97,25 @@ def attacked_set(state: RunState, component: Component) -> ArrayImageSet | None:
     return load_array(folder, fakes.ids)
 
 
-def run_attacks(state: RunState) -> dict[str, ImageSet]:
-    """Craft every attack of the plan and score the attacked sets with every fitted detector; returns the
-    attacked sets by display name (for the distance, fidelity and quality rows)."""
+def run_attacks(state: RunState, perturbed: dict[str, dict[str, ImageSet]]) -> dict[str, dict[str, ImageSet]]:
+    """Craft every attack of the plan and score the attacked sets with every fitted detector, clean and under
+    each test-time perturbation (does an attack survive JPEG?); returns ``{perturbation: {set key: images}}``
+    of the attacked sets (for the distance, fidelity and quality rows). ``perturbed`` holds each
+    perturbation's test reals, already made."""
     attacked: dict[str, ImageSet] = {}
     for component in state.plan.attacks:
         images = attacked_set(state, component)
         if images is not None:
-            attacked[component.display] = images
+            attacked[f"refined:{component.display}"] = images
     if not attacked:
-        return attacked
-    sets: dict[str, ImageSet] = {"real": state.part("real", "test"), **{f"refined:{d}": s for d, s in attacked.items()}}
+        return {}
+    out = {p.name: perturbed_sets(state, p, attacked) for p in state.perturbations}
     for name, (detector, folder) in state.fitted.items():
         with isolated(state.errors, f"detector:{name}@attacks", "detector %s failed on the attacked sets", name):
-            score_conditions(state, detector, folder, name, "fake", sets, CLEAN, [k for k in sets if k != "real"])
-    return attacked
+            for pert, sets in out.items():
+                score_conditions(state, detector, folder, name, "fake", {"real": perturbed[pert]["real"], **sets},
+                                 pert, list(sets))
+    return out
 
 
 def attacks_frame(attack_info: dict[str, dict[str, Any]]) -> pd.DataFrame:

@@ -283,9 +283,6 @@ def resolve_attacks(config: RunConfig, detectors: list[Component], context: RunC
     if out and config.adaptive:
         notes.append("--adaptive retrains on refined fakes only; the attacked sets of --attack are not used "
                      "to retrain the detectors")
-    if out and any(p.strip() not in ("", CLEAN) for p in config.perturb.split(",")):
-        notes.append("--perturb applies to the test reals, fakes and refined sets; the attacked sets of --attack "
-                     "are scored on clean images only")
     if out and config.test_datasets.strip():
         notes.append("--attack crafts attacked sets from this run's own test fakes only; the cross-dataset "
                      "cells score no attacked set")

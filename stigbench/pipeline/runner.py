@@ -201,11 +201,13 @@ class _Run(RunState):
             evaluate_detector(self, name, perturbed)
         # Gradient attacks need the fitted detectors; their sets then count as attacked fakes for the
         # distances, fidelity and quality below (on the clean test sets only).
-        attacked = run_attacks(self)
+        attacked = run_attacks(self, perturbed)
         if attacked:
-            _save_examples(self.run_dir, real_test, fake_test, attacked, fakes_too=False)
-            refined = {**refined, **attacked}
-            perturbed[CLEAN] = {**perturbed[CLEAN], **{f"refined:{d}": s for d, s in attacked.items()}}
+            clean = {key.partition(":")[2]: images for key, images in attacked[CLEAN].items()}
+            _save_examples(self.run_dir, real_test, fake_test, clean, fakes_too=False)
+            refined = {**refined, **clean}
+            for pert, sets in attacked.items():
+                perturbed[pert] = {**perturbed[pert], **sets}
         if self.config.adaptive:
             for display, folder in refiners.items():
                 if display in refined:
