@@ -218,3 +218,29 @@ def test_set_on_an_attack_points_to_its_attack_item():
 
     result = CliRunner().invoke(main, ["run", "--dataset", "demo-gan", "--attack", "pgd", "--set", "pgd.steps=20"])
     assert result.exit_code != 0 and "'pgd' is an attack: give its parameters in --attack ('pgd:steps=20')" in result.output
+
+
+def test_stig_pgd_starts_from_the_runs_stig(base):
+    specs = resolve_attack_specs("stig+pgd:eps=2/255, pgd:start=spectral-match")
+    assert [(s.display(), s.start) for s in specs] == [("stig+pgd:eps=2/255", "stig"),
+                                                       ("pgd:start=spectral-match", "spectral-match")]
+    with pytest.raises(PlanError, match="starts from the fakes refined by 'stig', which is not a refiner of this run"):
+        resolve(dataclasses.replace(base, attacks="stig+pgd", refiners="spectral-match"))
+    plan = resolve(dataclasses.replace(base, attacks="stig+pgd:target=durall", refiners="stig"))
+    assert [(c.display, c.start) for c in plan.attacks] == [("stig+pgd:target=durall", "stig")]
+
+
+@pytest.mark.heavy
+def test_an_attack_started_from_a_refiner_is_centred_on_its_output(base):
+    cfg = dataclasses.replace(base, refiners="spectral-match", detectors="durall",
+                              attacks="pgd:eps=2/255:start=spectral-match")
+    result = run_benchmark(cfg)
+    assert not result.errors
+    name = "pgd:eps=2/255:start=spectral-match:target=durall"
+    attacks = pd.read_csv(result.run_dir / "gradient_attacks.csv", keep_default_na=False)
+    assert attacks.set_index("refiner").loc[name, "budget"] == "linf 2/255 around spectral-match"
+    refined = np.load(next(Path(cfg.cache_dir).glob("refined/spectral-match-test-*/images.npy"))).astype(np.int16)
+    attacked = np.load(next(Path(cfg.cache_dir).glob("attacked/*/images.npy"))).astype(np.int16)
+    assert 1 <= np.abs(attacked - refined).max() <= 2  # the ball is centred on the refined fakes
+    psnr = result.metrics[(result.metrics.metric == "psnr")].set_index("refiner").value
+    assert psnr[name] < psnr["spectral-match"]  # measured against the original fakes: both steps' cost

@@ -142,3 +142,16 @@ class APGD(WhiteBoxAttack):
                 generator: torch.Generator) -> torch.Tensor:
         return apgd(images, logits_fn, eps=self.eps, norm=self.norm, steps=self.steps, loss=self.loss,
                     towards=towards, batch_size=self.batch_size)
+
+
+@register_attack("stig+pgd", paper="Lee et al., STIG, AAAI 2024, then Madry et al., ICLR 2018 (PGD started from the "
+                 "refined image, a published hybrid of spectral refinement and pixel gradients)",
+                 description="PGD started from the run's STIG-refined fakes, its ε-ball centred there")
+class StigPGD(PGD):
+    """:class:`PGD` whose starting images are the fakes refined by the run's ``stig`` refiner: the pipeline
+    reads ``start_from`` and gives :meth:`perturb` those images, so the ε-ball is centred on STIG's output
+    (the ``budget`` column says ``around stig``; PSNR is measured against the original fakes, the whole
+    cost of both steps)."""
+
+    #: The refiner of the run whose refined fakes this attack starts from.
+    start_from: ClassVar[str] = "stig"

@@ -3,6 +3,8 @@
 * ``pgd`` attacks each detector of the run that has a torch path (a ``logits`` method,
   :class:`~stigbench.core.contracts.DifferentiableDetector`), one attacked set per detector;
   ``pgd:target=durall`` attacks that detector only.
+* ``pgd:start=stig`` starts from the fakes refined by the run's refiner ``stig`` and centres the budget
+  there (``stig+pgd`` is that attack registered under its own name);
 * ``name:param=value`` sets any constructor parameter (several: ``pgd:eps=8/255:steps=20``); ε is a
   number in ``[0, 1]`` or ``k/255``. ``name:param=*`` expands to the grid the class declares for the
   parameter (``pgd:eps=*`` -> 1, 2, 4 and 8/255).
@@ -35,10 +37,15 @@ class AttackSpec:
     name: str
     params: dict[str, Any] = field(default_factory=dict)
     target: str | None = None
+    #: The refiner of the run whose refined fakes the attack starts from (its budget is centred there);
+    #: ``None``: the test fakes. ``stig+pgd`` implies ``stig``.
+    start: str | None = None
 
     def display(self, target: str | None = None) -> str:
         """The canonical name of this attack against ``target`` (default: its own)."""
-        return attack_display(self.name, self.params, target or self.target)
+        implied = getattr(attack_registry().get(self.name), "start_from", None)
+        start = self.start if self.start != implied else None
+        return attack_display(self.name, self.params, target or self.target, start)
 
 
 def _display_value(param: str, value: Any) -> str:
@@ -46,16 +53,20 @@ def _display_value(param: str, value: Any) -> str:
     return format_eps(float(value), "linf") if param in BUDGET_PARAMS else _format(value)
 
 
-def attack_display(name: str, params: dict[str, Any], target: str | None) -> str:
-    """``('pgd', {'eps': 4/255}, 'durall')`` -> ``'pgd:eps=4/255:target=durall'``."""
+def attack_display(name: str, params: dict[str, Any], target: str | None, start: str | None = None) -> str:
+    """``('pgd', {'eps': 4/255}, 'durall')`` -> ``'pgd:eps=4/255:target=durall'`` (``start`` before the target)."""
     cls = attack_registry().get(name)
     parts = [f"{k}={_display_value(k, v)}" for k, v in _canonical(cls, params).items() if k != "target"]
+    if start:
+        parts.append(f"start={start}")
     if target:
         parts.append(f"target={target}")
     return ":".join([name, *parts])
 
 
 def _typed(name: str, cls: type, param: str, text: str) -> Any:
+    if param == "start":  # a pipeline parameter, like target: the refiner display name as given
+        return text
     if param in BUDGET_PARAMS:
         try:
             return parse_eps(text)
@@ -82,11 +93,14 @@ def resolve_attack_spec(item: str) -> AttackSpec:
     target = params.pop("target", None)
     if target is not None and not isinstance(target, str):
         raise ValueError(f"attack spec {item!r}: target must be a detector name, got {target!r}")
+    start = params.pop("start", None) or getattr(cls, "start_from", None)
+    if start is not None and not isinstance(start, str):
+        raise ValueError(f"attack spec {item!r}: start must be a refiner of the run, got {start!r}")
     params = _canonical(cls, params)
     for param, value in params.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"attack spec {item!r}: {param} must be finite")
-    return AttackSpec(name, params, target)
+    return AttackSpec(name, params, target, start)
 
 
 def resolve_attack_specs(spec: str) -> list[AttackSpec]:

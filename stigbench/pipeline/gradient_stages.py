@@ -48,23 +48,28 @@ FAKE_TO_REAL = "fake→real"
 def threat_model(component: Component) -> dict[str, str]:
     """The threat-model columns of one attack component (see the module docstring)."""
     attack = component.prototype
-    budget = attack.budget()
+    budget = attack.budget() + (f" around {component.start}" if component.start else "")
     return {"refiner": component.display, "attack": component.name,
             "knowledge": attack_registry().meta(component.name).knowledge,
             "target": str(component.params.get("target", "")), "budget": budget, "direction": FAKE_TO_REAL}
 
 
-def attacked_set(state: RunState, component: Component) -> ArrayImageSet | None:
-    """The test fakes attacked by ``component`` against its target's fitted torch path (a cached stage);
-    ``None`` when the target failed or crafting failed (the error is recorded)."""
+def attacked_set(state: RunState, component: Component, refined: dict[str, ImageSet]) -> ArrayImageSet | None:
+    """The test fakes (or, for an attack with a ``start``, those fakes refined by that refiner: ``refined``
+    by display name) attacked by ``component`` against its target's fitted torch path (a cached stage);
+    ``None`` when the target, the starting refiner or crafting failed (the error is recorded)."""
     target = component.params["target"]
     display = component.display
-    if target not in state.fitted:
-        state.errors[f"attack:{display}"] = f"its target detector {target!r} did not fit"
-        log.warning("attack %s skipped: its target detector %s did not fit", display, target)
+    missing = (f"its target detector {target!r} did not fit" if target not in state.fitted else
+               f"its starting refiner {component.start!r} failed" if component.start and component.start not in refined
+               else None)
+    if missing:
+        state.errors[f"attack:{display}"] = missing
+        log.warning("attack %s skipped: %s", display, missing)
         return None
     detector, detector_folder = state.fitted[target]
-    fakes = state.part("fake", "test")
+    source = f"refined:{component.start}" if component.start else "fake"
+    fakes = refined[component.start] if component.start else state.part("fake", "test")
     attack = component.build()
 
     def make(folder: Path) -> None:
@@ -81,7 +86,7 @@ def attacked_set(state: RunState, component: Component) -> ArrayImageSet | None:
         write_json(folder / "info.json", {"craft_seconds": round(time.perf_counter() - t0, 2), "images": len(fakes)})
 
     payload = {"attack": component.name, "params": component.params, "code": code_fingerprint(component.cls),
-               "detector_stage": detector_folder.name, "set": state.identity[(CLEAN, "fake")], "towards": "real"}
+               "detector_stage": detector_folder.name, "set": state.identity[(CLEAN, source)], "towards": "real"}
     with isolated(state.errors, f"attack:{display}", "attack %s failed", display) as attempt:
         t0 = time.perf_counter()
         # A detector without save/load is fitted afresh in each run, so its attacked sets are too.
@@ -97,14 +102,15 @@ def attacked_set(state: RunState, component: Component) -> ArrayImageSet | None:
     return load_array(folder, fakes.ids)
 
 
-def run_attacks(state: RunState, perturbed: dict[str, dict[str, ImageSet]]) -> dict[str, dict[str, ImageSet]]:
+def run_attacks(state: RunState, perturbed: dict[str, dict[str, ImageSet]],
+                refined: dict[str, ImageSet]) -> dict[str, dict[str, ImageSet]]:
     """Craft every attack of the plan and score the attacked sets with every fitted detector, clean and under
     each test-time perturbation (does an attack survive JPEG?); returns ``{perturbation: {set key: images}}``
     of the attacked sets (for the distance, fidelity and quality rows). ``perturbed`` holds each
-    perturbation's test reals, already made."""
+    perturbation's test reals, already made; ``refined`` the refined test fakes, by refiner."""
     attacked: dict[str, ImageSet] = {}
     for component in state.plan.attacks:
-        images = attacked_set(state, component)
+        images = attacked_set(state, component, refined)
         if images is not None:
             attacked[f"refined:{component.display}"] = images
     if not attacked:

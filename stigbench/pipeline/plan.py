@@ -59,6 +59,8 @@ class Component:
     from_context: tuple[str, ...] = ()
     #: The instance built and checked when the plan was resolved (for further checks; never fitted).
     prototype: Any = field(default=None, repr=False, compare=False)
+    #: An attack that starts from a refiner's refined fakes: that refiner's display name.
+    start: str | None = None
 
     def build(self) -> Any:
         """A fresh, unfitted instance."""
@@ -247,7 +249,8 @@ def _check_targets(kind: str, params: dict[str, dict[str, Any]], selected: set[s
                             f"({', '.join(sorted(selected)) or 'none'})")
 
 
-def resolve_attacks(config: RunConfig, detectors: list[Component], context: RunContext) -> tuple[list[Component], list[str]]:
+def resolve_attacks(config: RunConfig, detectors: list[Component], context: RunContext,
+                    refiners: list[Component] = ()) -> tuple[list[Component], list[str]]:  # type: ignore[assignment]
     """One component per ``--attack`` item and target detector, and the notes on detectors it skips.
 
     A named target must be a detector of the run with a torch path; without one, every detector that
@@ -262,6 +265,9 @@ def resolve_attacks(config: RunConfig, detectors: list[Component], context: RunC
     notes: list[str] = []
     for spec in specs:
         label = f"attack {spec.display()!r}"
+        if spec.start is not None and spec.start not in [r.display for r in refiners]:
+            raise PlanError(f"{label} starts from the fakes refined by {spec.start!r}, which is not a refiner of this "
+                            f"run ({', '.join(r.display for r in refiners) or 'none'}); add it with --refiner")
         if spec.target is not None:
             if spec.target not in names:
                 raise PlanError(f"{label}: target {spec.target!r} is not a detector of this run "
@@ -278,8 +284,10 @@ def resolve_attacks(config: RunConfig, detectors: list[Component], context: RunC
             if skipped:
                 notes.append(f"{label} skips the detectors without a torch path: {'; '.join(skipped)}")
         cls = attack_registry().get(spec.name)
-        out += [_component("attack", spec.display(t), spec.name, cls, {**spec.params, "target": t}, context)
-                for t in targets]
+        for t in targets:
+            component = _component("attack", spec.display(t), spec.name, cls, {**spec.params, "target": t}, context)
+            component.start = spec.start
+            out.append(component)
     if out and config.adaptive:
         notes.append("--adaptive retrains on refined fakes only; the attacked sets of --attack are not used "
                      "to retrain the detectors")
@@ -311,7 +319,7 @@ def resolve(config: RunConfig) -> Plan:
     dets = [_component("detector", n, n, detector_registry().get(n), config.detector_params.get(n, {}), context)
             for n in detector_names]
     plan = Plan(config, spec, context, refs, dets, perturbations)
-    plan.attacks, attack_notes = resolve_attacks(config, dets, context)
+    plan.attacks, attack_notes = resolve_attacks(config, dets, context, refs)
     plan.notes += attack_notes
     plan.test_specs, plan.attack_from_own = resolve_test_datasets(config, spec)
     fits: set[tuple[str, str]] = set()

@@ -201,7 +201,7 @@ class _Run(RunState):
             evaluate_detector(self, name, perturbed)
         # Gradient attacks need the fitted detectors; their sets then count as attacked fakes for the
         # distances, fidelity and quality below (on the clean test sets only).
-        attacked = run_attacks(self, perturbed)
+        attacked = run_attacks(self, perturbed, refined)
         if attacked:
             clean = {key.partition(":")[2]: images for key, images in attacked[CLEAN].items()}
             _save_examples(self.run_dir, real_test, fake_test, clean, fakes_too=False)
