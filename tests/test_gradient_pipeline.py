@@ -244,3 +244,27 @@ def test_an_attack_started_from_a_refiner_is_centred_on_its_output(base):
     assert 1 <= np.abs(attacked - refined).max() <= 2  # the ball is centred on the refined fakes
     psnr = result.metrics[(result.metrics.metric == "psnr")].set_index("refiner").value
     assert psnr[name] < psnr["spectral-match"]  # measured against the original fakes: both steps' cost
+
+
+def test_attack_reals_needs_an_attack(base):
+    with pytest.raises(PlanError, match="--attack-reals .* give at least one attack"):
+        resolve(dataclasses.replace(base, attack_reals=True))
+
+
+@pytest.mark.heavy
+def test_attacks_on_reals_raise_the_false_alarm_rate(base):
+    cfg = dataclasses.replace(base, detectors="durall", attacks="pgd:eps=8/255", attack_reals=True)
+    result = run_benchmark(cfg)
+    assert not result.errors
+    m = result.metrics
+    reals = m[m.condition == "real-attacked"]
+    assert set(reals.refiner) == {"pgd:eps=8/255:target=durall"} and set(reals.direction) == {"real→fake"}
+    fakes = m[(m.condition == "refined") & (m.detector == "durall")]
+    assert set(fakes.direction) == {"fake→real"}
+    far = reals[reals.metric == "false_alarm"].value.iloc[0]
+    clean_far = 1 - m[(m.condition == "fake") & (m.metric == "acc_real")].value.iloc[0]
+    assert far > clean_far and far >= 0.5, (far, clean_far)
+    auc = reals[reals.metric == "auc"].value.iloc[0]
+    assert auc < m[(m.condition == "fake") & (m.metric == "auc")].value.iloc[0]
+    table = summarize(m)
+    assert WHITE_BOX_TARGET in table.set_index("condition").loc["real-attacked:pgd:eps=8/255:target=durall", "note"]

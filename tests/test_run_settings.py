@@ -39,7 +39,7 @@ def test_result_free_and_legacy_settings_are_those_of_0_2_plus_attacks():
     assert dict(LEGACY_DEFAULTS) == {
         "fit_refiners_on": "train", "test_datasets": "", "attack_from": None,
         "layout": None, "root": None, "subset": None, "real_root": None,
-        "attacks": "",  # 0.4: a run saved before --attack existed ran no gradient attack
+        "attacks": "", "attack_reals": False,  # a run saved before --attack existed ran no gradient attack
     }
 
 

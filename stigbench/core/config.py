@@ -160,6 +160,10 @@ class RunConfig:
         "", legacy="", option=Option(flag="--attack", metavar="LIST", grid=True),
         help="Gradient attacks on the fitted detectors, e.g. 'pgd', 'pgd:eps=*', 'apgd:loss=margin:target=durall' "
              "(eps in [0, 1] or k/255; without target: each detector with a torch path).")
+    attack_reals: bool = setting(
+        False, legacy=False, option=Option(grid=True),
+        help="With --attack: also push the real test images toward 'fake' with each attack (the false alarm a "
+             "platform fears): false-alarm rate at the validation threshold and AUC with attacked reals.")
     cache: bool = setting(True, results=False, option=Option(grid=True),
                           help="Reuse completed stages from earlier runs (default on).")
     cache_dir: str | None = setting(

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stigbench.evaluation.rows import base_row
+from stigbench.evaluation.rows import REAL_ATTACKED, base_row
 from stigbench.measures import metrics as M
 
 SCORE_COLUMNS = ["test_dataset", "detector", "trained_on", "condition", "refiner", "perturbation", "path", "label",
@@ -88,6 +88,10 @@ def detection_rows(scores: pd.DataFrame, thresholds: pd.DataFrame, *, dataset: s
         base = base_row(dataset, seed, test_dataset, refiner=refiner, detector=det, trained_on=trained_on,
                         condition=condition, perturbation=pert)
         rows += [{**base, "metric": m, "value": v, "ci_low": lo, "ci_high": hi} for m, (v, lo, hi) in values.items()]
+        if condition == REAL_ATTACKED:  # the false alarm a platform fears: attacked reals flagged as fake
+            _, lo, hi = values["acc_real"]
+            rows.append({**base, "metric": "false_alarm", "value": 1.0 - values["acc_real"][0],
+                         "ci_low": 1.0 - hi, "ci_high": 1.0 - lo})
         if val_reals is not None:  # what the deployed operating points were fixed on
             rows.append({**base, "metric": "val_reals", "value": float(val_reals), "ci_low": float("nan"),
                          "ci_high": float("nan")})

@@ -9,6 +9,10 @@ import pandas as pd
 #: The threat model of a gradient attack's rows (empty for refiners): what the attacker knows
 #: (``white-box``), the detector it crafted against, its budget (norm and ε) and its direction (``fake→real``).
 THREAT_COLUMNS = ["knowledge", "target", "budget", "direction"]
+#: The condition of real test images attacked toward "fake" (scored against the clean test fakes).
+REAL_ATTACKED = "real-attacked"
+#: The ``direction`` of an attack on the fakes, and of one on the reals.
+FAKE_TO_REAL, REAL_TO_FAKE = "fake→real", "real→fake"
 #: ``dataset`` is what the detectors (and refiners) were trained on; ``test_dataset`` what the row's
 #: images come from: the same dataset, or another one's test split in a cross-dataset run.
 METRIC_COLUMNS = ["dataset", "test_dataset", "seed", "refiner", "detector", "trained_on", "condition", "perturbation",
@@ -27,9 +31,12 @@ def base_row(dataset: str, seed: int, test_dataset: str | None = None, **kw: Any
 
 def with_threat_model(metrics: pd.DataFrame, attacks: pd.DataFrame) -> pd.DataFrame:
     """``metrics`` with the :data:`THREAT_COLUMNS` of each row whose ``refiner`` is an attacked set of
-    ``attacks`` (``gradient_attacks.csv``: ``refiner`` plus those columns) filled in, and ``""`` elsewhere."""
+    ``attacks`` (``gradient_attacks.csv``: ``refiner`` plus those columns) filled in, and ``""`` elsewhere;
+    rows of attacked reals (:data:`REAL_ATTACKED`) read ``real→fake``."""
     out = metrics.copy()
     for column in THREAT_COLUMNS:
         values = dict(zip(attacks["refiner"], attacks[column])) if column in attacks else {}
         out[column] = out["refiner"].map(values).fillna("") if values else ""
+    if "condition" in out:
+        out.loc[(out["condition"] == REAL_ATTACKED) & (out["direction"] != ""), "direction"] = REAL_TO_FAKE
     return out

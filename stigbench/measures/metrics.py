@@ -248,6 +248,8 @@ METRICS: dict[str, MetricInfo] = {
     "fpr_at_fpr1": MetricInfo("detection", False, "share of test reals flagged " + _AT_FPR.format("1 %")),
     "tpr_at_fpr01": MetricInfo("detection", True, "share of test fakes flagged " + _AT_FPR.format("0.1 %")),
     "fpr_at_fpr01": MetricInfo("detection", False, "share of test reals flagged " + _AT_FPR.format("0.1 %")),
+    "false_alarm": MetricInfo("detection", False, "share of the attacked real test images flagged as fake at the "
+                              "validation threshold (attacks on reals; 1 − acc_real)"),
     "val_reals": MetricInfo("detection", True, "the number of clean validation reals the FPR thresholds were fixed "
                             "on (a count, not a score)"),
     "asr": MetricInfo("detection", False, "attack success rate: share of the fakes flagged at the validation "

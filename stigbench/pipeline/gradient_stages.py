@@ -22,17 +22,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
 from stigbench.attacks.registry import attacks as attack_registry
-from stigbench.core.contracts import REAL
+from stigbench.core.contracts import FAKE, REAL, LogitsFn
 from stigbench.core.imageset import ArrayImageSet, ImageSet, map_batches
 from stigbench.core.io import read_json, write_json
 from stigbench.detection.registry import is_persistent
-from stigbench.evaluation.rows import CLEAN, THREAT_COLUMNS
+from stigbench.evaluation.rows import CLEAN, FAKE_TO_REAL, REAL_ATTACKED, THREAT_COLUMNS
 from stigbench.pipeline.attack_stages import perturbed_sets
-from stigbench.pipeline.detection_stages import score_conditions
+from stigbench.pipeline.detection_stages import score_conditions, score_set
 from stigbench.pipeline.isolation import isolated
 from stigbench.pipeline.plan import Component
 from stigbench.pipeline.run_state import RunState, load_array
@@ -42,86 +43,145 @@ log = logging.getLogger("stigbench")
 
 #: The columns of ``gradient_attacks.csv``, one row per attacked set.
 ATTACK_COLUMNS = ["refiner", "attack", *THREAT_COLUMNS]
-FAKE_TO_REAL = "fake→real"
 
 
 def threat_model(component: Component) -> dict[str, str]:
     """The threat-model columns of one attack component (see the module docstring)."""
     attack = component.prototype
     budget = attack.budget() + (f" around {component.start}" if component.start else "")
-    return {"refiner": component.display, "attack": component.name,
-            "knowledge": attack_registry().meta(component.name).knowledge,
+    return {"refiner": component.display, "attack": component.name, "knowledge": knowledge_of(component),
             "target": str(component.params.get("target", "")), "budget": budget, "direction": FAKE_TO_REAL}
 
 
-def attacked_set(state: RunState, component: Component, refined: dict[str, ImageSet]) -> ArrayImageSet | None:
-    """The test fakes (or, for an attack with a ``start``, those fakes refined by that refiner: ``refined``
-    by display name) attacked by ``component`` against its target's fitted torch path (a cached stage);
-    ``None`` when the target, the starting refiner or crafting failed (the error is recorded)."""
+def knowledge_of(component: Component) -> str:
+    """``white-box`` or ``query`` (the attack's registry entry)."""
+    return attack_registry().meta(component.name).knowledge
+
+
+def query_logits(detector: Any) -> LogitsFn:
+    """Logits from the detector's *scores* only, as an attacker who may submit images and read P(fake)
+    sees it: each query is rounded to 8 bits (an image file), scored, and ``log(p / (1 - p))`` returned
+    (``p`` clipped to [1e-7, 1 - 1e-7]); no gradient exists."""
+    def logits(images: torch.Tensor) -> torch.Tensor:
+        scores = detector.score(ArrayImageSet.from_float(images.detach().cpu()))
+        p = np.clip(np.asarray(scores, dtype=np.float64), 1e-7, 1 - 1e-7)
+        return torch.from_numpy(np.log(p / (1 - p))).to(torch.float32)
+
+    return logits
+
+
+def _craft(state: RunState, component: Component, images: ImageSet, source: str, towards: int) -> ArrayImageSet | None:
+    """``images`` (the set keyed ``source`` in ``state.identity``) attacked by ``component`` toward the label
+    ``towards`` against its target (a cached stage, ``attacked/<display>[-reals]``); ``None`` on failure (the
+    error is recorded)."""
     target = component.params["target"]
-    display = component.display
-    missing = (f"its target detector {target!r} did not fit" if target not in state.fitted else
-               f"its starting refiner {component.start!r} failed" if component.start and component.start not in refined
-               else None)
-    if missing:
-        state.errors[f"attack:{display}"] = missing
-        log.warning("attack %s skipped: %s", display, missing)
-        return None
+    label = component.display + ("-reals" if towards == FAKE else "")
     detector, detector_folder = state.fitted[target]
-    source = f"refined:{component.start}" if component.start else "fake"
-    fakes = refined[component.start] if component.start else state.part("fake", "test")
     attack = component.build()
+    query = knowledge_of(component) == "query"
+    logits_fn = query_logits(detector) if query else detector.logits
 
     def make(folder: Path) -> None:
         t0 = time.perf_counter()
         generator = torch.Generator().manual_seed(int(getattr(attack, "seed", state.ctx.seed)))
+        queries: list[float] = []
 
         def craft(batch: torch.Tensor) -> torch.Tensor:
-            adversarial = attack.perturb(batch, detector.logits, towards=REAL, generator=generator)
+            adversarial = attack.perturb(batch, logits_fn, towards=towards, generator=generator)
+            queries.extend(np.asarray(getattr(attack, "queries_used_", []), dtype=float).ravel().tolist())
             return attack.store(adversarial.detach(), batch)
 
-        progress = f"{display}: crafting" if state.ctx.progress else None
-        map_batches(fakes, craft, int(getattr(attack, "batch_size", state.config.batch_size)), progress=progress,
+        progress = f"{label}: crafting" if state.ctx.progress else None
+        map_batches(images, craft, int(getattr(attack, "batch_size", state.config.batch_size)), progress=progress,
                     store=folder / "images.npy")
-        write_json(folder / "info.json", {"craft_seconds": round(time.perf_counter() - t0, 2), "images": len(fakes)})
+        write_json(folder / "info.json", {"craft_seconds": round(time.perf_counter() - t0, 2), "images": len(images),
+                                          **({"mean_queries": round(float(np.mean(queries)), 1)} if queries else {})})
 
     payload = {"attack": component.name, "params": component.params, "code": code_fingerprint(component.cls),
-               "detector_stage": detector_folder.name, "set": state.identity[(CLEAN, source)], "towards": "real"}
-    with isolated(state.errors, f"attack:{display}", "attack %s failed", display) as attempt:
+               "detector_stage": detector_folder.name, "set": state.identity[(CLEAN, source)],
+               "towards": "real" if towards == REAL else "fake"}
+    with isolated(state.errors, f"attack:{label}", "attack %s failed", label) as attempt:
         t0 = time.perf_counter()
         # A detector without save/load is fitted afresh in each run, so its attacked sets are too.
-        folder = state.stage("attacked", display, payload, make,
+        folder = state.stage("attacked", label, payload, make,
                              cached=is_persistent(state.detector_components[target].cls))
         info = read_json(folder / "info.json")
-        state.attack_info[display] = {**threat_model(component), "params": component.params, **info,
-                                      "seconds": round(time.perf_counter() - t0, 2)}
-        log.info("attack %s ready in %.1fs", display, time.perf_counter() - t0)
+        record = state.attack_info.setdefault(component.display, {**threat_model(component),
+                                                                  "params": component.params})
+        record.update({f"{k}{'_reals' if towards == FAKE else ''}": v for k, v in info.items()})
+        log.info("attack %s ready in %.1fs", label, time.perf_counter() - t0)
     if attempt.error:
         return None
-    state.identity[(CLEAN, f"refined:{display}")] = folder.name
-    return load_array(folder, fakes.ids)
+    state.identity[(CLEAN, _key(component, towards))] = folder.name
+    return load_array(folder, images.ids)
+
+
+def _key(component: Component, towards: int) -> str:
+    """The set key of an attacked set: ``refined:<display>`` (fakes) or ``real-attacked:<display>`` (reals)."""
+    return f"{REAL_ATTACKED if towards == FAKE else 'refined'}:{component.display}"
+
+
+def _missing(state: RunState, component: Component, refined: dict[str, ImageSet]) -> str | None:
+    target = component.params["target"]
+    if target not in state.fitted:
+        return f"its target detector {target!r} did not fit"
+    if component.start and component.start not in refined:
+        return f"its starting refiner {component.start!r} failed"
+    return None
 
 
 def run_attacks(state: RunState, perturbed: dict[str, dict[str, ImageSet]],
                 refined: dict[str, ImageSet]) -> dict[str, dict[str, ImageSet]]:
     """Craft every attack of the plan and score the attacked sets with every fitted detector, clean and under
     each test-time perturbation (does an attack survive JPEG?); returns ``{perturbation: {set key: images}}``
-    of the attacked sets (for the distance, fidelity and quality rows). ``perturbed`` holds each
-    perturbation's test reals, already made; ``refined`` the refined test fakes, by refiner."""
+    of the attacked fakes (for the distance, fidelity and quality rows). ``perturbed`` holds each
+    perturbation's test reals, already made; ``refined`` the refined test fakes, by refiner.
+
+    With ``--attack-reals`` each attack (but those that start from a refiner's fakes) also pushes the clean
+    test reals toward "fake"; every detector scores them against the clean test fakes
+    (``condition = real-attacked``, ``direction = real→fake``)."""
     attacked: dict[str, ImageSet] = {}
+    reals: dict[str, ImageSet] = {}
     for component in state.plan.attacks:
-        images = attacked_set(state, component, refined)
+        missing = _missing(state, component, refined)
+        if missing:
+            state.errors[f"attack:{component.display}"] = missing
+            log.warning("attack %s skipped: %s", component.display, missing)
+            continue
+        source = f"refined:{component.start}" if component.start else "fake"
+        fakes = refined[component.start] if component.start else state.part("fake", "test")
+        images = _craft(state, component, fakes, source, REAL)
         if images is not None:
-            attacked[f"refined:{component.display}"] = images
-    if not attacked:
+            attacked[_key(component, REAL)] = images
+        if state.config.attack_reals and not component.start:
+            images = _craft(state, component, state.part("real", "test"), "real", FAKE)
+            if images is not None:
+                reals[_key(component, FAKE)] = images
+    if not attacked and not reals:
         return {}
     out = {p.name: perturbed_sets(state, p, attacked) for p in state.perturbations}
+    fakes = state.part("fake", "test")
     for name, (detector, folder) in state.fitted.items():
         with isolated(state.errors, f"detector:{name}@attacks", "detector %s failed on the attacked sets", name):
             for pert, sets in out.items():
                 score_conditions(state, detector, folder, name, "fake", {"real": perturbed[pert]["real"], **sets},
                                  pert, list(sets))
+            for key, images in reals.items():
+                score_attacked_reals(state, detector, folder, name, key, images, fakes)
     return out
+
+
+def score_attacked_reals(state: RunState, detector: Any, folder: Path, name: str, key: str, reals: ImageSet,
+                         fakes: ImageSet) -> None:
+    """Scores of attacked test reals (label 0) against the clean test fakes (label 1): one scored group."""
+    s_real = score_set(state, detector, folder, name, key, reals, CLEAN)
+    s_fake = score_set(state, detector, folder, name, "fake", fakes, CLEAN)
+    condition, _, display = key.partition(":")
+    state.score_frames.append(pd.DataFrame({
+        "test_dataset": state.spec.name, "detector": name, "trained_on": "fake", "condition": condition,
+        "refiner": display, "perturbation": CLEAN, "path": reals.ids + fakes.ids,
+        "label": np.r_[np.zeros(len(s_real), np.int64), np.ones(len(s_fake), np.int64)],
+        "score": np.r_[s_real, s_fake]}))
 
 
 def attacks_frame(attack_info: dict[str, dict[str, Any]]) -> pd.DataFrame:

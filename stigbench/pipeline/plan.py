@@ -320,6 +320,9 @@ def resolve(config: RunConfig) -> Plan:
             for n in detector_names]
     plan = Plan(config, spec, context, refs, dets, perturbations)
     plan.attacks, attack_notes = resolve_attacks(config, dets, context, refs)
+    if config.attack_reals and not plan.attacks:
+        raise PlanError("--attack-reals pushes the real test images toward 'fake' with the attacks of --attack; "
+                        "give at least one attack")
     plan.notes += attack_notes
     plan.test_specs, plan.attack_from_own = resolve_test_datasets(config, spec)
     fits: set[tuple[str, str]] = set()

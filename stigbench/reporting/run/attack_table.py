@@ -23,7 +23,7 @@ def attack_table(metrics: pd.DataFrame) -> pd.DataFrame:
     target alone (the detector it was crafted against; the others read as transfer in the detection table).
     """
     m = own_rows(metrics)
-    m = m[(m["perturbation"] == DEFAULT_PERTURBATION)]
+    m = m[(m["perturbation"] == DEFAULT_PERTURBATION) & m["condition"].isin(["fake", "refined"])]  # not attacked reals
     trained = m[(m["detector"] != "") & (m["trained_on"] == DEFAULT_TRAINED_ON)]
     det = trained[trained["metric"] == "auc"]
     asr = trained[trained["metric"] == "asr"]

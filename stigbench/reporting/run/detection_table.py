@@ -47,6 +47,7 @@ def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
     keys = ["detector", "trained_on", "perturbation", "condition"]
     if det.empty:
         return pd.DataFrame(columns=[*keys, "auc", "delta_auc", "delta_acc", "move", "note"])
+    targets = white_box_targets(det)
     det["condition"] = [condition_label(c, r) for c, r in zip(det["condition"], det["refiner"])]
     det = det[~det["metric"].isin(DEPLOYED_ONLY)]  # the deployed-detector table shows those
     names = ordered_metrics(det["metric"])
@@ -58,7 +59,7 @@ def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
         base = table[table["condition"] == "fake"].set_index(group)[name]
         ref = pd.MultiIndex.from_frame(table[group])
         table[f"delta_{name}"] = table[name].to_numpy() - base.reindex(ref).to_numpy()
-    table["move"], table["note"] = _flags(table, group, white_box_targets(det))
+    table["move"], table["note"] = _flags(table, group, targets)
     # Keep each detector's rows together (variants may be appended later in metrics.csv), the
     # standard training set and no perturbation first, the unrefined fakes first within each.
     def first(values: list[Any]) -> np.ndarray:  # rank by first appearance
@@ -75,12 +76,13 @@ def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def white_box_targets(rows: pd.DataFrame) -> set[tuple[str, str]]:
-    """``(condition label, detector)`` of the rows where a white-box attack is scored by the very detector
-    it was crafted against (``knowledge``/``target`` columns; none in runs without gradient attacks)."""
+    """``(condition label, detector)`` of the rows (``metrics.csv`` form, condition and refiner apart) where a
+    white-box attack is scored by the very detector it was crafted against (``knowledge``/``target``
+    columns; none in runs without gradient attacks)."""
     if "target" not in rows or "knowledge" not in rows:
         return set()
     hit = rows[(rows["knowledge"] == WHITE_BOX) & (rows["target"] == rows["detector"])]
-    return {(condition_label("refined", r), d) for r, d in zip(hit["refiner"], hit["detector"])}
+    return {(condition_label(c, r), d) for c, r, d in zip(hit["condition"], hit["refiner"], hit["detector"])}
 
 
 def _flags(table: pd.DataFrame, group: list[str],
