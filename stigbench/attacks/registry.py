@@ -24,7 +24,7 @@ from stigbench.core.estimator import saved_class
 T = TypeVar("T")
 
 BUILTIN = ("stigbench.attacks.stig.refiner", "stigbench.attacks.spectral_match", "stigbench.attacks.postprocess")
-BUILTIN_ATTACKS = ("stigbench.attacks.white_box", "stigbench.attacks.spectral_gradient")
+BUILTIN_ATTACKS = ("stigbench.attacks.white_box", "stigbench.attacks.spectral_gradient", "stigbench.attacks.query")
 
 
 @dataclass(frozen=True)
