@@ -4,6 +4,7 @@ the deployed-detector metrics and how the reports read a white-box attack's own 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -268,3 +269,35 @@ def test_attacks_on_reals_raise_the_false_alarm_rate(base):
     assert auc < m[(m.condition == "fake") & (m.metric == "auc")].value.iloc[0]
     table = summarize(m)
     assert WHITE_BOX_TARGET in table.set_index("condition").loc["real-attacked:pgd:eps=8/255:target=durall", "note"]
+
+
+def test_transfer_attacks_name_their_surrogates_and_fail_on_bad_ones(base):
+    plan = resolve(dataclasses.replace(base, attacks="pgd:eps=2/255:surrogate=spectrum-cnn+durall"))
+    (attack,) = plan.attacks
+    assert attack.display == "pgd:eps=2/255:surrogate=spectrum-cnn+durall" and "target" not in attack.params
+    assert [(c.name, c.kwargs["seed"]) for c in attack.surrogates] == [("spectrum-cnn", 1000), ("durall", 1000)]
+    for bad, message in (("pgd:surrogate=durral", "did you mean 'durall'"), ("pgd:surrogate=+", "empty name"),
+                         ("pgd:surrogate=durall:target=durall", "takes no target"),
+                         ("pgd:surrogate=durall+durall", "named twice")):
+        with pytest.raises(PlanError, match=message):
+            resolve(dataclasses.replace(base, attacks=bad))
+
+
+@pytest.mark.heavy
+def test_a_transfer_attack_is_crafted_on_the_attackers_own_fit(base):
+    cfg = dataclasses.replace(base, detectors="durall,dzanic", attacks="pgd:eps=8/255:surrogate=durall")
+    result = run_benchmark(cfg)
+    assert not result.errors
+    name = "pgd:eps=8/255:surrogate=durall"
+    rows = result.metrics[result.metrics.refiner == name]
+    assert set(rows.knowledge) == {"transfer"} and set(rows.target) == {"durall"}
+    assert set(rows[rows.metric == "auc"].detector) == {"durall", "dzanic"}  # every detector scores it
+    (surrogate,) = Path(cfg.cache_dir).glob("surrogate/*/stage.json")
+    assert json.loads(surrogate.read_text())["params"]["seed"] == 1000  # the attacker's seed, never the defender's
+    defender = json.loads((result.run_dir / "run.json").read_text())["detectors"]["durall"]
+    assert defender["params"]["seed"] == 0
+    # durall's AUC falls although the attack never saw the defender's durall
+    auc = rows[(rows.metric == "auc") & (rows.detector == "durall")].value.iloc[0]
+    fake = result.metrics[(result.metrics.condition == "fake") & (result.metrics.metric == "auc")
+                          & (result.metrics.detector == "durall")].value.iloc[0]
+    assert auc < fake

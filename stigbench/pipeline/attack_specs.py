@@ -5,6 +5,9 @@
   ``pgd:target=durall`` attacks that detector only.
 * ``pgd:start=stig`` starts from the fakes refined by the run's refiner ``stig`` and centres the budget
   there (``stig+pgd`` is that attack registered under its own name);
+* ``pgd:surrogate=spectrum-cnn+durall`` is a *transfer* attack: crafted on detectors the attacker fits
+  himself on the training split with his own seed (an ensemble: their mean logit), scored by every
+  detector of the run;
 * ``name:param=value`` sets any constructor parameter (several: ``pgd:eps=8/255:steps=20``); ε is a
   number in ``[0, 1]`` or ``k/255``. ``name:param=*`` expands to the grid the class declares for the
   parameter (``pgd:eps=*`` -> 1, 2, 4 and 8/255).
@@ -40,34 +43,46 @@ class AttackSpec:
     #: The refiner of the run whose refined fakes the attack starts from (its budget is centred there);
     #: ``None``: the test fakes. ``stig+pgd`` implies ``stig``.
     start: str | None = None
+    #: A transfer attack's surrogates: detectors the attacker fits himself (an ensemble when several).
+    surrogates: tuple[str, ...] = ()
 
     def display(self, target: str | None = None) -> str:
         """The canonical name of this attack against ``target`` (default: its own)."""
         implied = getattr(attack_registry().get(self.name), "start_from", None)
         start = self.start if self.start != implied else None
-        return attack_display(self.name, self.params, target or self.target, start)
+        return attack_display(self.name, self.params, target or self.target, start, self.surrogates)
 
 
-def _display_value(param: str, value: Any) -> str:
-    # ε reads as k/255 wherever it is a whole number of 8-bit steps, whatever the norm: display names are keys.
-    return format_eps(float(value), "linf") if param in BUDGET_PARAMS else _format(value)
+def _pixel_budget(cls: type, param: str) -> bool:
+    """Whether ``param`` of attack ``cls`` is a pixel budget (``eps`` of an attack whose ``domain`` is pixels,
+    the default): parsed by ``parse_eps`` and written as ``k/255``. A spectral budget is a plain number."""
+    return param in BUDGET_PARAMS and getattr(cls, "domain", "pixel") == "pixel"
 
 
-def attack_display(name: str, params: dict[str, Any], target: str | None, start: str | None = None) -> str:
-    """``('pgd', {'eps': 4/255}, 'durall')`` -> ``'pgd:eps=4/255:target=durall'`` (``start`` before the target)."""
+def _display_value(cls: type, param: str, value: Any) -> str:
+    # A pixel ε reads as k/255 wherever it is a whole number of 8-bit steps, whatever the norm: names are keys.
+    return format_eps(float(value), "linf") if _pixel_budget(cls, param) else _format(value)
+
+
+def attack_display(name: str, params: dict[str, Any], target: str | None, start: str | None = None,
+                   surrogates: tuple[str, ...] = ()) -> str:
+    """``('pgd', {'eps': 4/255}, 'durall')`` -> ``'pgd:eps=4/255:target=durall'`` (``start`` and ``surrogate``
+    before the target)."""
     cls = attack_registry().get(name)
-    parts = [f"{k}={_display_value(k, v)}" for k, v in _canonical(cls, params).items() if k != "target"]
+    parts = [f"{k}={_display_value(cls, k, v)}" for k, v in _canonical(cls, params).items() if k != "target"]
     if start:
         parts.append(f"start={start}")
+    if surrogates:
+        parts.append("surrogate=" + "+".join(surrogates))
     if target:
         parts.append(f"target={target}")
     return ":".join([name, *parts])
 
 
 def _typed(name: str, cls: type, param: str, text: str) -> Any:
-    if param == "start":  # a pipeline parameter, like target: the refiner display name as given
+    if param in ("start", "surrogate"):  # pipeline parameters, like target: names as given
         return text
-    if param in BUDGET_PARAMS:
+    if _pixel_budget(cls, param):
         try:
             return parse_eps(text)
         except ValueError as exc:
@@ -96,11 +111,19 @@ def resolve_attack_spec(item: str) -> AttackSpec:
     start = params.pop("start", None) or getattr(cls, "start_from", None)
     if start is not None and not isinstance(start, str):
         raise ValueError(f"attack spec {item!r}: start must be a refiner of the run, got {start!r}")
+    surrogate = params.pop("surrogate", None)
+    surrogates = tuple(n.strip() for n in surrogate.split("+")) if surrogate is not None else ()
+    if surrogate is not None and not all(surrogates):
+        raise ValueError(f"attack spec {item!r}: surrogate names the attacker's own detectors, '+'-separated "
+                         "(e.g. surrogate=spectrum-cnn+durall); an empty name is not a detector")
+    if surrogates and target is not None:
+        raise ValueError(f"attack spec {item!r}: a transfer attack (surrogate=) is scored by every detector; "
+                         "it takes no target")
     params = _canonical(cls, params)
     for param, value in params.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"attack spec {item!r}: {param} must be finite")
-    return AttackSpec(name, params, target, start)
+    return AttackSpec(name, params, target, start, surrogates)
 
 
 def resolve_attack_specs(spec: str) -> list[AttackSpec]:
@@ -113,8 +136,9 @@ def resolve_attack_specs(spec: str) -> list[AttackSpec]:
         name, _, arg = (p.strip() for p in item.partition(":"))
         items = [item]
         if "*" in arg:
-            items = _expand_named(item, name, arg, attack_registry().get(name), kind="attack",
-                                  fmt=_display_value)
+            cls = attack_registry().get(name)
+            items = _expand_named(item, name, arg, cls, kind="attack",
+                                  fmt=lambda param, value, cls=cls: _display_value(cls, param, value))
         for it in items:
             resolved = resolve_attack_spec(it)
             if resolved.display() not in {o.display() for o in out}:

@@ -28,10 +28,13 @@ import torch
 
 from stigbench.attacks.registry import attacks as attack_registry
 from stigbench.core.contracts import FAKE, REAL, LogitsFn
-from stigbench.core.imageset import ArrayImageSet, ImageSet, map_batches
+from stigbench.core.imageset import ArrayImageSet, ImageSet, labelled, map_batches
 from stigbench.core.io import read_json, write_json
 from stigbench.detection.registry import is_persistent
 from stigbench.evaluation.rows import CLEAN, FAKE_TO_REAL, REAL_ATTACKED, THREAT_COLUMNS
+
+#: The ``knowledge`` of an attack crafted on the attacker's own surrogate detectors.
+TRANSFER = "transfer"
 from stigbench.pipeline.attack_stages import perturbed_sets
 from stigbench.pipeline.detection_stages import score_conditions, score_set
 from stigbench.pipeline.isolation import isolated
@@ -49,13 +52,58 @@ def threat_model(component: Component) -> dict[str, str]:
     """The threat-model columns of one attack component (see the module docstring)."""
     attack = component.prototype
     budget = attack.budget() + (f" around {component.start}" if component.start else "")
+    target = "+".join(c.name for c in component.surrogates) or str(component.params.get("target") or "")
     return {"refiner": component.display, "attack": component.name, "knowledge": knowledge_of(component),
-            "target": str(component.params.get("target", "")), "budget": budget, "direction": FAKE_TO_REAL}
+            "target": target, "budget": budget, "direction": FAKE_TO_REAL}
 
 
 def knowledge_of(component: Component) -> str:
-    """``white-box`` or ``query`` (the attack's registry entry)."""
-    return attack_registry().meta(component.name).knowledge
+    """``transfer`` for an attack crafted on surrogates, else its registry entry's (``white-box``, ``query``)."""
+    return TRANSFER if component.surrogates else attack_registry().meta(component.name).knowledge
+
+
+def fit_surrogate(state: RunState, component: Component) -> tuple[Any, Path]:
+    """The attacker's own detector ``component`` (his seed), fitted on the training split with the validation
+    split for early stopping, as a defender's would be — a cached stage of kind ``surrogate``, never the
+    defender's fitted object. Fitted once per run for all the transfer attacks that use it."""
+    key = f"{component.name}-seed{component.kwargs.get('seed')}"
+    if key in state.surrogates:
+        return state.surrogates[key]
+    persistent = is_persistent(component.cls)
+    fitted: dict[str, Any] = {}
+
+    def make(folder: Path) -> None:
+        t0 = time.perf_counter()
+        train = labelled(state.part("real", "train"), state.part("fake", "train"))
+        val = labelled(state.part("real", "val"), state.part("fake", "val"))
+        detector = component.build().fit(*train, *val)
+        if persistent:
+            detector.save(folder / "detector")
+        fitted["detector"] = detector
+        write_json(folder / "info.json", {"fit_seconds": round(time.perf_counter() - t0, 2)})
+
+    payload = {"surrogate": component.name, "params": component.kwargs, "code": code_fingerprint(component.cls)}
+    folder = state.stage("surrogate", key, payload, make, cached=persistent)
+    detector = component.cls.load(folder / "detector") if persistent else fitted["detector"]
+    state.surrogates[key] = (detector, folder)
+    return detector, folder
+
+
+def _model(state: RunState, component: Component) -> tuple[LogitsFn, str, bool]:
+    """What ``component`` crafts on: its logits function, the stage folders that identify that model (for the
+    attacked set's key) and whether the result may be cached (every model it uses can be saved)."""
+    if component.surrogates:
+        models = [fit_surrogate(state, c) for c in component.surrogates]
+        detectors = [d for d, _ in models]
+
+        def ensemble(images: torch.Tensor) -> torch.Tensor:  # the logit ensemble (mean logit)
+            return torch.stack([d.logits(images) for d in detectors]).mean(dim=0)
+
+        return ensemble, "+".join(f.name for _, f in models), all(is_persistent(c.cls) for c in component.surrogates)
+    target = component.params["target"]
+    detector, folder = state.fitted[target]
+    logits_fn = query_logits(detector) if knowledge_of(component) == "query" else detector.logits
+    return logits_fn, folder.name, is_persistent(state.detector_components[target].cls)
 
 
 def query_logits(detector: Any) -> LogitsFn:
@@ -74,12 +122,9 @@ def _craft(state: RunState, component: Component, images: ImageSet, source: str,
     """``images`` (the set keyed ``source`` in ``state.identity``) attacked by ``component`` toward the label
     ``towards`` against its target (a cached stage, ``attacked/<display>[-reals]``); ``None`` on failure (the
     error is recorded)."""
-    target = component.params["target"]
     label = component.display + ("-reals" if towards == FAKE else "")
-    detector, detector_folder = state.fitted[target]
     attack = component.build()
-    query = knowledge_of(component) == "query"
-    logits_fn = query_logits(detector) if query else detector.logits
+    logits_fn, model_key, cached = _model(state, component)
 
     def make(folder: Path) -> None:
         t0 = time.perf_counter()
@@ -98,13 +143,12 @@ def _craft(state: RunState, component: Component, images: ImageSet, source: str,
                                           **({"mean_queries": round(float(np.mean(queries)), 1)} if queries else {})})
 
     payload = {"attack": component.name, "params": component.params, "code": code_fingerprint(component.cls),
-               "detector_stage": detector_folder.name, "set": state.identity[(CLEAN, source)],
+               "detector_stage": model_key, "set": state.identity[(CLEAN, source)],
                "towards": "real" if towards == REAL else "fake"}
     with isolated(state.errors, f"attack:{label}", "attack %s failed", label) as attempt:
         t0 = time.perf_counter()
         # A detector without save/load is fitted afresh in each run, so its attacked sets are too.
-        folder = state.stage("attacked", label, payload, make,
-                             cached=is_persistent(state.detector_components[target].cls))
+        folder = state.stage("attacked", label, payload, make, cached=cached)
         info = read_json(folder / "info.json")
         record = state.attack_info.setdefault(component.display, {**threat_model(component),
                                                                   "params": component.params})
@@ -122,8 +166,8 @@ def _key(component: Component, towards: int) -> str:
 
 
 def _missing(state: RunState, component: Component, refined: dict[str, ImageSet]) -> str | None:
-    target = component.params["target"]
-    if target not in state.fitted:
+    target = component.params.get("target")
+    if target is not None and target not in state.fitted:
         return f"its target detector {target!r} did not fit"
     if component.start and component.start not in refined:
         return f"its starting refiner {component.start!r} failed"

@@ -61,14 +61,18 @@ class Component:
     prototype: Any = field(default=None, repr=False, compare=False)
     #: An attack that starts from a refiner's refined fakes: that refiner's display name.
     start: str | None = None
+    #: A transfer attack's surrogates: the detectors the attacker fits himself (kind ``surrogate``).
+    surrogates: tuple[Component, ...] = ()
 
     def build(self) -> Any:
         """A fresh, unfitted instance."""
         return self.cls(**self.kwargs)
 
     def describe(self) -> dict[str, Any]:
+        extra = {**({"start": self.start} if self.start else {}),
+                 **({"surrogates": {c.name: c.describe() for c in self.surrogates}} if self.surrogates else {})}
         return {"name": self.name, "params": self.params,
-                "from_run": {k: self.kwargs[k] for k in self.from_context}}
+                "from_run": {k: self.kwargs[k] for k in self.from_context}, **extra}
 
 
 @dataclass
@@ -249,6 +253,31 @@ def _check_targets(kind: str, params: dict[str, dict[str, Any]], selected: set[s
                             f"({', '.join(sorted(selected)) or 'none'})")
 
 
+#: The attacker's seed, for the surrogates he fits: the run's seed plus this (his own draw, never the defender's).
+SURROGATE_SEED_OFFSET = 1000
+
+
+def _surrogates(names: tuple[str, ...], label: str, query: bool, context: RunContext) -> tuple[Component, ...]:
+    """The attacker's own detectors of a transfer attack, built with their defaults and the attacker's seed."""
+    if query:
+        raise PlanError(f"{label}: a transfer attack crafts on its surrogates' gradients; a query attack has none to use")
+    if len(set(names)) != len(names):
+        raise PlanError(f"{label}: a surrogate is named twice in {'+'.join(names)}")
+    attacker = dataclasses.replace(context, seed=context.seed + SURROGATE_SEED_OFFSET)
+    out = []
+    for name in names:
+        try:
+            cls = detector_registry().get(name)
+        except KeyError as exc:
+            raise PlanError(f"{label}: surrogate {name!r} is not a registered detector: {exc}") from None
+        component = _component("surrogate", name, name, cls, {}, attacker)
+        reason = torch_path_unavailable(component.prototype)
+        if reason:
+            raise PlanError(f"{label}: surrogate {name!r} has no torch path to craft on: {reason}")
+        out.append(component)
+    return tuple(out)
+
+
 def resolve_attacks(config: RunConfig, detectors: list[Component], context: RunContext,
                     refiners: list[Component] = ()) -> tuple[list[Component], list[str]]:  # type: ignore[assignment]
     """One component per ``--attack`` item and target detector, and the notes on detectors it skips.
@@ -268,14 +297,24 @@ def resolve_attacks(config: RunConfig, detectors: list[Component], context: RunC
         if spec.start is not None and spec.start not in [r.display for r in refiners]:
             raise PlanError(f"{label} starts from the fakes refined by {spec.start!r}, which is not a refiner of this "
                             f"run ({', '.join(r.display for r in refiners) or 'none'}); add it with --refiner")
+        # A query attack reads scores only: every detector can be its target.
+        query = attack_registry().meta(spec.name).knowledge == "query"
+        cls = attack_registry().get(spec.name)
+        if spec.surrogates:
+            component = _component("attack", spec.display(), spec.name, cls, dict(spec.params), context)
+            component.start, component.surrogates = spec.start, _surrogates(spec.surrogates, label, query, context)
+            out.append(component)
+            continue
         if spec.target is not None:
             if spec.target not in names:
                 raise PlanError(f"{label}: target {spec.target!r} is not a detector of this run "
                                 f"({', '.join(names)}); add it with --detectors")
-            if missing[spec.target]:
+            if missing[spec.target] and not query:
                 raise PlanError(f"{label}: a white-box attack needs the target's torch path, and detector "
                                 f"{spec.target!r} has none: {missing[spec.target]}")
             targets = [spec.target]
+        elif query:
+            targets = names
         else:
             targets = [n for n in names if missing[n] is None]
             skipped = [f"{n} ({missing[n]})" for n in names if missing[n]]
@@ -283,7 +322,6 @@ def resolve_attacks(config: RunConfig, detectors: list[Component], context: RunC
                 raise PlanError(f"{label}: no detector of this run has a torch path to attack: {'; '.join(skipped)}")
             if skipped:
                 notes.append(f"{label} skips the detectors without a torch path: {'; '.join(skipped)}")
-        cls = attack_registry().get(spec.name)
         for t in targets:
             component = _component("attack", spec.display(t), spec.name, cls, {**spec.params, "target": t}, context)
             component.start = spec.start

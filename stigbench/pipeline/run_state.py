@@ -93,6 +93,7 @@ class RunState:
         self.thresholds: list[dict[str, Any]] = []
         self.refiner_info: dict[str, Any] = {}
         self.attack_info: dict[str, Any] = {}  # attacked-set display name -> threat model, timing
+        self.surrogates: dict[str, tuple[Any, Path]] = {}  # the attacker's fitted detectors, by name-seed
         self.detector_info: dict[str, Any] = {}
         self.notes: list[str] = list(plan.notes)
         self.fitted: dict[str, tuple[Any, Path]] = {}  # detector name -> (fitted detector, its stage folder)

@@ -14,6 +14,7 @@ against PSNR, one curve per swept attack; the run report and ``bench.py report``
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ def sweep_table(metrics: pd.DataFrame) -> pd.DataFrame:
 
 def strength_text(strength: float, refiner: str) -> str:
     """A sweep point's strength as it reads: ``0.5``, or a gradient attack's budget as ``4/255``."""
-    if ":eps=" in str(refiner):
+    if re.search(r":eps=\d+/255(:|$)", str(refiner)):  # a pixel budget in whole 8-bit steps (display names)
         return format_eps(float(strength), "linf")
     return f"{strength:g}"
 
