@@ -301,3 +301,24 @@ def test_a_transfer_attack_is_crafted_on_the_attackers_own_fit(base):
     fake = result.metrics[(result.metrics.condition == "fake") & (result.metrics.metric == "auc")
                           & (result.metrics.detector == "durall")].value.iloc[0]
     assert auc < fake
+
+
+@pytest.mark.heavy
+def test_query_and_spectral_attacks_run_where_their_knowledge_allows(base):
+    knn = {"dzanic": {"classifier": "knn"}}
+    cfg = dataclasses.replace(base, detectors="dzanic", detector_params=knn,
+                              attacks="square:eps=8/255:queries=60,spectral-pgd:eps=0.2:target=durall")
+    with pytest.raises(PlanError, match="not a detector of this run"):
+        resolve(cfg)
+    cfg = dataclasses.replace(cfg, detectors="dzanic,durall")
+    result = run_benchmark(cfg)
+    assert not result.errors
+    attacks = pd.read_csv(result.run_dir / "gradient_attacks.csv", keep_default_na=False).set_index("refiner")
+    # the k-NN dzanic has no gradient, but a query attack reads its scores
+    assert attacks.loc["square:eps=8/255:queries=60:target=dzanic", "knowledge"] == "query"
+    assert attacks.loc["square:eps=8/255:queries=60:target=dzanic", "budget"] == "linf 8/255, 60 queries"
+    assert attacks.loc["spectral-pgd:eps=0.2:target=durall", "budget"] == "log-magnitude linf 0.2"
+    record = json.loads((result.run_dir / "run.json").read_text())["attacks"]
+    assert 1 <= record["square:eps=8/255:queries=60:target=dzanic"]["mean_queries"] <= 60
+    psnr = result.metrics[result.metrics.metric == "psnr"].set_index("refiner").value
+    assert psnr["spectral-pgd:eps=0.2:target=durall"] < 60  # the spectral attack changed the images
