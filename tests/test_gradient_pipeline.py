@@ -322,3 +322,27 @@ def test_query_and_spectral_attacks_run_where_their_knowledge_allows(base):
     assert 1 <= record["square:eps=8/255:queries=60:target=dzanic"]["mean_queries"] <= 60
     psnr = result.metrics[result.metrics.metric == "psnr"].set_index("refiner").value
     assert psnr["spectral-pgd:eps=0.2:target=durall"] < 60  # the spectral attack changed the images
+
+
+def test_the_transfer_matrix_has_one_row_per_model_crafted_on(tmp_path):
+    from stigbench.reporting.run.transfer import transfer_matrices, transfer_plot, transfer_table
+
+    rows = []
+    for refiner, knowledge, target in (("pgd:eps=4/255:target=a", "white-box", "a"),
+                                       ("pgd:eps=4/255:target=b", "white-box", "b"),
+                                       ("pgd:eps=4/255:surrogate=a+b", "transfer", "a+b"),
+                                       ("apgd:eps=4/255:target=a", "white-box", "a")):
+        for detector in ("a", "b"):
+            own = target == detector and knowledge == "white-box"
+            for metric, value in (("asr", 1.0 if own else 0.25), ("auc", 0.1 if own else 0.8)):
+                rows.append({"dataset": "d", "test_dataset": "d", "seed": 0, "refiner": refiner, "detector": detector,
+                             "trained_on": "fake", "condition": "refined", "perturbation": "none", "metric": metric,
+                             "value": value, "ci_low": math.nan, "ci_high": math.nan, "knowledge": knowledge,
+                             "target": target, "budget": "linf 4/255", "direction": "fake→real"})
+    table = transfer_table(pd.DataFrame(rows, columns=METRIC_COLUMNS))
+    matrices = transfer_matrices(table)
+    assert list(matrices) == ["pgd:eps=4/255 (linf 4/255)"]  # apgd was crafted on one model only: no matrix
+    matrix = matrices["pgd:eps=4/255 (linf 4/255)"]
+    assert list(matrix.index) == ["a", "b", "surrogate a+b"] and list(matrix.columns) == ["a", "b"]
+    assert np.diag(matrix.to_numpy()[:2]).tolist() == [1.0, 1.0] and matrix.loc["surrogate a+b"].tolist() == [0.25] * 2
+    assert transfer_plot(table, tmp_path / "transfer.png") and (tmp_path / "transfer.png").stat().st_size > 0

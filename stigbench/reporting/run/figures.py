@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from stigbench.reporting.run.attack_table import attack_table
+from stigbench.reporting.run.transfer import transfer_plot, transfer_table
 from stigbench.reporting.run.metrics_csv import own_rows
 from stigbench.reporting.run.plots import attack_plot, examples_plot, roc_plot, score_hist_plot, spectra_plots
 from stigbench.reporting.run.roc import roc_data
@@ -101,6 +102,14 @@ def run_plots(run_dir: Path, record: dict[str, Any], metrics: pd.DataFrame) -> l
     except Exception as exc:
         notes.append(f"strength sweep curves failed: {type(exc).__name__}: {exc}")
         log.warning("report: strength sweep curves failed", exc_info=True)
+    try:  # only runs with gradient attacks crafted on two models or more have a matrix
+        transfer = transfer_table(metrics)
+        if len(transfer):
+            transfer.to_csv(run_dir / "transfer.csv", index=False)
+            transfer_plot(transfer, run_dir / "transfer.png")
+    except Exception as exc:
+        notes.append(f"transfer matrix failed: {type(exc).__name__}: {exc}")
+        log.warning("report: transfer matrix failed", exc_info=True)
     try:  # only refiners that select a checkpoint (STIG) log the curves; others have no figure
         selection_plot(selection_curves(run_dir), run_dir / "selection.png")
     except Exception as exc:

@@ -20,6 +20,7 @@ from stigbench.reporting.run.detection_table import display_summary
 from stigbench.reporting.run.quality_table import display_quality
 from stigbench.reporting.run.selection_plot import selection_caption, selection_text
 from stigbench.reporting.run.sweeps import sweep_html
+from stigbench.reporting.run.transfer import TRANSFER_NOTE
 
 
 def _timing(record: dict[str, Any]) -> pd.DataFrame:
@@ -183,6 +184,8 @@ def _figures_html(run_dir: Path, config: dict[str, Any]) -> list[str]:
             "Mean distance of the detectors' AUC from 0.5 (chance) on real vs refined, against each attack's "
             "distance to the reals and its PSNR to the original fakes (data: attacks.csv).")
     parts.append(sweep_html(run_dir))
+    if (run_dir / "transfer.png").is_file():
+        fig("transfer.png", "transfer", "Transfer matrix of the gradient attacks", TRANSFER_NOTE + " (data: transfer.csv)")
     fig("roc.png", "roc", "ROC curves", "Test reals against the unrefined fakes and each refined set (data: roc.csv).")
     fig("score_hist.png", "scores", "Score distributions",
         "P(fake) on the test reals, fakes and refined fakes; dashed: the threshold chosen on the validation split.")

@@ -16,7 +16,8 @@ report) reads ``metrics.csv`` (the single source of truth) and writes:
   and ``radial_profiles.{png,csv}`` (from ``spectra.npz``), ``attacks.{csv,png}``, ``sweeps.{csv,png}`` and
   ``equal_cost.csv`` where a refiner was swept over its strength (:mod:`stigbench.reporting.run.sweeps`), and
   ``selection.png`` where a refiner logged checkpoint-selection curves
-  (:mod:`stigbench.reporting.run.selection_plot`);
+  (:mod:`stigbench.reporting.run.selection_plot`); ``transfer.{csv,png}`` where gradient attacks were crafted
+  on two models or more (:mod:`stigbench.reporting.run.transfer`);
 * ``report.html`` — one self-contained page with all of the above (:mod:`stigbench.reporting.run.page`).
 
 The tables come from the modules beside this one (``detection_table``, ``quality_table``,
@@ -119,7 +120,7 @@ def write_run_report(run_dir: Path) -> pd.DataFrame:
     if notes:
         lines += ["## Report notes", ""] + [f"- {n}" for n in notes] + [""]
     lines += sweep_markdown(run_dir)
-    plots = [n for n in ("attacks.png", "sweeps.png", "roc.png", "score_hist.png", "spectra.png", "radial_profiles.png",
+    plots = [n for n in ("attacks.png", "sweeps.png", "transfer.png", "roc.png", "score_hist.png", "spectra.png", "radial_profiles.png",
                          "examples.png", "selection.png") if (run_dir / n).is_file()]
     lines += ["Full report with plots: `report.html`. Plots: " + ", ".join(f"`{n}`" for n in plots) + ".", ""]
     write_text(run_dir / "summary.md", "\n".join(lines))
