@@ -346,3 +346,18 @@ def test_the_transfer_matrix_has_one_row_per_model_crafted_on(tmp_path):
     assert list(matrix.index) == ["a", "b", "surrogate a+b"] and list(matrix.columns) == ["a", "b"]
     assert np.diag(matrix.to_numpy()[:2]).tolist() == [1.0, 1.0] and matrix.loc["surrogate a+b"].tolist() == [0.25] * 2
     assert transfer_plot(table, tmp_path / "transfer.png") and (tmp_path / "transfer.png").stat().st_size > 0
+
+
+def test_a_comparison_averages_the_transfer_matrix_over_each_groups_seeds():
+    from stigbench.reporting.run.transfer import group_transfer_table, transfer_matrices
+
+    def table(asr: float) -> pd.DataFrame:
+        return pd.DataFrame({"family": ["pgd:eps=4/255"] * 4, "budget": ["linf 4/255"] * 4,
+                             "knowledge": ["white-box"] * 4, "crafted_on": ["a", "a", "b", "b"],
+                             "refiner": ["pgd:eps=4/255:target=a"] * 2 + ["pgd:eps=4/255:target=b"] * 2,
+                             "detector": ["a", "b", "a", "b"], "asr": [1.0, asr, asr, 1.0], "auc": [0.0, 0.9, 0.9, 0.0]})
+
+    grouped = group_transfer_table([("x", table(0.2)), ("x", table(0.4)), ("y", table(0.0))])
+    matrices = transfer_matrices(grouped)
+    assert list(matrices) == ["x: pgd:eps=4/255 (linf 4/255)", "y: pgd:eps=4/255 (linf 4/255)"]
+    assert matrices["x: pgd:eps=4/255 (linf 4/255)"].loc["a", "b"] == pytest.approx(0.3)

@@ -17,7 +17,9 @@ What it writes (all derived from ``aggregate.csv``, the long form of every numbe
 * ``leaderboard.{csv,md,tex,png}``: per detector over all datasets, ranked
   (:mod:`stigbench.reporting.compare.leaderboard`); ``attacks.{csv,png}``: per attack, its evasion against its
   quality cost across datasets; with strength sweeps (``--refiner 'stig:strength=*'``), ``sweeps.{csv,png}``
-  and ``equal_cost.csv`` per group, mean over its seeds (:mod:`stigbench.reporting.run.sweeps`);
+  and ``equal_cost.csv`` per group, mean over its seeds (:mod:`stigbench.reporting.run.sweeps`); with
+  gradient attacks crafted on two models or more, ``transfer.{csv,png}``: the transfer matrix per group
+  (:mod:`stigbench.reporting.run.transfer`);
 * ``heatmap_auc.png``, ``heatmap_delta_auc.png``: detectors × datasets (:mod:`stigbench.reporting.compare.plots`);
 * the long tables (:mod:`stigbench.reporting.compare.tables`): ``detection.{csv,tex}`` (one row per
   dataset × detector × metric, one column per condition), ``quality.{csv,tex}``, ``moves.csv``;
@@ -82,6 +84,7 @@ from stigbench.reporting.render.markdown import flatten_columns, to_markdown
 from stigbench.reporting.render.metric_labels import metric_label
 from stigbench.reporting.run.plots import attack_plot
 from stigbench.reporting.run.sweeps import group_sweep_table, sweep_html, sweep_markdown, sweep_table, write_sweeps
+from stigbench.reporting.run.transfer import TRANSFER_NOTE, group_transfer_table, transfer_plot, transfer_table
 
 
 @dataclass
@@ -126,6 +129,16 @@ def _detection_frame(detection: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) ->
                  "metric", metric_label(metric))
         frames.append(t)
     return pd.concat(frames, ignore_index=True).fillna("") if frames else pd.DataFrame()
+
+
+def _transfer_html(out: Path, made: dict[str, bool]) -> str:
+    """The comparison page's transfer-matrix section (after the sweeps), when the figure was made."""
+    from stigbench.reporting.render import html as H
+
+    if not made.get("transfer.png"):
+        return ""
+    return ('<h2 id="transfer">Transfer matrices of the gradient attacks</h2>'
+            + H.figure(out / "transfer.png", "transfer matrices", TRANSFER_NOTE + " Data: transfer.csv."))
 
 
 def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None,
@@ -193,6 +206,11 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     for name in write_sweeps(out, sweeps, "Attacks at equal image cost: strength sweeps, mean over each group's seeds"):
         files.append(out / name)
         made[name] = True
+    transfer = group_transfer_table([(labels[i], transfer_table(r.metrics)) for i, r in enumerate(runs)])
+    if len(transfer):
+        csv(transfer, "transfer.csv")
+        png(transfer_plot(transfer, out / "transfer.png", "Transfer matrices of the gradient attacks, per dataset "
+                          "group (mean over its seeds): crafted on A (rows), scored by B (columns)"), "transfer.png")
     order = list(board.loc[board["attack"] == "", "detector"]) if len(board) else None
     has_auc, has_delta = auc_heatmaps(agg, groups, out / "heatmap_auc.png", out / "heatmap_delta_auc.png", order)
     png(has_auc, "heatmap_auc.png")
@@ -232,7 +250,7 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = No
     text(comparison_html(out, runs_df, groups, agg, warnings, collected.skipped, tables, made,
                          notes={"cell": CELL_NOTE, "moves": MOVES_NOTE, "board": BOARD_NOTE, "detail": DETAIL_NOTE,
                                 "attacks": ATTACKS_NOTE, "heatmap": HEATMAP_NOTE, "seed": SEED_NOTE},
-                         sweeps=sweep_html(out)),
+                         sweeps=sweep_html(out), transfer=_transfer_html(out, made)),
          "comparison.html")
     return ComparisonResult(out, runs_df, groups, agg, _detection_frame(detection), tables.quality, warnings, files,
                             moves, cross, board, attacks, collected.skipped)

@@ -106,14 +106,15 @@ def _groups_and_runs_html(parts: list[str], groups: pd.DataFrame, runs_df: pd.Da
 
 def comparison_html(out: Path, runs_df: pd.DataFrame, groups: pd.DataFrame, agg: pd.DataFrame, warnings: list[str],
                     skipped: list[str], t: Tables, made: Mapping[str, bool], notes: Mapping[str, str],
-                    sweeps: str = "") -> str:
+                    sweeps: str = "", transfer: str = "") -> str:
     """The page; ``made`` says which figures exist in ``out``, ``notes`` holds the texts under the tables
     (keys ``cell``, ``moves``, ``board``, ``detail``, ``attacks``, ``heatmap``, ``seed``); ``sweeps`` is the
     strength-sweep section (:func:`stigbench.reporting.run.sweeps.sweep_html`, ``id="sweeps"``), shown after
-    the attacks."""
+    the attacks, and ``transfer`` the transfer matrices' (``id="transfer"``), after it."""
     show_cross = len(t.cross) > 0
     nav = [("leaderboard", "Leaderboard"), *([("cross", "Cross-dataset")] if show_cross else []),
-           ("attacks", "Attacks"), *([("sweeps", "Sweeps")] if sweeps else []), ("heatmaps", "Heat maps"), ("detection", "Detection"), ("moves", "Moves"),
+           ("attacks", "Attacks"), *([("sweeps", "Sweeps")] if sweeps else []),
+           *([("transfer", "Transfer")] if transfer else []), ("heatmaps", "Heat maps"), ("detection", "Detection"), ("moves", "Moves"),
            ("quality", "Quality"), ("groups", "Groups"), ("runs", "Runs")]
     parts = ["<nav>" + "".join(f'<a href="#{a}">{n}</a>' for a, n in nav) + "</nav>"]
     datasets = groups["dataset"].nunique() if len(groups) else 0
@@ -144,6 +145,8 @@ def comparison_html(out: Path, runs_df: pd.DataFrame, groups: pd.DataFrame, agg:
             "Each attack's mean evasion against its mean quality cost over datasets.")
     if sweeps:
         parts.append(sweeps)
+    if transfer:
+        parts.append(transfer)
 
     parts.append('<h2 id="heatmaps">Heat maps: detectors × datasets</h2>')
     _figure(parts, out, made, "heatmap_auc.png", "AUC heat maps", notes["heatmap"])

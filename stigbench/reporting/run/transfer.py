@@ -51,6 +51,17 @@ def transfer_table(metrics: pd.DataFrame) -> pd.DataFrame:
                          "auc": wide["auc"]}, columns=TRANSFER_COLUMNS)
 
 
+def group_transfer_table(tables: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+    """The transfer tables of several runs (``(group label, transfer_table)``), ASR and AUC averaged over each
+    group's seeds, each family named after its group (``demo-gan: pgd:eps=4/255``): what a comparison
+    draws, one matrix per group and attack."""
+    parts = [t.assign(family=label + ": " + t["family"]) for label, t in tables if len(t)]
+    if not parts:
+        return pd.DataFrame(columns=[c for c in TRANSFER_COLUMNS if c != "refiner"])
+    keys = ["family", "budget", "knowledge", "crafted_on", "detector"]
+    return pd.concat(parts, ignore_index=True).groupby(keys, sort=False)[["asr", "auc"]].mean().reset_index()
+
+
 def transfer_matrices(table: pd.DataFrame, value: str = "asr") -> dict[str, pd.DataFrame]:
     """``{"<family> (<budget>)": crafted_on × detector}`` of ``value`` (``asr`` or ``auc``), one per attack with
     its settings (``family``: the display name without target or surrogate), rows and columns in order of
@@ -95,4 +106,5 @@ def transfer_plot(table: pd.DataFrame, path: Path, title: str | None = None) -> 
     return True
 
 
-__all__ = ["TRANSFER_COLUMNS", "TRANSFER_NOTE", "transfer_matrices", "transfer_plot", "transfer_table"]
+__all__ = ["TRANSFER_COLUMNS", "TRANSFER_NOTE", "group_transfer_table", "transfer_matrices", "transfer_plot",
+           "transfer_table"]
