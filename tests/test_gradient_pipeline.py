@@ -361,3 +361,15 @@ def test_a_comparison_averages_the_transfer_matrix_over_each_groups_seeds():
     matrices = transfer_matrices(grouped)
     assert list(matrices) == ["x: pgd:eps=4/255 (linf 4/255)", "y: pgd:eps=4/255 (linf 4/255)"]
     assert matrices["x: pgd:eps=4/255 (linf 4/255)"].loc["a", "b"] == pytest.approx(0.3)
+
+
+def test_a_small_budget_is_not_an_inactive_attack():
+    from stigbench.evaluation.evidence import inactive_attacks
+
+    def psnr_rows(value: float, knowledge: str) -> pd.DataFrame:
+        return pd.DataFrame([{"refiner": "pgd:eps=1/255:target=a", "metric": "psnr", "condition": "refined",
+                              "value": value, "knowledge": knowledge}])
+
+    assert inactive_attacks(psnr_rows(50.5, "white-box"), {}) == {}  # 1/255 keeps every image above 48 dB
+    assert "unchanged" in inactive_attacks(psnr_rows(120.0, "white-box"), {})["pgd:eps=1/255:target=a"]
+    assert "unchanged" in inactive_attacks(psnr_rows(50.5, ""), {})["pgd:eps=1/255:target=a"]  # a refiner's rule

@@ -61,6 +61,9 @@ WORKING_AUC = 0.65
 #: Refined images closer than this to their fakes (mean PSNR, dB) are the fakes: the attack did nothing.
 #: (Rounding a float image to 8 bits alone costs about 59 dB: a uniform error of one level.)
 INACTIVE_PSNR_DB = 50.0
+#: PSNR of images identical to their fakes (``stigbench.measures.fidelity.psnr`` gives ~120 dB); one 8-bit
+#: step in a million pixels is still below this. The only "inactive" reading of a gradient attack.
+IDENTICAL_PSNR_DB = 115.0
 #: The ``fit_info`` key under which a refiner may give its own reason for being inactive.
 INACTIVE_KEY = "inactive"
 
@@ -146,9 +149,15 @@ def inactive_attacks(metrics: pd.DataFrame, fit_infos: Mapping[str, Mapping[str,
     """``{refiner: reason}`` for every inactive refiner of a run: its PSNR rows in ``metrics`` (cleaned,
     the run's own test split) and its ``fit_info`` by display name (``{}`` where none is known)."""
     psnr = refined_psnr(metrics)
+    # A gradient attack's budget bounds its change (at 1/255 every image is within 48 dB): a high PSNR is its
+    # design, not inactivity. Its rows are judged by ASR; only images left exactly as they were count.
+    gradient = set(metrics.loc[metrics["knowledge"] != "", "refiner"]) if "knowledge" in metrics else set()
     out = {}
     for refiner in dict.fromkeys([*psnr, *fit_infos]):
-        reason = inactive_reason(psnr.get(refiner), fit_infos.get(refiner), display_strength(refiner))
+        value = psnr.get(refiner)
+        if refiner in gradient and _known(value) and value < IDENTICAL_PSNR_DB:
+            value = None
+        reason = inactive_reason(value, fit_infos.get(refiner), display_strength(refiner))
         if reason:
             out[refiner] = reason
     return out
