@@ -106,8 +106,9 @@ def run_one(args: argparse.Namespace, real: str | None, fake: str | None, name: 
     metrics = read_metrics(run_dir / "metrics.csv")
     record = json.loads((run_dir / "run.json").read_text())
     title = name or args.dataset
+    refiners = cfg.refiners or "''"
     parts = [f"### {title}", "",
-             f"Run `{run_dir.name}` ({seconds:.0f} s wall; `--refiner {cfg.refiners or "''"} --attack '{attacks}' "
+             f"Run `{run_dir.name}` ({seconds:.0f} s wall; `--refiner {refiners} --attack '{attacks}' "
              f"--attack-reals`; test split {record['dataset']['split']['fake']['test']} fakes, "
              f"{record['dataset']['split']['real']['test']} reals at {record['dataset']['size']}²).", "",
              _matrix_text(metrics), "",
