@@ -373,3 +373,10 @@ def test_a_small_budget_is_not_an_inactive_attack():
     assert inactive_attacks(psnr_rows(50.5, "white-box"), {}) == {}  # 1/255 keeps every image above 48 dB
     assert "unchanged" in inactive_attacks(psnr_rows(120.0, "white-box"), {})["pgd:eps=1/255:target=a"]
     assert "unchanged" in inactive_attacks(psnr_rows(50.5, ""), {})["pgd:eps=1/255:target=a"]  # a refiner's rule
+
+
+@pytest.mark.parametrize("attack, message", [("spectral-pgd:eps=3", "eps"), ("spectral-pgd:eps=0", "eps"),
+                                             ("square:queries=0", "queries"), ("pgd:surrogate=", "expected .pgd:<param>=<value>.")])
+def test_bad_part_2_attacks_fail_in_the_plan(base, attack, message):
+    with pytest.raises(PlanError, match=message):
+        resolve(dataclasses.replace(base, attacks=attack))

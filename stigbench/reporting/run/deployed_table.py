@@ -24,15 +24,16 @@ from stigbench.reporting.run.metrics_csv import (
 
 #: The metrics of this table, in column order (``metrics.csv`` names).
 DEPLOYED_METRICS = ["tpr_at_fpr1", "fpr_at_fpr1", "tpr_at_fpr01", "fpr_at_fpr01", "balanced_acc", "ece",
-                    "ece_balanced", "asr"]
+                    "ece_balanced", "asr", "false_alarm"]
 #: Metrics that only this table shows (the main detection table keeps its columns).
-DEPLOYED_ONLY = frozenset({*DEPLOYED_METRICS, "val_reals"} - {"asr"})
+DEPLOYED_ONLY = frozenset({*DEPLOYED_METRICS, "val_reals"} - {"asr", "false_alarm"})
 THREAT = ["knowledge", "target", "budget"]
 DEPLOYED_NOTE = ("Operating points of a deployed detector: the threshold for each target false-positive rate is "
                  "fixed on the clean validation reals (`val reals`) and applied unchanged to the test images; "
                  "TPR = share of test fakes (or attacked fakes) flagged there, FPR = share of test reals flagged "
                  "(whether the validation threshold held). Fewer than 1/FPR validation reals cannot fix such a "
-                 "threshold: `not measurable`. Balanced accuracy and ASR at the validation-accuracy threshold; "
+                 "threshold: `not measurable`. Balanced accuracy, ASR and the false-alarm rate of attacked reals at the "
+                 "validation-accuracy threshold; "
                  "ECE: expected calibration error of P(fake), 15 bins (balanced: reals and fakes weigh one half "
                  "each). Gradient attacks name their threat model; on a white-box attack's own target, success is "
                  "its ASR.")
