@@ -1,18 +1,27 @@
-"""The gradient-attack stage of a run: after the detectors are fitted, craft each ``--attack`` against its
-target detector's torch path, store the attacked test fakes as 8-bit images, and have every detector
-score them.
+"""The gradient-attack stage of a run: after the detectors are fitted, craft each ``--attack``, store the
+attacked sets as 8-bit images, and have every detector score them, clean and under each perturbation.
 
-Threat model of this stage (recorded per row by :func:`threat_model`): **white-box** (the attacker has
-the fitted detector, its weights and its preprocessing, through ``logits``), the **target** detector
-named per attacked set, a **budget** (norm and ε around each 8-bit test fake), and the **fake→real**
-direction (test fakes pushed toward "real"). The attacker never sees the test reals or other detectors;
-every detector of the run scores every attacked set, so rows whose detector is not the target read as
-transfer from that target.
+Threat model (recorded per row by :func:`threat_model`):
 
-An attacked set is a stage like a refined set: keyed by the attack's parameters, the target's fit
-stage and the test fakes, cached and reused by later runs; an interrupted run crafts again only the
-sets it had not finished. The crafted images are rounded to 8 bits and re-projected into the ε-ball
-(:func:`stigbench.attacks.gradient.quantize_in_ball`), and scored as stored.
+* **knowledge** — ``white-box``: the attacker has the fitted target, its weights and preprocessing, through
+  its torch path (``logits``); ``query``: he may submit images and read the target's P(fake) only
+  (:func:`query_logits`; any detector); ``transfer``: he crafts on detectors he fitted himself, with his
+  own seed, on the training split (:func:`fit_surrogate`; several form a mean-logit ensemble) and never
+  touches the defender's;
+* **target** — the detector crafted against (for a transfer attack: its surrogates);
+* **budget** — the attack's own words (``linf 4/255``, ``log-magnitude linf 0.1``, ``linf 4/255, 1000
+  queries``; ``around stig`` for an attack started from a refiner's output);
+* **direction** — ``fake→real`` for the test fakes; with ``--attack-reals`` also ``real→fake`` for the
+  test reals (``condition = real-attacked``, scored against the clean test fakes).
+
+Every detector of the run scores every attacked set, so rows whose detector is not the target read as
+transfer from that target (:mod:`stigbench.reporting.run.transfer` draws the matrix).
+
+An attacked set is a stage like a refined set: keyed by the attack's parameters, the model it was crafted
+on (the target's or surrogates' fit stages) and its source images, cached and reused by later runs; an
+interrupted run crafts again only the sets it had not finished. The attack's ``store`` puts the crafted
+images on the 8-bit grid within its budget (a pixel ball: :func:`stigbench.attacks.gradient.quantize_in_ball`),
+and they are scored as stored.
 """
 
 from __future__ import annotations
