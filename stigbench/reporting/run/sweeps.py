@@ -88,8 +88,12 @@ def strength_text(strength: float, refiner: str) -> str:
 
 
 def _target(rows: pd.DataFrame) -> str:
-    """The detector a gradient attack's rows name as their target (``""`` for a refiner)."""
-    targets = set(rows["target"]) - {""} if "target" in rows else set()
+    """The detector a white-box or query attack's rows name as their target (``""`` for a refiner, and for a
+    transfer attack, whose ``target`` names its surrogates: it is read on every working detector)."""
+    if "target" not in rows or "knowledge" not in rows:
+        return ""
+    own = rows[rows["knowledge"].isin(["white-box", "query"])]
+    targets = set(own["target"]) - {""}
     return next(iter(targets)) if len(targets) == 1 else ""
 
 
