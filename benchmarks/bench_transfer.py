@@ -56,11 +56,14 @@ def _matrix_text(metrics: pd.DataFrame) -> str:
     off = [m.loc[r, c] for r in m.index if not r.startswith("surrogate") for c in m.columns if r != c]
     lines = [f"`{name}`, cells ASR / AUC (rows: crafted on; columns: scoring detector):", "",
              to_markdown(cells.reset_index().rename(columns={"crafted_on": "crafted on"})), "",
-             f"White-box diagonal: mean ASR {np.mean(diagonal):.3f} over {len(diagonal)} detectors; off-diagonal "
-             f"(white-box on A, scored by B ≠ A): mean ASR {np.mean(off):.3f} over {len(off)} cells."]
+             "An ASR of `nan`: the detector flags none of the clean test fakes at its validation threshold, so no "
+             "attack has anything to evade there (left out of the means below).", "",
+             f"White-box diagonal: mean ASR {np.nanmean(diagonal):.3f} over {np.isfinite(diagonal).sum()} detectors; "
+             f"off-diagonal (white-box on A, scored by B ≠ A): mean ASR {np.nanmean(off):.3f} over "
+             f"{np.isfinite(off).sum()} cells."]
     for row in (r for r in m.index if r.startswith("surrogate")):
-        lines.append(f"Transfer from `{row}`: mean ASR {m.loc[row].mean():.3f} over the {m.shape[1]} detectors "
-                     f"(min {m.loc[row].min():.3f}, max {m.loc[row].max():.3f}).")
+        lines.append(f"Transfer from `{row}`: mean ASR {m.loc[row].mean():.3f} over the {m.loc[row].notna().sum()} "
+                     f"detectors with flagged fakes (min {m.loc[row].min():.3f}, max {m.loc[row].max():.3f}).")
     return "\n".join(lines)
 
 
