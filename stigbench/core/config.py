@@ -158,8 +158,10 @@ class RunConfig:
                              "(validation) fakes and score the refined test fakes.")
     attacks: str = setting(
         "", legacy="", option=Option(flag="--attack", metavar="LIST", grid=True),
-        help="Gradient attacks on the fitted detectors, e.g. 'pgd', 'pgd:eps=*', 'apgd:loss=margin:target=durall' "
-             "(eps in [0, 1] or k/255; without target: each detector with a torch path).")
+        help="Gradient attacks on the fitted detectors (`list attacks`), e.g. 'pgd', 'pgd:eps=*', "
+             "'apgd:loss=margin:target=durall', 'pgd:surrogate=spectrum-cnn+durall' (transfer), 'stig+pgd', "
+             "'spectral-pgd', 'square' (query-only). eps in [0, 1] or k/255; without target: each detector it can "
+             "attack.")
     attack_reals: bool = setting(
         False, legacy=False, option=Option(grid=True),
         help="With --attack: also push the real test images toward 'fake' with each attack (the false alarm a "
