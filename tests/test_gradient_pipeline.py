@@ -269,6 +269,8 @@ def test_attacks_on_reals_raise_the_false_alarm_rate(base):
     assert auc < m[(m.condition == "fake") & (m.metric == "auc")].value.iloc[0]
     table = summarize(m)
     assert WHITE_BOX_TARGET in table.set_index("condition").loc["real-attacked:pgd:eps=8/255:target=durall", "note"]
+    cost = reals[reals.detector == ""].set_index("metric").value  # against the reals they were made from
+    assert 25 < cost["psnr"] < 60 and 0 < cost["ssim"] < 1
 
 
 def test_transfer_attacks_name_their_surrogates_and_fail_on_bad_ones(base):

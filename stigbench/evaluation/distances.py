@@ -57,12 +57,13 @@ def _released_after_each(items: Iterable[T]) -> Iterator[T]:
 
 
 def fidelity_rows(fakes: ImageSet, refined: Mapping[str, ImageSet], *, dataset: str, seed: int,
-                  batch_size: int, test_dataset: str | None = None) -> list[dict[str, Any]]:
-    """PSNR and SSIM of each refined set to the fakes it was made from (same order)."""
+                  batch_size: int, test_dataset: str | None = None, condition: str = "refined") -> list[dict[str, Any]]:
+    """PSNR and SSIM of each refined set to the fakes it was made from (same order); ``condition`` names the
+    sets (``real-attacked``: attacked reals against the reals they were made from)."""
     rows = []
     for display, images in refined.items():
         values = mean_fidelity(_released_after_each(zip(fakes.batches(batch_size), images.batches(batch_size))))
-        rows += [_row(dataset, seed, f"refined:{display}", metric, value, "none", test_dataset=test_dataset)
+        rows += [_row(dataset, seed, f"{condition}:{display}", metric, value, "none", test_dataset=test_dataset)
                  for metric, value in values.items()]
     return rows
 

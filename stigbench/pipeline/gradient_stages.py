@@ -210,6 +210,7 @@ def run_attacks(state: RunState, perturbed: dict[str, dict[str, ImageSet]],
             images = _craft(state, component, state.part("real", "test"), "real", FAKE)
             if images is not None:
                 reals[_key(component, FAKE)] = images
+    state.attacked_reals = {key.partition(":")[2]: images for key, images in reals.items()}
     if not attacked and not reals:
         return {}
     out = {p.name: perturbed_sets(state, p, attacked) for p in state.perturbations}

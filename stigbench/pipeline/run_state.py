@@ -94,6 +94,7 @@ class RunState:
         self.refiner_info: dict[str, Any] = {}
         self.attack_info: dict[str, Any] = {}  # attacked-set display name -> threat model, timing
         self.surrogates: dict[str, tuple[Any, Path]] = {}  # the attacker's fitted detectors, by name-seed
+        self.attacked_reals: dict[str, ImageSet] = {}  # --attack-reals: attacked test reals, by attack display
         self.detector_info: dict[str, Any] = {}
         self.notes: list[str] = list(plan.notes)
         self.fitted: dict[str, tuple[Any, Path]] = {}  # detector name -> (fitted detector, its stage folder)

@@ -58,7 +58,7 @@ from stigbench.evaluation.detection import (
     read_thresholds,
     success_rows,
 )
-from stigbench.evaluation.rows import CLEAN, METRIC_COLUMNS, with_threat_model
+from stigbench.evaluation.rows import CLEAN, METRIC_COLUMNS, REAL_ATTACKED, with_threat_model
 from stigbench.evaluation.sweep import full_strength
 from stigbench.pipeline.cross_stages import cross_distance_rows, run_cross
 from stigbench.pipeline.attack_stages import fit_refiners, perturbed_sets, refined_set
@@ -217,6 +217,9 @@ class _Run(RunState):
         spectra = self.distance_rows(perturbed)
         self.rows += fidelity_rows(fake_test, refined, dataset=self.spec.name, seed=self.ctx.seed,
                                    batch_size=self.ctx.batch_size)
+        # the cost of an attack on reals, against the reals it was made from
+        self.rows += fidelity_rows(real_test, self.attacked_reals, dataset=self.spec.name, seed=self.ctx.seed,
+                                   batch_size=self.ctx.batch_size, condition=REAL_ATTACKED)
         quality_info: dict[str, Any] = {}
         if cfg.quality:
             for p in self.perturbations:
