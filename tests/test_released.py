@@ -98,10 +98,13 @@ def test_fingerprint_is_sha256_of_the_bytes(tmp_path):
     assert fp == {"path": str(path.resolve()), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
 
-def test_cnndetection_release_matches_torchvision(tmp_path, cnndetection_ref):
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy-pickle"])
+def test_cnndetection_release_matches_torchvision(tmp_path, cnndetection_ref, zipped):
+    # The 2020 release predates PyTorch 1.6's zip format; both serialisations must load.
     path = tmp_path / "blur_jpg_prob0.5.pth"
     optimizer = torch.optim.Adam(cnndetection_ref.parameters(), lr=1e-4, betas=(0.9, 0.999))
-    torch.save({"model": cnndetection_ref.state_dict(), "optimizer": optimizer.state_dict(), "total_steps": 1234}, path)
+    release = {"model": cnndetection_ref.state_dict(), "optimizer": optimizer.state_dict(), "total_steps": 1234}
+    torch.save(release, path, _use_new_zipfile_serialization=zipped)
     model = load_cnndetection(path)
     assert not model.training
     x = images(3)

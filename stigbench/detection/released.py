@@ -96,7 +96,9 @@ def _read_checkpoint(path: Path) -> object:
             f"plain containers ({detail}); stigbench does not unpickle such files"
         ) from error
     except Exception as error:  # a truncated archive, a corrupt pickle, ...
-        raise ValueError(f"{path} could not be read as a PyTorch checkpoint: {type(error).__name__}: {error}") from error
+        raise ValueError(
+            f"{path} could not be read as a PyTorch checkpoint: {type(error).__name__}: {error}"
+        ) from error
 
 
 def _as_state_dict(value: object, path: Path, where: str) -> dict[str, torch.Tensor]:
@@ -150,7 +152,7 @@ def load_cnndetection(path: str | Path) -> nn.Module:
 
 
 class ReleasedNPR(nn.Module):
-    """Tan et al. (CVPR 2024): NPR residual ``x − up2(down½(x))`` → ×2/3 → ResNet-50 stem, layer1, layer2 → ``fc1``.
+    """Tan et al. (CVPR 2024): residual ``x − up2(down½(x))``, ×2/3, ResNet-50 up to ``layer2``, ``fc1``.
 
     ``forward`` takes ImageNet-normalised RGB of even height and width and returns one logit per
     image, ``(N, 1)``; ``P(fake) = sigmoid(logit)``. State-dict keys are the release's.
