@@ -93,7 +93,7 @@ def _read_checkpoint(path: Path) -> object:
                       str(error).splitlines()[0] if str(error) else type(error).__name__)
         raise ValueError(
             f"{path} was refused by torch.load(weights_only=True): it holds objects other than tensors and "
-            f"plain containers ({detail}); stigbench does not unpickle such files"
+            f"plain containers, or its pickle is corrupt ({detail}); stigbench does not unpickle such files"
         ) from error
     except Exception as error:  # a truncated archive, a corrupt pickle, ...
         raise ValueError(
