@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -279,7 +280,7 @@ def _surrogates(names: tuple[str, ...], label: str, query: bool, context: RunCon
 
 
 def resolve_attacks(config: RunConfig, detectors: list[Component], context: RunContext,
-                    refiners: list[Component] = ()) -> tuple[list[Component], list[str]]:  # type: ignore[assignment]
+                    refiners: Sequence[Component] = ()) -> tuple[list[Component], list[str]]:
     """One component per ``--attack`` item and target detector, and the notes on detectors it skips.
 
     A named target must be a detector of the run with a torch path; without one, every detector that

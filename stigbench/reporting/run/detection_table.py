@@ -4,6 +4,7 @@ formatted for reading (:func:`display_summary`)."""
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import numpy as np
@@ -86,7 +87,7 @@ def white_box_targets(rows: pd.DataFrame) -> set[tuple[str, str]]:
 
 
 def _flags(table: pd.DataFrame, group: list[str],
-           targets: set[tuple[str, str]] = frozenset()) -> tuple[list[str], list[str]]:  # type: ignore[assignment]
+           targets: AbstractSet[tuple[str, str]] = frozenset()) -> tuple[list[str], list[str]]:
     """Per row of the wide table: the move against chance (refined rows with a fake baseline) and the
     notes (``; ``-joined): evidence, over-correction, detector at chance (see :mod:`stigbench.evaluation.evidence`).
 
