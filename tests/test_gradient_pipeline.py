@@ -382,3 +382,18 @@ def test_a_small_budget_is_not_an_inactive_attack():
 def test_bad_part_2_attacks_fail_in_the_plan(base, attack, message):
     with pytest.raises(PlanError, match=message):
         resolve(dataclasses.replace(base, attacks=attack))
+
+
+def test_the_report_leads_with_the_refiners_and_one_line_for_gradient_attacks():
+    from stigbench.evaluation.evidence import moves
+    from stigbench.reporting.run.metrics_csv import clean_metrics
+    from stigbench.reporting.run.report import _lead
+
+    attack = "pgd:eps=4/255:target=durall"
+    m = clean_metrics(_auc_rows({("", "durall"): 0.9, (attack, "durall"): 0.1, ("stig", "durall"): 0.6}))
+    asr = m.iloc[[1]].assign(metric="asr", value=1.0)
+    m = pd.concat([m, asr], ignore_index=True)
+    lead = _lead(m, moves(m), {})
+    first, second = lead.split("\n\n")
+    assert "stig:" in first and attack not in first
+    assert second.startswith("Gradient attacks: 1 attacked set(s) (white-box); ASR on their own targets 1.00–1.00")

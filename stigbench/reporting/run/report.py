@@ -55,6 +55,23 @@ def _seed(metrics: pd.DataFrame, config: dict[str, Any]) -> Any:
     return metrics["seed"].iloc[0] if len(metrics) else "?"
 
 
+def _lead(metrics: pd.DataFrame, moves_table: pd.DataFrame, inactive: dict[str, str]) -> str:
+    """The first line of the report: the refiners' moves against chance, then one sentence on the gradient
+    attacks (dozens of attacked sets would bury the refiners' line; each is in moves.csv and the tables)."""
+    m = own_rows(metrics)
+    gradient = set(m.loc[m["knowledge"] != "", "refiner"])
+    refiners = moves_table[~moves_table["refiner"].isin(gradient)]
+    lines = [counts_line(move_counts(refiners), inactive)] if len(refiners) or not gradient else []
+    if gradient:
+        own = m[m["refiner"].isin(gradient) & (m["metric"] == "asr") & (m["condition"] == "refined")
+                & (m["perturbation"] == "none") & (m["detector"] == m["target"]) & (m["knowledge"] != "transfer")]
+        kinds = ", ".join(sorted(set(m.loc[m["refiner"].isin(gradient), "knowledge"])))
+        asr = f"; ASR on their own targets {own['value'].min():.2f}–{own['value'].max():.2f}" if len(own) else ""
+        lines.append(f"Gradient attacks: {len(gradient)} attacked set(s) ({kinds}){asr}; their moves are in "
+                     "moves.csv, their reading in the detector-as-deployed table and the transfer matrix.")
+    return "\n\n".join(lines)
+
+
 def write_run_report(run_dir: Path) -> pd.DataFrame:
     """Write the report files of the run folder ``run_dir`` (see the module docstring) from its
     ``metrics.csv``, ``run.json``, ``config.json`` and the other files it holds; return the summary table."""
@@ -73,7 +90,7 @@ def write_run_report(run_dir: Path) -> pd.DataFrame:
     notes = run_plots(run_dir, record, metrics)
     table = moves(own_rows(metrics), inactive=inactive)
     table.to_csv(run_dir / "moves.csv", index=False)
-    lead = counts_line(move_counts(table), inactive)
+    lead = _lead(metrics, table, inactive)
     alerts = inactive_lines(inactive)
 
     ds = record["dataset"]
