@@ -40,15 +40,14 @@ image is queried, counted and kept as a fallback.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
-from stigbench.attacks.gradient import LOSSES, _chunked, _per_image, check_settings, parse_eps, quantize_in_ball
+from stigbench.attacks.gradient import LOSSES, _chunked, _per_image, check_settings, parse_eps
 from stigbench.attacks.registry import register_attack
-from stigbench.attacks.white_box import EPS_GRID, _stored_eps, format_eps
+from stigbench.attacks.white_box import Attack, _stored_eps, format_eps, is_int
 from stigbench.core.contracts import REAL, LogitsFn
-from stigbench.core.estimator import Estimator
 
 #: Iterations (of a 10 000-query run) after which Square Attack halves ``p`` (the paper's schedule; the
 #: authors' code rescales it to other budgets, as :func:`square_fraction` does).
@@ -60,7 +59,7 @@ REDRAWS = 16
 def check_square_settings(*, eps: float | str, queries: int, p_init: float, loss: str, towards: int) -> None:
     """Raise ``ValueError`` naming the first invalid setting."""
     parse_eps(eps)
-    if not _is_int(queries) or queries < 2:
+    if not is_int(queries) or queries < 2:
         raise ValueError(f"queries must be an integer >= 2 (the clean image and the start), got {queries!r}")
     if not (isinstance(p_init, (int, float)) and not isinstance(p_init, bool) and 0 < p_init <= 1):
         raise ValueError(f"p_init must be a number in (0, 1], got {p_init!r}")
@@ -199,14 +198,13 @@ def _search(orig: torch.Tensor, logits_fn: LogitsFn, seeds: list[int], *, eps: f
                        "adversarial attack via random search, ECCV 2020",
                  description="score-based random search (L∞): vertical-stripe start, random ±ε squares of a "
                              "shrinking side, per-image early stop at the detector's 0.5")
-class Square(Estimator):
+class Square(Attack):
     """Square Attack, L∞ (:func:`square_attack`): needs only the detector's logits, never its gradient.
 
     ``queries`` is the budget per image; after :meth:`perturb`, ``queries_used_`` holds the queries each
     image of the last call used (an int64 array).
     """
 
-    param_grids: ClassVar[dict[str, tuple[float, ...]]] = {"eps": EPS_GRID}
     threat: ClassVar[str] = "query"
     norm: ClassVar[str] = "linf"
 
@@ -220,40 +218,20 @@ class Square(Estimator):
         self.seed = seed
         self.batch_size = batch_size
 
-    def check_params(self) -> None:
-        """Raise ``ValueError`` naming the first invalid hyper-parameter."""
+    def _check_settings(self) -> None:
         check_square_settings(eps=self.eps, queries=self.queries, p_init=self.p_init, loss=self.loss,
                               towards=REAL)
-        if self.target is not None and not isinstance(self.target, str):
-            raise ValueError(f"target must be a detector name or None, got {self.target!r}")
-        if not _is_int(self.seed):
-            raise ValueError(f"seed must be an integer, got {self.seed!r}")
-        if not _is_int(self.batch_size) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
 
     def budget(self) -> str:
         """The threat model's budget, e.g. ``"linf 4/255, 1000 queries"``."""
         self.check_params()
         return f"{self.norm} {format_eps(float(self.eps), self.norm)}, {self.queries} queries"
 
-    def store(self, adversarial: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        """On the 8-bit grid and back inside the ε-ball (:func:`~stigbench.attacks.gradient.quantize_in_ball`)."""
-        return quantize_in_ball(adversarial, images, float(self.eps), self.norm)
-
-    def perturb(self, images: torch.Tensor, logits_fn: LogitsFn, *, towards: int = REAL,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Adversarial images of the shape of ``images``, in ``[0, 1]`` and within the budget, that push
-        ``logits_fn`` toward ``towards`` using forward evaluations only; ``generator`` (default: one
-        seeded with ``seed``) draws every random choice. Sets ``queries_used_``."""
-        self.check_params()
-        if generator is None:
-            generator = torch.Generator().manual_seed(int(self.seed))
+    def _attack(self, images: torch.Tensor, logits_fn: LogitsFn, towards: int,
+                generator: torch.Generator) -> torch.Tensor:
+        """Forward evaluations only; sets ``queries_used_``."""
         adversarial, used = square_attack(images, logits_fn, eps=self.eps, queries=self.queries,
                                           p_init=float(self.p_init), loss=self.loss, towards=towards,
                                           generator=generator, batch_size=self.batch_size)
         self.queries_used_ = used.numpy()
         return adversarial
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

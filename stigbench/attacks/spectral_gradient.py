@@ -192,14 +192,9 @@ class SpectralPGD(WhiteBoxAttack):
         self.seed = seed
         self.batch_size = batch_size
 
-    def check_params(self) -> None:
-        """Raise ``ValueError`` naming the first invalid hyper-parameter."""
+    def _check_settings(self) -> None:
         check_spectral_settings(eps=self.eps, steps=self.steps, step_size=self.step_size, loss=self.loss,
                                 towards=REAL)
-        if self.target is not None and not isinstance(self.target, str):
-            raise ValueError(f"target must be a detector name or None, got {self.target!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
 
     def budget(self) -> str:
         """``"log-magnitude linf 0.1"``: the bound in nats."""

@@ -42,32 +42,41 @@ def format_eps(eps: float, norm: str) -> str:
     return f"{eps:g}"
 
 
-class WhiteBoxAttack(Estimator):
-    """Shared body of the gradient attacks: validation, the budget string, batching settings."""
+def is_int(value: Any) -> bool:
+    """An ``int`` that is not a ``bool``."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class Attack(Estimator):
+    """Shared body of the registered attacks (:class:`~stigbench.core.contracts.GradientAttack`): parameter
+    checks common to all (``target``, ``seed``, ``batch_size``) after the attack's own
+    (:meth:`_check_settings`), a generator seeded with ``seed`` when ``perturb`` gets none, and storage on
+    the 8-bit grid inside a pixel ε-ball. A subclass supplies ``_check_settings``, ``budget`` and ``_attack``
+    (and ``store`` when its budget is not a pixel ball)."""
 
     param_grids: ClassVar[dict[str, tuple[float, ...]]] = {"eps": EPS_GRID}
-    threat: ClassVar[str] = "white-box"
 
     eps: float
     norm: str
-    steps: int
-    loss: str
     target: str | None
     seed: int
     batch_size: int
 
+    def _check_settings(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def check_params(self) -> None:
         """Raise ``ValueError`` naming the first invalid hyper-parameter."""
-        check_settings(eps=self.eps, norm=self.norm, steps=self.steps, loss=self.loss, towards=REAL)
+        self._check_settings()
         if self.target is not None and not isinstance(self.target, str):
             raise ValueError(f"target must be a detector name or None, got {self.target!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+        if not is_int(self.seed):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        if not is_int(self.batch_size) or self.batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
 
-    def budget(self) -> str:
-        """The threat model's budget, e.g. ``"linf 4/255"`` or ``"l2 0.5"``."""
-        self.check_params()
-        return f"{self.norm} {format_eps(float(self.eps), self.norm)}"
+    def budget(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def store(self, adversarial: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """On the 8-bit grid and back inside the ε-ball (:func:`~stigbench.attacks.gradient.quantize_in_ball`)."""
@@ -77,15 +86,31 @@ class WhiteBoxAttack(Estimator):
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Adversarial images of the shape of ``images``, in ``[0, 1]`` and within the budget, that push
         ``logits_fn`` toward ``towards``; ``generator`` (default: one seeded with ``seed``) seeds any random
-        start."""
+        choice."""
         self.check_params()
         if generator is None:
             generator = torch.Generator().manual_seed(int(self.seed))
         return self._attack(images, logits_fn, towards, generator)
 
     def _attack(self, images: torch.Tensor, logits_fn: LogitsFn, towards: int,
-                generator: torch.Generator) -> torch.Tensor:
+                generator: torch.Generator) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+class WhiteBoxAttack(Attack):
+    """A gradient attack on pixels within an L∞ or L2 ball (``eps``, ``norm``, ``steps``, ``loss``)."""
+
+    threat: ClassVar[str] = "white-box"
+    steps: int
+    loss: str
+
+    def _check_settings(self) -> None:
+        check_settings(eps=self.eps, norm=self.norm, steps=self.steps, loss=self.loss, towards=REAL)
+
+    def budget(self) -> str:
+        """The threat model's budget, e.g. ``"linf 4/255"`` or ``"l2 0.5"``."""
+        self.check_params()
+        return f"{self.norm} {format_eps(float(self.eps), self.norm)}"
 
 
 @register_attack("pgd", paper="Madry et al., Towards Deep Learning Models Resistant to Adversarial Attacks, "
@@ -108,8 +133,8 @@ class PGD(WhiteBoxAttack):
         self.seed = seed
         self.batch_size = batch_size
 
-    def check_params(self) -> None:
-        super().check_params()
+    def _check_settings(self) -> None:
+        super()._check_settings()
         if self.step_size is not None and not (isinstance(self.step_size, (int, float))
                                                and not isinstance(self.step_size, bool) and self.step_size > 0):
             raise ValueError(f"step_size must be a positive number or None, got {self.step_size!r}")
