@@ -19,7 +19,7 @@ from stigbench.attacks.white_box import format_eps
 from stigbench.pipeline.attack_specs import resolve_attack_specs
 from stigbench.pipeline.plan import PlanError, resolve
 from stigbench.pipeline.runner import run_benchmark
-from stigbench.reporting.run.detection_table import OVER_CORRECTION, WHITE_BOX_TARGET, summarize
+from stigbench.reporting.run.detection_table import OVER_CORRECTION, OWN_TARGET, summarize
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_white_box_target_below_chance_reads_as_success_not_over_correction():
     table = summarize(_auc_rows({("", "durall"): 0.9, ("", "peaks"): 0.9, (attack, "durall"): 0.1,
                                  (attack, "peaks"): 0.1, ("stig", "durall"): 0.1}))
     note = dict(zip(zip(table["condition"], table["detector"]), table["note"]))
-    assert note[(f"refined:{attack}", "durall")] == WHITE_BOX_TARGET
+    assert note[(f"refined:{attack}", "durall")] == OWN_TARGET
     assert OVER_CORRECTION in note[(f"refined:{attack}", "peaks")]  # not its target: the refiners' rule
     assert OVER_CORRECTION in note[("refined:stig", "durall")]
 
@@ -268,7 +268,7 @@ def test_attacks_on_reals_raise_the_false_alarm_rate(base):
     auc = reals[reals.metric == "auc"].value.iloc[0]
     assert auc < m[(m.condition == "fake") & (m.metric == "auc")].value.iloc[0]
     table = summarize(m)
-    assert WHITE_BOX_TARGET in table.set_index("condition").loc["real-attacked:pgd:eps=8/255:target=durall", "note"]
+    assert OWN_TARGET in table.set_index("condition").loc["real-attacked:pgd:eps=8/255:target=durall", "note"]
     cost = reals[reals.detector == ""].set_index("metric").value  # against the reals they were made from
     assert 25 < cost["psnr"] < 60 and 0 < cost["ssim"] < 1
 
@@ -397,3 +397,12 @@ def test_the_report_leads_with_the_refiners_and_one_line_for_gradient_attacks():
     first, second = lead.split("\n\n")
     assert "stig:" in first and attack not in first
     assert second.startswith("Gradient attacks: 1 attacked set(s) (white-box); ASR on their own targets 1.00–1.00")
+
+
+def test_own_target_rows_are_white_box_or_query_never_transfer():
+    from stigbench.evaluation.rows import on_own_target
+
+    rows = pd.DataFrame({"knowledge": ["white-box", "query", "transfer", "white-box", ""],
+                         "target": ["a", "a", "a", "a", ""], "detector": ["a", "a", "a", "b", "a"]})
+    assert on_own_target(rows).tolist() == [True, True, False, False, False]
+    assert not on_own_target(rows.drop(columns="knowledge")).any()  # an older run's rows

@@ -48,6 +48,8 @@ from typing import Any
 
 import pandas as pd
 
+from stigbench.evaluation.rows import on_own_target
+
 CHANCE = 0.5
 TOWARD, AWAY, PAST, UNCHANGED, AT_CHANCE, NO_INTERVAL = "toward", "away", "past", "unchanged", "at chance", "no interval"
 INACTIVE = "attack inactive"
@@ -197,11 +199,10 @@ def moves(metrics: pd.DataFrame, trained_on: str = "fake", perturbation: str = "
     ref = ref.rename(columns={"value": "auc", "ci_low": "auc_ci_low", "ci_high": "auc_ci_high"})
     ref = ref.join(fake, on="detector")
     out = pd.concat([ref, move_columns(ref)], axis=1)
-    if "target" in m and "knowledge" in m:
-        # A white-box attack is meant to drive its own target past chance: success there, not evidence.
-        own = m[(m["condition"] == "refined") & (m["knowledge"] == "white-box") & (m["target"] == m["detector"])]
-        pairs = set(zip(own["refiner"], own["detector"]))
-        out.loc[[(r, d) in pairs for r, d in zip(out["refiner"], out["detector"])], "evidence"] = False
+    # An attack crafted against a detector is meant to drive it past chance: success there, not evidence.
+    own = m[(m["condition"] == "refined") & on_own_target(m)]
+    pairs = set(zip(own["refiner"], own["detector"]))
+    out.loc[[(r, d) in pairs for r, d in zip(out["refiner"], out["detector"])], "evidence"] = False
     out.loc[out["refiner"].isin(list(inactive or {})), "move"] = INACTIVE
     return out
 

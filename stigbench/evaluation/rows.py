@@ -9,6 +9,8 @@ import pandas as pd
 #: The threat model of a gradient attack's rows (empty for refiners): what the attacker knows
 #: (``white-box``), the detector it crafted against, its budget (norm and ε) and its direction (``fake→real``).
 THREAT_COLUMNS = ["knowledge", "target", "budget", "direction"]
+#: The ``knowledge`` of an attack: the target's gradients, its scores only, or the attacker's own surrogates.
+WHITE_BOX, QUERY, TRANSFER = "white-box", "query", "transfer"
 #: The condition of real test images attacked toward "fake" (scored against the clean test fakes).
 REAL_ATTACKED = "real-attacked"
 #: The ``direction`` of an attack on the fakes, and of one on the reals.
@@ -27,6 +29,16 @@ def base_row(dataset: str, seed: int, test_dataset: str | None = None, **kw: Any
            "trained_on": "", "condition": "", "perturbation": CLEAN}
     row.update(kw)
     return row
+
+
+def on_own_target(rows: pd.DataFrame) -> pd.Series:
+    """Per row: an attack crafted against one detector of the run (white-box or query) scored by that very
+    detector. Such an attack is *meant* to drive its target past chance: success there is read from ASR,
+    never as over-correction or evidence; a transfer attack's ``target`` names its surrogates, never the
+    defender's detector. False everywhere for rows without the threat-model columns (older runs)."""
+    if "knowledge" not in rows or "target" not in rows:
+        return pd.Series(False, index=rows.index)
+    return rows["knowledge"].isin([WHITE_BOX, QUERY]) & (rows["target"] == rows["detector"])
 
 
 def with_threat_model(metrics: pd.DataFrame, attacks: pd.DataFrame) -> pd.DataFrame:

@@ -40,10 +40,7 @@ from stigbench.core.contracts import FAKE, REAL, LogitsFn
 from stigbench.core.imageset import ArrayImageSet, ImageSet, labelled, map_batches
 from stigbench.core.io import read_json, write_json
 from stigbench.detection.registry import is_persistent
-from stigbench.evaluation.rows import CLEAN, FAKE_TO_REAL, REAL_ATTACKED, THREAT_COLUMNS
-
-#: The ``knowledge`` of an attack crafted on the attacker's own surrogate detectors.
-TRANSFER = "transfer"
+from stigbench.evaluation.rows import CLEAN, FAKE_TO_REAL, REAL_ATTACKED, THREAT_COLUMNS, TRANSFER
 from stigbench.pipeline.attack_stages import perturbed_sets
 from stigbench.pipeline.detection_stages import score_conditions, score_set
 from stigbench.pipeline.isolation import isolated

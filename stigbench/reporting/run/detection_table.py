@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from stigbench.evaluation.evidence import DETECTOR_AT_CHANCE, EVIDENCE, move_columns
+from stigbench.evaluation.rows import on_own_target
 from stigbench.reporting.render.metric_labels import metric_label, ordered_metrics
 from stigbench.reporting.render.numbers import format_ci, format_delta
 from stigbench.reporting.run.deployed_table import DEPLOYED_ONLY
@@ -26,9 +27,8 @@ from stigbench.reporting.run.metrics_csv import (
 
 
 OVER_CORRECTION = "over-correction"
-#: The note of a white-box attack's row on its own target (success there is read from ASR).
-WHITE_BOX_TARGET = "white-box target"
-WHITE_BOX = "white-box"
+#: The note of an attack's row on the detector it was crafted against (success there is read from ASR).
+OWN_TARGET = "own target"
 
 
 def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -48,7 +48,7 @@ def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
     keys = ["detector", "trained_on", "perturbation", "condition"]
     if det.empty:
         return pd.DataFrame(columns=[*keys, "auc", "delta_auc", "delta_acc", "move", "note"])
-    targets = white_box_targets(det)
+    targets = own_targets(det)
     det["condition"] = [condition_label(c, r) for c, r in zip(det["condition"], det["refiner"])]
     det = det[~det["metric"].isin(DEPLOYED_ONLY)]  # the deployed-detector table shows those
     names = ordered_metrics(det["metric"])
@@ -76,13 +76,11 @@ def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
     return table[[*keys, *names, "delta_auc", "delta_acc", "move", "note", *ci_cols]]
 
 
-def white_box_targets(rows: pd.DataFrame) -> set[tuple[str, str]]:
+def own_targets(rows: pd.DataFrame) -> set[tuple[str, str]]:
     """``(condition label, detector)`` of the rows (``metrics.csv`` form, condition and refiner apart) where a
-    white-box attack is scored by the very detector it was crafted against (``knowledge``/``target``
-    columns; none in runs without gradient attacks)."""
-    if "target" not in rows or "knowledge" not in rows:
-        return set()
-    hit = rows[(rows["knowledge"] == WHITE_BOX) & (rows["target"] == rows["detector"])]
+    white-box or query attack is scored by the very detector it was crafted against
+    (:func:`stigbench.evaluation.rows.on_own_target`)."""
+    hit = rows[on_own_target(rows)]
     return {(condition_label(c, r), d) for c, r, d in zip(hit["condition"], hit["refiner"], hit["detector"])}
 
 
@@ -91,8 +89,8 @@ def _flags(table: pd.DataFrame, group: list[str],
     """Per row of the wide table: the move against chance (refined rows with a fake baseline) and the
     notes (``; ``-joined): evidence, over-correction, detector at chance (see :mod:`stigbench.evaluation.evidence`).
 
-    A white-box attack is *meant* to drive its target below 0.5: on the rows in ``targets`` that reads as
-    success (``white-box target``, judged by ASR), never as evidence or over-correction, which stay the
+    An attack crafted against a detector is *meant* to drive it below 0.5: on the rows in ``targets`` that
+    reads as success (``own target``, judged by ASR), never as evidence or over-correction, which stay the
     rule for refiners and for the detectors an attack did not target."""
     def col(name: str) -> np.ndarray:
         return table[name].to_numpy(float) if name in table else np.full(len(table), np.nan)
@@ -107,7 +105,7 @@ def _flags(table: pd.DataFrame, group: list[str],
     for i, condition in enumerate(table["condition"]):
         refined, chance = condition != "fake", bool(flags["fake_at_chance"].iat[i])
         targeted = (condition, table["detector"].iat[i]) in targets
-        note = [WHITE_BOX_TARGET] if targeted else []
+        note = [OWN_TARGET] if targeted else []
         if refined and not targeted and flags["evidence"].iat[i]:
             note.append(EVIDENCE)
         if refined and not targeted and not chance and frame["auc"].iat[i] < 0.5:
@@ -141,4 +139,4 @@ def display_summary(summary: pd.DataFrame, digits: int = 3) -> tuple[pd.DataFram
     return out.reset_index(drop=True), classes
 
 
-__all__ = ["OVER_CORRECTION", "WHITE_BOX_TARGET", "display_summary", "summarize", "white_box_targets"]
+__all__ = ["OVER_CORRECTION", "OWN_TARGET", "display_summary", "own_targets", "summarize"]

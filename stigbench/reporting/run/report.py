@@ -35,6 +35,7 @@ import pandas as pd
 
 from stigbench.core.io import read_json, write_text
 from stigbench.evaluation.evidence import counts_line, move_counts, moves
+from stigbench.evaluation.rows import on_own_target
 from stigbench.reporting.render.markdown import to_markdown
 from stigbench.reporting.run.cross_tables import CROSS_NOTE, cross_section
 from stigbench.reporting.run.deployed_table import DEPLOYED_NOTE, deployed_table, display_deployed
@@ -63,8 +64,7 @@ def _lead(metrics: pd.DataFrame, moves_table: pd.DataFrame, inactive: dict[str, 
     refiners = moves_table[~moves_table["refiner"].isin(gradient)]
     lines = [counts_line(move_counts(refiners), inactive)] if len(refiners) or not gradient else []
     if gradient:
-        own = m[m["refiner"].isin(gradient) & (m["metric"] == "asr") & (m["condition"] == "refined")
-                & (m["perturbation"] == "none") & (m["detector"] == m["target"]) & (m["knowledge"] != "transfer")]
+        own = m[on_own_target(m) & (m["metric"] == "asr") & (m["condition"] == "refined") & (m["perturbation"] == "none")]
         kinds = ", ".join(sorted(set(m.loc[m["refiner"].isin(gradient), "knowledge"])))
         asr = f"; ASR on their own targets {own['value'].min():.2f}–{own['value'].max():.2f}" if len(own) else ""
         lines.append(f"Gradient attacks: {len(gradient)} attacked set(s) ({kinds}){asr}; their moves are in "

@@ -23,6 +23,7 @@ import pandas as pd
 
 from stigbench.attacks.white_box import format_eps
 from stigbench.evaluation.evidence import WORKING_AUC
+from stigbench.evaluation.rows import QUERY, WHITE_BOX
 from stigbench.evaluation.sweep import interpolate_at, sweep_point
 from stigbench.reporting.render import html as H
 from stigbench.reporting.render.figures import pyplot, save
@@ -90,10 +91,9 @@ def strength_text(strength: float, refiner: str) -> str:
 def _target(rows: pd.DataFrame) -> str:
     """The detector a white-box or query attack's rows name as their target (``""`` for a refiner, and for a
     transfer attack, whose ``target`` names its surrogates: it is read on every working detector)."""
-    if "target" not in rows or "knowledge" not in rows:
+    if "knowledge" not in rows or "target" not in rows:
         return ""
-    own = rows[rows["knowledge"].isin(["white-box", "query"])]
-    targets = set(own["target"]) - {""}
+    targets = set(rows.loc[rows["knowledge"].isin([WHITE_BOX, QUERY]), "target"]) - {""}
     return next(iter(targets)) if len(targets) == 1 else ""
 
 
