@@ -15,7 +15,8 @@ One run per dataset (the run's report folder holds every figure):
   query-only ``square`` attack on each detector (its queries per image).
 
 The cost of each attacked set is its crafting time (``run.json``), stated per attack and detector.
-Real development sets (``../shared/real-dev``) are passed as ``--real/--fake``; never in tests.
+A real development set (a folder pair of real and generated images you have, kept outside the repository)
+is passed as ``--real/--fake``; never in tests.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def run_one(args: argparse.Namespace, real: str | None, fake: str | None, name: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", default="demo-gan")
-    ap.add_argument("--real", help="real folder of a folder-pair dataset (e.g. ../shared/real-dev/ddpm-cifar10/real)")
+    ap.add_argument("--real", help="real folder of a folder-pair dataset (the fakes: --fake)")
     ap.add_argument("--fake")
     ap.add_argument("--name")
     ap.add_argument("--hybrid", action=argparse.BooleanOptionalAction, default=None,

@@ -21,8 +21,8 @@ keys.
 **NPR** (Tan et al., "Rethinking the Up-Sampling Operations in CNN-based Generative Network for
 Generalizable Deepfake Detection", CVPR 2024; ``chuangchuangtan/NPR-DeepfakeDetection``). Layout, from
 ``networks/base_model.py`` (``save_networks`` writes ``torch.save(self.model.state_dict())``) and
-``test.py`` (``model.load_state_dict(torch.load(opt.model_path), strict=True)`` into
-``resnet50(num_classes=1)``): a bare state dict, no ``"model"`` wrapper. The network
+``test.py`` (which loads that file as it is, with ``strict=True``, into ``resnet50(num_classes=1)``):
+a bare state dict, no ``"model"`` wrapper. The network
 (``networks/resnet.py``, ``ResNet``) is ResNet-50 cut after ``layer2``: ``conv1`` (3×3, stride 2,
 64 channels, no bias), ``bn1``, ReLU, ``maxpool`` (3×3, stride 2, padding 1), ``layer1`` (3
 bottlenecks, 64) and ``layer2`` (4 bottlenecks, 128, stride 2), global average pooling and
