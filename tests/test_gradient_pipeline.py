@@ -210,6 +210,8 @@ def test_the_deployed_table_says_not_measurable_with_the_count():
     assert shown["TPR@1%FPR(val)"].tolist() == ["0.800", "0.400"]
     assert "test FPR@0.1%" not in shown  # no row can measure it: the TPR column already says why
     assert shown["target"].tolist() == ["", "a"] and shown["ASR"].tolist() == ["", "1.000"]
+    older = table.drop(columns=[c for c in table if c.startswith("false_alarm")])  # deployed.csv of an older run
+    assert display_deployed(older).columns.tolist() == shown.columns.tolist()
 
 
 def test_set_on_an_attack_points_to_its_attack_item():

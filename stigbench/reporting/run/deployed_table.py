@@ -80,7 +80,7 @@ def display_deployed(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     threat = [c for c in THREAT if (table[c] != "").any()]
     out = table[["detector", "condition", *threat]].copy()
     out["val reals"] = [f"{int(v)}" if np.isfinite(v) else "" for v in table["val_reals"]]
-    for name in DEPLOYED_METRICS:
+    for name in (n for n in DEPLOYED_METRICS if n in table):  # a deployed.csv written before a metric existed lacks it
         suffix = name.rpartition("fpr")[2] if name.startswith(("tpr_at_fpr", "fpr_at_fpr")) else None
         cells = []
         for _, r in table.iterrows():
