@@ -29,9 +29,22 @@ Differences from the paper:
   (the paper also trains without blur/JPEG).
 * Input at native resolution (the paper's 224² crops would need ≥ 224² images); images whose side is
   odd are handled by the same nearest-neighbour rule (the last row/column's block is cut off).
+
+**As released** (``checkpoint=PATH``, score-only, with ``size="paper"``): the authors' file (a bare
+state dict with the names ``conv1``, ``bn1``, ``layer1``, ``layer2``, ``fc1``) is read strictly by
+:func:`stigbench.detection.released.load_npr` and its tensors given to this network under its own
+names (``conv1`` → ``0``, ``bn1`` → ``1``, ``layer1`` → ``4``, ``layer2`` → ``5``, ``fc1`` → ``8``), so
+runs saved before keep loading. ``P(fake) = sigmoid(logit)``; the authors' test code calls an image
+fake at ``P(fake) > 0.5``, reported beside the run's threshold. Preprocessing: ImageNet mean/std and
+the residual ×2/3 as above; their ``test.py`` resizes most test sets to 256² (bilinear) and never
+crops, whereas here the harness crops (or, with ``--resize``, resizes) to the dataset's ``--size`` and
+the network sees that: no resampling, which would blur the very 2×2 structure NPR reads. Odd sides,
+which the authors' code cannot take, use the rule above.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -109,13 +122,33 @@ def npr_net(size: str = "small", num_outputs: int = 1) -> nn.Sequential:
 @register_detector("npr", family="cnn", domain="rgb", paper=PAPER, default=False,
                    description="NPR residual (x minus its nearest x0.5-down-x2-up copy) into a truncated ResNet")
 class NPR(CNNDetector):
-    def __init__(self, size: str = "small", *, epochs: int = 20, batch_size: int = 32, lr: float = 1e-3,
+    file_params = ("checkpoint",)
+    authors_threshold = 0.5
+
+    def __init__(self, size: str = "small", checkpoint: str | None = None, *, epochs: int = 20, batch_size: int = 32, lr: float = 1e-3,
                  num_outputs: int = 1, precision: str = "fp32", seed: int = 0, device: str = "auto",
                  **train) -> None:
         check_choice("size", size, tuple(SIZES))
         super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, num_outputs=num_outputs,
                          precision=precision, seed=seed, device=device, **train)
         self.size = size
+        self.checkpoint = checkpoint
+
+    def released_checkpoint(self) -> str | None:
+        return self.checkpoint or None
+
+    def check_params(self) -> None:
+        if self.checkpoint and (self.size != "paper" or self.num_outputs != 1):
+            raise ValueError("checkpoint= loads the released NPR network: set size=paper (and num_outputs=1) with it "
+                             f"(got size={self.size!r}, num_outputs={self.num_outputs})")
+        super().check_params()
+
+    def load_released(self, path: Path) -> nn.Module:
+        from stigbench.detection.released import load_npr, npr_sequential_state
+
+        net = npr_net("paper", 1)
+        net.load_state_dict(npr_sequential_state(load_npr(path).state_dict()))
+        return net.eval()
 
     def build_model(self, image_size: int) -> nn.Module:
         return npr_net(self.size, self.num_outputs)

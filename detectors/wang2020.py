@@ -15,6 +15,17 @@ onto timm's tensor by tensor), else timm's local cache, else random initialisati
 download; ``fit_info_`` records which. The augmentation is off by default (``augment=False``): on
 uncompressed benchmark images at CPU budgets it slows convergence without a robustness test to
 benefit from.
+
+**As released** (``checkpoint=PATH``, score-only): the CNNDetection release (``blur_jpg_prob0.1.pth``
+and its siblings: ``torch.save({"model": state_dict, ...})`` of a torchvision ResNet-50 with a
+one-logit ``fc``) is loaded strictly by :func:`stigbench.detection.released.load_cnndetection` and
+not trained; ``backbone=resnet50`` must be set with it (the file holds a ResNet-50, and a run's
+config should say what it ran). ``P(fake) = sigmoid(logit)``; the authors' test code calls an image
+fake at ``P(fake) > 0.5``, reported beside the run's threshold. Preprocessing as their ``demo.py``:
+ImageNet mean/std at the image's own size, no resize. The harness hands every detector images
+cropped (or, with ``--resize``, resized) to the dataset's ``--size``: the release was trained on 224²
+crops of 256² ProGAN images, so at 64² or 128² it sees images far smaller than any it was trained on
+(global average pooling makes that run, not work as published).
 """
 
 from __future__ import annotations
@@ -88,8 +99,11 @@ def blur_jpeg(images: torch.Tensor, rng: np.random.Generator, p_blur: float = 0.
 @register_detector("wang2020", family="cnn", domain="rgb", paper=PAPER, default=False,
                    description="timm backbone (efficientnet_lite0) fine-tuned on RGB, optional blur+JPEG aug")
 class Wang2020(CNNDetector):
+    file_params = ("weights", "checkpoint")
+    authors_threshold = 0.5
+
     def __init__(self, backbone: str = "efficientnet_lite0", pretrained: str = "auto", weights: str | None = None,
-                 augment: bool = False, *, epochs: int = 10, lr: float = 1e-4, num_outputs: int = 1,
+                 augment: bool = False, checkpoint: str | None = None, *, epochs: int = 10, lr: float = 1e-4, num_outputs: int = 1,
                  precision: str = "fp32", seed: int = 0, device: str = "auto", **train) -> None:
         super().__init__(epochs=epochs, lr=lr, num_outputs=num_outputs, precision=precision, seed=seed, device=device,
                          **train)
@@ -97,6 +111,27 @@ class Wang2020(CNNDetector):
         self.pretrained = pretrained
         self.weights = weights
         self.augment = augment
+        self.checkpoint = checkpoint
+
+    def released_checkpoint(self) -> str | None:
+        return self.checkpoint or None
+
+    def check_params(self) -> None:
+        if self.checkpoint:
+            given = {k: v for k, v in (("backbone", self.backbone), ("num_outputs", self.num_outputs))
+                     if v != {"backbone": "resnet50", "num_outputs": 1}[k]}
+            if given:
+                raise ValueError(f"checkpoint= loads CNNDetection's released ResNet-50 with one logit: set "
+                                 f"backbone=resnet50 and num_outputs=1 with it (got {given})")
+            if self.weights:
+                raise ValueError("checkpoint= (score with the released weights) and weights= (start training from "
+                                 "a file) exclude each other")
+        super().check_params()
+
+    def load_released(self, path: Path) -> nn.Module:
+        from stigbench.detection.released import load_cnndetection
+
+        return load_cnndetection(path)
 
     def build_model(self, image_size: int) -> nn.Module:
         import timm

@@ -139,6 +139,62 @@ def torch_path_unavailable(detector: object) -> str | None:
     return check() if callable(check) else None
 
 
+#: ``trained_on`` of a detector that scores with its authors' released weights (score-only); the
+#: reports write it ``released <sha256[:12]>`` (:func:`released_label`).
+RELEASED = "released"
+
+
+@runtime_checkable
+class ReleasedDetector(Detector, Protocol):
+    """A :class:`Detector` that can score with a checkpoint its authors released instead of being
+    trained by the run (*score-only*). Optional, and per configuration.
+
+    ``released_checkpoint()`` (callable on an *unfitted* instance) returns the path of the released
+    file this configuration loads, or ``None`` when the run trains it. When it returns a path,
+    ``fit`` loads that file (strictly: every key used, none missing) and trains nothing; the run still
+    picks its threshold on the validation split and reports the authors' own beside it.
+    ``check_params()``, which the plan calls, fails on a bad path, format or key set. Class
+    attributes: ``authors_threshold``, the ``P(fake)`` threshold of the authors' test code (0.5 for
+    the built-ins); ``file_params``, the constructor parameters that name files the detector reads
+    (released checkpoints, starting weights, a CLIP encoder): the plan makes them absolute and puts
+    their SHA-256 into the fit stage's key, so a changed file is a new fit, never a stale cache.
+    """
+
+    authors_threshold: float
+
+    def released_checkpoint(self) -> str | None: ...
+
+
+def released_checkpoint(detector: object) -> str | None:
+    """The released file ``detector`` (fitted or not) scores with, or ``None`` when the run trains it."""
+    method = getattr(detector, "released_checkpoint", None)
+    path = method() if callable(method) else None
+    return str(path) if path else None
+
+
+def file_params(cls: object) -> tuple[str, ...]:
+    """The constructor parameters of detector class ``cls`` (or an instance's) that name files it reads."""
+    return tuple(getattr(cls, "file_params", ()) or ())
+
+
+def authors_threshold(detector: object) -> float | None:
+    """The authors' ``P(fake)`` threshold of a score-only ``detector``; ``None`` when the run trains it."""
+    if released_checkpoint(detector) is None:
+        return None
+    value = getattr(detector, "authors_threshold", None)
+    return float(value) if value is not None else None
+
+
+def released_label(sha256: str) -> str:
+    """``trained_on`` of a score-only detector: ``released <first 12 hex digits of its file's SHA-256>``."""
+    return f"{RELEASED} {sha256[:12]}"
+
+
+def is_released(trained_on: str) -> bool:
+    """True for the ``trained_on`` of a score-only detector (:func:`released_label`)."""
+    return trained_on == RELEASED or trained_on.startswith(RELEASED + " ")
+
+
 #: What a gradient attack sees of a detector: images ``(N, 3, H, W)`` in ``[0, 1]`` -> logits ``(N,)``.
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 

@@ -79,6 +79,10 @@ class CNNDetector(Estimator):
 
     #: Trains with every torchrun rank (:mod:`stigbench.core.distributed`).
     data_parallel = True
+    #: Constructor parameters naming files the detector reads (:class:`~stigbench.core.contracts.ReleasedDetector`).
+    file_params: tuple[str, ...] = ()
+    #: ``P(fake)`` threshold of the authors' test code, for a released checkpoint (``None``: no release format).
+    authors_threshold: float | None = None
 
     def __init__(self, *, epochs: int = 20, batch_size: int = 32, optimizer: str = "adam", lr: float = 1e-3,
                  lr_decay: float = 1.0, momentum: float = 0.9, weight_decay: float = 0.0,
@@ -129,6 +133,27 @@ class CNNDetector(Estimator):
         """Training-time augmentation of a float batch in ``[0, 1]`` (default: none)."""
         return images
 
+    def released_checkpoint(self) -> str | None:
+        """The authors' released checkpoint this configuration scores with instead of training (a
+        subclass with a ``checkpoint`` parameter returns it), else ``None``: the run trains it."""
+        return None
+
+    def load_released(self, path: Path) -> nn.Module:  # pragma: no cover - abstract
+        """The network of the released file at ``path`` in the authors' format, loaded strictly
+        (:mod:`stigbench.detection.released`), in eval mode on the CPU; :meth:`preprocess` feeds it."""
+        raise NotImplementedError(f"{type(self).__name__} loads no released checkpoint")
+
+    def check_params(self) -> None:
+        """Fail before any image is read: bad training settings, or (score-only) a released file
+        that is missing, of the wrong format or whose keys or shapes do not fit the network."""
+        self._check_params()
+        path = self.released_checkpoint()
+        if path:
+            try:
+                self.load_released(Path(path))
+            except FileNotFoundError as exc:  # a plan error like any other bad value
+                raise ValueError(f"checkpoint: {exc}") from exc
+
     def make_optimizer(self, params: Any) -> torch.optim.Optimizer:
         if self.optimizer == "adam":
             return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
@@ -164,6 +189,8 @@ class CNNDetector(Estimator):
             val_labels: np.ndarray | None = None) -> CNNDetector:
         self._check_params()
         labels = _check_labels(labels, len(train_set))
+        if self.released_checkpoint():
+            return self._fit_released(train_set, labels)
         t0 = time.perf_counter()
         device = resolve_device(self.device)
         precision = resolve_precision(self.precision, device)
@@ -190,6 +217,24 @@ class CNNDetector(Estimator):
         }
         if distributed.active() is not None:
             self.fit_info_["world_size"] = distributed.active().world_size
+        return self
+
+    def _fit_released(self, train_set: ImageSetLike, labels: np.ndarray) -> CNNDetector:
+        """Score-only: load the released file; nothing is trained and the images are not read."""
+        from stigbench.detection.released import file_fingerprint
+
+        t0 = time.perf_counter()
+        path = Path(str(self.released_checkpoint()))
+        device = resolve_device(self.device)
+        fingerprint = file_fingerprint(path)
+        self.model_ = self.load_released(path).to(device).eval()
+        self.image_size_ = int(train_set[0].shape[-1])
+        self.fit_info_ = {
+            "trained_on": "released", "checkpoint": fingerprint, "authors_threshold": self.authors_threshold,
+            "weights_source": f"released checkpoint {fingerprint['path']}", "pretrained": True, "epochs_run": 0,
+            "seconds": round(time.perf_counter() - t0, 2), "device": str(device),
+            "precision": resolve_precision(self.precision, device), "n_train": 0, "image_size": self.image_size_,
+        }
         return self
 
     def _train(self, model: nn.Module, images: _Images, labels: np.ndarray, val_set: ImageSetLike | None,
@@ -322,25 +367,52 @@ class CNNDetector(Estimator):
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
+        """``params.json``, ``fit_info.json`` and the weights (``model.pt``); a score-only detector's
+        weights stay in the released file, which ``fit_info.json`` names with its SHA-256."""
         self._check_fitted("model_")
         folder = self.save_params(path)
-        state = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}
-        torch.save(state, folder / MODEL_FILE)
+        if not self.released_checkpoint():
+            state = {k: v.detach().cpu() for k, v in self.model_.state_dict().items()}
+            torch.save(state, folder / MODEL_FILE)
         info = {k: v for k, v in getattr(self, "fit_info_", {}).items()}
         write_json(folder / FIT_FILE, {**info, "image_size": self.image_size_})
 
     @classmethod
     def load(cls, path: str | Path) -> CNNDetector:
+        """Rebuild a saved detector; a score-only one reloads its released file, which must still have
+        the SHA-256 recorded when it was saved."""
         folder = Path(path)
         obj = cls.from_params(folder)
         info = read_json(folder / FIT_FILE)
         device = resolve_device(obj.device)
-        model = obj.build_model(int(info["image_size"]))  # architecture only; weights come from the file
-        state = torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        released = obj.released_checkpoint()
+        if released:
+            model = obj.load_released(checked_release(released, info.get("checkpoint", {}), folder))
+        else:
+            model = obj.build_model(int(info["image_size"]))  # architecture only; weights come from the file
+            state = torch.load(folder / MODEL_FILE, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
         model.to(device).eval()
         obj.model_, obj.image_size_, obj.fit_info_ = model, int(info["image_size"]), info
         return obj
+
+
+def checked_release(path: str | Path, recorded: Mapping[str, Any], where: Path) -> Path:
+    """``path`` when the file there still has the SHA-256 ``recorded`` (a fingerprint from
+    :func:`~stigbench.detection.released.file_fingerprint`) when the detector saved in ``where`` was
+    fitted; otherwise a ``ValueError`` saying what changed (scores would no longer be the run's)."""
+    from stigbench.detection.released import file_fingerprint
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{where}: the released checkpoint {path} it scores with is gone "
+                                f"(recorded SHA-256 {recorded.get('sha256', '?')})")
+    now = file_fingerprint(path)["sha256"]
+    if recorded.get("sha256") and now != recorded["sha256"]:
+        raise ValueError(f"{where}: the released checkpoint {path} changed since this detector was saved "
+                         f"(SHA-256 then {recorded['sha256'][:12]}, now {now[:12]}); its scores would not be "
+                         "the run's: restore the file or score with the new one directly")
+    return path
 
 
 class _Images:

@@ -1,8 +1,8 @@
 """Authors' released detector checkpoints, loaded in the authors' own file formats, strictly.
 
 Pure loaders: a path in, a ``torch.nn.Module`` in ``eval`` mode out (on the CPU), with no download, no
-unsafe unpickling (``torch.load(..., weights_only=True)`` only) and no silent partial load. Groundwork
-for issue #26; no detector is registered here.
+unsafe unpickling (``torch.load(..., weights_only=True)`` only) and no silent partial load. ``detectors/wang2020.py`` and
+``detectors/npr.py`` use them with ``checkpoint=PATH``.
 
 **CNNDetection** (Wang et al., "CNN-generated images are surprisingly easy to spot... for now",
 CVPR 2020; ``PeterWang512/CNNDetection``). Layout, from ``networks/base_model.py``
@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 
-__all__ = ["ReleasedNPR", "file_fingerprint", "load_cnndetection", "load_npr"]
+__all__ = ["ReleasedNPR", "file_fingerprint", "load_cnndetection", "load_npr", "npr_sequential_state"]
 
 _SHOWN = 5  # keys named in an error message, per kind
 _COUNTER = "num_batches_tracked"
@@ -201,3 +201,18 @@ def load_npr(path: str | Path) -> ReleasedNPR:
         raise ValueError(f"{path} wraps its tensors under 'model'; NPR releases are bare state dicts "
                          "(networks/base_model.py save_networks), so this is not an NPR release")
     return _load_strict(ReleasedNPR(), _as_state_dict(loaded, path, "the file"), path)
+
+
+#: Where the release's modules sit in ``detectors/npr.py``'s ``nn.Sequential`` (``npr_net("paper")``).
+NPR_RELEASE_TO_SEQUENTIAL = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "fc1": "8"}
+
+
+def npr_sequential_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A :class:`ReleasedNPR` state dict under the names of stigbench's NPR network (same tensors)."""
+    out = {}
+    for key, value in state.items():
+        head, _, rest = key.partition(".")
+        if head not in NPR_RELEASE_TO_SEQUENTIAL:
+            raise ValueError(f"{key!r} is not a key of the NPR release")
+        out[f"{NPR_RELEASE_TO_SEQUENTIAL[head]}.{rest}"] = value
+    return out
