@@ -35,7 +35,9 @@ class WithKnobs(RunConfig):
 
 
 def test_result_free_and_legacy_settings_are_those_of_0_2_plus_attacks():
-    assert NON_RESULT_SETTINGS == frozenset({"out", "progress", "cache", "cache_dir", "spec_dirs", "plugins", "name"})
+    # file_hashes records what the files were; their hashes are in the stage keys themselves
+    assert NON_RESULT_SETTINGS == frozenset({"out", "progress", "cache", "cache_dir", "spec_dirs", "plugins", "name",
+                                             "file_hashes"})
     assert dict(LEGACY_DEFAULTS) == {
         "fit_refiners_on": "train", "test_datasets": "", "attack_from": None,
         "layout": None, "root": None, "subset": None, "real_root": None,

@@ -176,6 +176,11 @@ class RunConfig:
         factory=dict, help="Refiner registry name -> constructor keyword arguments (``--set NAME.PARAM=VALUE``).")
     detector_params: dict[str, dict[str, Any]] = setting(
         factory=dict, help="Detector registry name -> constructor keyword arguments (``--set NAME.PARAM=VALUE``).")
+    # Written by the run into config.json; the files' hashes are in the stage keys themselves.
+    file_hashes: dict[str, dict[str, str]] = setting(
+        factory=dict, results=False,
+        help="Detector -> {parameter: SHA-256} of the files its parameters name (released checkpoints, weights), as "
+             "the run that saved this config read them; a rerun from it says which changed.")
     # The specs and plug-in code found there are recorded and compared themselves.
     spec_dirs: list[str] = setting(factory=list, results=False, path="dir",
                                    help="Extra folders of dataset specs (``--spec-dir``).")

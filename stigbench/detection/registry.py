@@ -9,6 +9,7 @@ through ``--detector-plugin`` (:func:`stigbench.core.plugins.load_plugin_file`).
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,22 @@ def detectors() -> Registry[type[Detector]]:
     """The detector registry with built-ins and entry-point plug-ins loaded."""
     _load_builtin()
     return DETECTORS
+
+
+#: ``NAME@TAG`` in ``--detectors`` adds a variant of detector ``NAME`` with parameters of its own
+#: (``--set NAME@TAG.PARAM=...``), e.g. ``wang2020@released`` beside ``wang2020``.
+VARIANT_SEP = "@"
+_TAG = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def split_variant(name: str) -> tuple[str, str]:
+    """``"wang2020@released"`` -> ``("wang2020", "released")``; a plain name -> ``(name, "")``.
+    Raises ``ValueError`` for an empty or odd tag (letters, digits, ``_`` and ``-`` only)."""
+    base, sep, tag = name.partition(VARIANT_SEP)
+    if sep and not _TAG.fullmatch(tag):
+        raise ValueError(f"detector variant {name!r}: the tag after {VARIANT_SEP!r} takes letters, digits, '_' and "
+                         f"'-' only (e.g. {base}{VARIANT_SEP}released)")
+    return base, tag
 
 
 def is_persistent(cls: Any) -> bool:

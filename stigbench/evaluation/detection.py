@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stigbench.evaluation.rows import REAL_ATTACKED, base_row
+from stigbench.evaluation.rows import REAL_ATTACKED, base_row, is_baseline
 from stigbench.measures import metrics as M
 
 SCORE_COLUMNS = ["test_dataset", "detector", "trained_on", "condition", "refiner", "perturbation", "path", "label",
@@ -24,7 +24,9 @@ SCORE_COLUMNS = ["test_dataset", "detector", "trained_on", "condition", "refiner
 #: rate on the ``val_reals`` validation reals (NaN: too few of them; the columns are absent in runs
 #: written before stigbench 0.4).
 THRESHOLD_COLUMNS = ["detector", "trained_on", "refiner", "threshold", "val_reals",
-                     *(f"threshold_fpr{k}" for k in M.FPR_TARGETS)]
+                     *(f"threshold_fpr{k}" for k in M.FPR_TARGETS), "authors_threshold"]
+#: The metrics also read at a released detector's own threshold (``authors_threshold``), suffixed ``_authors``.
+AUTHORS_METRICS = ("acc", "acc_real", "acc_fake")
 GROUP = ["test_dataset", "detector", "trained_on", "condition", "refiner", "perturbation"]
 _TEXT = {c: str for c in ("test_dataset", "detector", "trained_on", "condition", "refiner", "perturbation", "path")}
 
@@ -69,6 +71,14 @@ def fpr_thresholds_of(thresholds: pd.DataFrame, detector: str, trained_on: str,
     return {k: float(row[f"threshold_fpr{k}"]) for k in M.FPR_TARGETS}, int(row["val_reals"])
 
 
+def authors_threshold_of(thresholds: pd.DataFrame, detector: str, trained_on: str, refiner: str) -> float | None:
+    """The authors' own threshold of a released (score-only) detector; ``None`` for detectors the run
+    trained and for a ``thresholds.csv`` written before the column existed."""
+    row = _threshold_row(thresholds, detector, trained_on, refiner)
+    value = pd.to_numeric(row.get("authors_threshold", np.nan), errors="coerce")
+    return float(value) if np.isfinite(value) else None
+
+
 def detection_rows(scores: pd.DataFrame, thresholds: pd.DataFrame, *, dataset: str, seed: int,
                    n_boot: int) -> list[dict[str, Any]]:
     """Metric rows (``metrics.csv`` columns) for every scored group, in the order the groups appear.
@@ -88,6 +98,12 @@ def detection_rows(scores: pd.DataFrame, thresholds: pd.DataFrame, *, dataset: s
         base = base_row(dataset, seed, test_dataset, refiner=refiner, detector=det, trained_on=trained_on,
                         condition=condition, perturbation=pert)
         rows += [{**base, "metric": m, "value": v, "ci_low": lo, "ci_high": hi} for m, (v, lo, hi) in values.items()]
+        authors = authors_threshold_of(thresholds, det, trained_on, refiner)
+        if authors is not None:  # the released detector as published, beside the run's own threshold
+            at_authors = M.detection_metrics_with_ci(labels, g["score"].to_numpy(np.float64), authors, n_boot=n_boot,
+                                                     seed=seed)
+            rows += [{**base, "metric": f"{m}_authors", "value": v, "ci_low": lo, "ci_high": hi}
+                     for m, (v, lo, hi) in at_authors.items() if m in AUTHORS_METRICS]
         if condition == REAL_ATTACKED:  # the false alarm a platform fears: attacked reals flagged as fake
             _, lo, hi = values["acc_real"]
             rows.append({**base, "metric": "false_alarm", "value": 1.0 - values["acc_real"][0],
@@ -101,18 +117,18 @@ def detection_rows(scores: pd.DataFrame, thresholds: pd.DataFrame, *, dataset: s
 def success_rows(scores: pd.DataFrame, thresholds: pd.DataFrame, *, dataset: str, seed: int,
                  n_boot: int) -> list[dict[str, Any]]:
     """``asr`` rows (:func:`stigbench.measures.metrics.attack_success_rate`): per detector trained on the
-    fakes, test set and perturbation, and per refiner, the share of the test fakes flagged at the
+    fakes (or scoring as released), test set and perturbation, and per refiner, the share of the test fakes flagged at the
     validation threshold whose refined versions are no longer flagged. Fakes and refined fakes are
     paired by path; the interval is a percentile bootstrap over the flagged fakes. No row where no fake
     is flagged."""
     if "test_dataset" not in scores:
         scores = scores.assign(test_dataset=dataset)
-    fakes = scores[(scores["label"] == 1) & (scores["trained_on"] == "fake")]
+    fakes = scores[(scores["label"] == 1) & scores["trained_on"].map(is_baseline)]
     rows: list[dict[str, Any]] = []
-    keys = ["test_dataset", "detector", "perturbation"]
-    for (test_dataset, det, pert), g in fakes.groupby(keys, sort=False):
+    keys = ["test_dataset", "detector", "trained_on", "perturbation"]
+    for (test_dataset, det, trained_on, pert), g in fakes.groupby(keys, sort=False):
         fake = g[g["condition"] == "fake"].set_index("path")["score"]
-        threshold = threshold_of(thresholds, det, "fake", "")
+        threshold = threshold_of(thresholds, det, trained_on, "")
         flagged = fake[fake >= threshold]
         if flagged.empty:
             continue
@@ -126,7 +142,7 @@ def success_rows(scores: pd.DataFrame, thresholds: pd.DataFrame, *, dataset: str
             if n_boot > 0:
                 draws = np.random.default_rng(seed).integers(0, evaded.size, (n_boot, evaded.size))
                 lo, hi = (float(q) for q in np.quantile(evaded[draws].mean(axis=1), [0.025, 0.975]))
-            base = base_row(dataset, seed, test_dataset, refiner=refiner, detector=det, trained_on="fake",
+            base = base_row(dataset, seed, test_dataset, refiner=refiner, detector=det, trained_on=trained_on,
                             condition="refined", perturbation=pert)
             rows.append({**base, "metric": "asr", "value": value, "ci_low": lo, "ci_high": hi})
     return rows

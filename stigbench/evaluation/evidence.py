@@ -48,7 +48,7 @@ from typing import Any
 
 import pandas as pd
 
-from stigbench.evaluation.rows import on_own_target
+from stigbench.evaluation.rows import is_baseline, on_own_target
 
 CHANCE = 0.5
 TOWARD, AWAY, PAST, UNCHANGED, AT_CHANCE, NO_INTERVAL = "toward", "away", "past", "unchanged", "at chance", "no interval"
@@ -183,14 +183,15 @@ def move_columns(auc: pd.DataFrame) -> pd.DataFrame:
     }, index=auc.index)
 
 
-def moves(metrics: pd.DataFrame, trained_on: str = "fake", perturbation: str = "none",
+def moves(metrics: pd.DataFrame, trained_on: str | None = None, perturbation: str = "none",
           inactive: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per (refiner, detector) of a cleaned ``metrics.csv`` frame (see
     :func:`stigbench.reporting.run.metrics_csv.clean_metrics`), for detectors trained on ``trained_on``
-    and scored under ``perturbation``: the fake and refined AUCs with their intervals, ``move`` and
+    (``None``: those trained on the original fakes and the released ones, :func:`is_baseline`) and scored under ``perturbation``: the fake and refined AUCs with their intervals, ``move`` and
     ``evidence``. The refiners of ``inactive`` (``{refiner: reason}``, :func:`inactive_attacks`) get
     ``attack inactive`` as their move."""
-    m = metrics[(metrics["metric"] == "auc") & (metrics["detector"] != "") & (metrics["trained_on"] == trained_on)
+    same = metrics["trained_on"].map(is_baseline) if trained_on is None else metrics["trained_on"] == trained_on
+    m = metrics[(metrics["metric"] == "auc") & (metrics["detector"] != "") & same.astype(bool)
                 & (metrics["perturbation"] == perturbation)]
     cols = ["value", "ci_low", "ci_high"]
     fake = m[m["condition"] == "fake"].groupby("detector")[cols].mean()

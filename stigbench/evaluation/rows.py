@@ -6,6 +6,8 @@ from typing import Any
 
 import pandas as pd
 
+from stigbench.core.contracts import is_released
+
 #: The threat model of a gradient attack's rows (empty for refiners): what the attacker knows
 #: (``white-box``), the detector it crafted against, its budget (norm and ε) and its direction (``fake→real``).
 THREAT_COLUMNS = ["knowledge", "target", "budget", "direction"]
@@ -21,6 +23,17 @@ METRIC_COLUMNS = ["dataset", "test_dataset", "seed", "refiner", "detector", "tra
                   "metric", "value", "ci_low", "ci_high", *THREAT_COLUMNS]
 #: The perturbation name of the unperturbed test sets.
 CLEAN = "none"
+
+
+#: ``trained_on`` of a detector trained by the run on the original fakes; ``refined`` is the adaptive
+#: defender, ``released <sha256[:12]>`` a score-only detector (:func:`stigbench.core.contracts.released_label`).
+TRAINED_ON_FAKE, TRAINED_ON_REFINED = "fake", "refined"
+
+
+def is_baseline(trained_on: str) -> bool:
+    """True for the detectors every condition is read against: trained by the run on the original
+    fakes, or scoring with their authors' released weights; False for the adaptive defender."""
+    return trained_on in (TRAINED_ON_FAKE, "") or is_released(trained_on)
 
 
 def base_row(dataset: str, seed: int, test_dataset: str | None = None, **kw: Any) -> dict[str, Any]:

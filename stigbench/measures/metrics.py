@@ -248,6 +248,11 @@ METRICS: dict[str, MetricInfo] = {
     "fpr_at_fpr1": MetricInfo("detection", False, "share of test reals flagged " + _AT_FPR.format("1 %")),
     "tpr_at_fpr01": MetricInfo("detection", True, "share of test fakes flagged " + _AT_FPR.format("0.1 %")),
     "fpr_at_fpr01": MetricInfo("detection", False, "share of test reals flagged " + _AT_FPR.format("0.1 %")),
+    "acc_authors": MetricInfo("detection", True, "accuracy at the authors' own threshold (a released detector "
+                              "scored as published: P(fake) > 0.5), beside the run's validation-chosen one"),
+    "acc_real_authors": MetricInfo("detection", True, "accuracy on the real images at the authors' threshold"),
+    "acc_fake_authors": MetricInfo("detection", True, "accuracy on the fake (or refined) images at the authors' "
+                                   "threshold"),
     "false_alarm": MetricInfo("detection", False, "share of the attacked real test images flagged as fake at the "
                               "validation threshold (attacks on reals; 1 − acc_real)"),
     "val_reals": MetricInfo("detection", True, "the number of clean validation reals the FPR thresholds were fixed "

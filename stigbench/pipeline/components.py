@@ -13,7 +13,7 @@ from stigbench.attacks.registry import attacks, refiners
 from stigbench.core.contracts import torch_path_unavailable
 from stigbench.core.registry import Registry
 from stigbench.data.specs import datasets
-from stigbench.detection.registry import detectors
+from stigbench.detection.registry import VARIANT_SEP, detectors
 
 
 def _detector_row(reg: Registry[Any], name: str) -> dict[str, Any]:
@@ -75,7 +75,11 @@ def list_components(kind: str, pattern: str | None = None, spec_dirs: Iterable[s
 
 
 def params_field(component: str) -> str | None:
-    """The ``RunConfig`` field for ``--set COMPONENT.PARAM=...``, or ``None`` if no parametrised kind has it."""
+    """The ``RunConfig`` field for ``--set COMPONENT.PARAM=...``, or ``None`` if no parametrised kind has it.
+    A detector variant ``NAME@TAG`` has its own parameters, in the detectors' field."""
+    base, sep, _ = component.partition(VARIANT_SEP)
+    if sep and base in detectors():
+        return KINDS["detectors"].params_field
     for k in KINDS.values():
         if k.params_field and component in k.registry(()):
             return k.params_field

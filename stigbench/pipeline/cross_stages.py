@@ -68,7 +68,8 @@ def cross_dataset(state: RunState, spec: DatasetSpec, own_refiners: dict[str, Pa
     record["refiners"] = {d: {"fit_seconds": i["fit_seconds"], "cached": i["cached"]}  # those fitted on the test set
                           for d, i in sub.refiner_info.items() if "fit_seconds" in i}
     for name, (det, folder) in state.fitted.items():
-        score_conditions(sub, det, folder, name, "fake", sets, CLEAN, [k for k in sets if k != "real"])
+        score_conditions(sub, det, folder, name, state.detector_components[name].trained_on, sets, CLEAN,
+                         [k for k in sets if k != "real"])
     state.score_frames += sub.score_frames
     for key, message in sub.errors.items():
         state.errors[f"cross:{spec.name}:{key}"] = message

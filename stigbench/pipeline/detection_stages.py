@@ -15,12 +15,13 @@ import pandas as pd
 from stigbench.core.imageset import ImageSet, labelled
 from stigbench.core.io import read_json, write_json
 from stigbench.detection.registry import is_persistent
-from stigbench.evaluation.rows import CLEAN
+from stigbench.core.contracts import authors_threshold
+from stigbench.evaluation.rows import CLEAN, TRAINED_ON_FAKE
 from stigbench.measures import metrics as M
 from stigbench.pipeline.attack_stages import refined_set
 from stigbench.pipeline.isolation import isolated
 from stigbench.pipeline.refiner_specs import refine_time_params
-from stigbench.pipeline.run_state import RunState, checked_scores, fit_component, fit_key
+from stigbench.pipeline.run_state import RunState, checked_scores, fit_component, fit_key, folder_name
 from stigbench.pipeline.stages import code_fingerprint
 
 log = logging.getLogger("stigbench")
@@ -32,8 +33,8 @@ def fit_detector(state: RunState, name: str, train: tuple[ImageSet, np.ndarray],
     component = state.detector_components[name]
     cls, params = component.cls, component.params
     persistent = is_persistent(cls)
-    payload = {"detector": name, "params": params, "trained_on": trained_on, "code": code_fingerprint(cls), **extra,
-               **fit_key(component)}
+    payload = {"detector": name, "params": keyed_params(component), "trained_on": trained_on,
+               "code": code_fingerprint(cls), **extra, **fit_key(component)}
     fitted: dict[str, Any] = {}
 
     def make(folder: Path) -> None:
@@ -52,8 +53,15 @@ def fit_detector(state: RunState, name: str, train: tuple[ImageSet, np.ndarray],
         if note not in state.notes:
             state.notes.append(note)
             log.info("%s", note)
-    folder = state.stage("detector", f"{name}-{trained_on}", payload, make, cached=persistent)
+    folder = state.stage("detector", f"{name}-{trained_on}".replace(" ", "-"), payload, make, cached=persistent)
     return (cls.load(folder / "detector") if persistent else fitted["detector"]), folder
+
+
+def keyed_params(component: Any) -> dict[str, Any]:
+    """A detector's parameters as its fit stage's key holds them: a file parameter by the file's
+    SHA-256, not its path, so that a changed file is a new fit and a moved one is not."""
+    return {k: (f"sha256:{component.files[k]['sha256']}" if k in component.files else v)
+            for k, v in component.params.items()}
 
 
 def score_set(state: RunState, det: Any, det_folder: Path, name: str, key: str, images: ImageSet, pert: str) -> np.ndarray:
@@ -96,23 +104,28 @@ def evaluate_detector(state: RunState, name: str, perturbed: dict[str, dict[str,
     """Train on real vs original training fakes, then score every condition and perturbation."""
     t0 = time.perf_counter()
     n_frames, n_thresholds = len(state.score_frames), len(state.thresholds)
+    component = state.detector_components[name]
+    trained_on = component.trained_on  # "fake", or "released <sha>" for a score-only detector
     with isolated(state.errors, f"detector:{name}", "detector %s failed", name) as attempt:
         det, folder = fit_detector(
             state, name, labelled(state.part("real", "train"), state.part("fake", "train")),
-            labelled(state.part("real", "val"), state.part("fake", "val")), "fake", {})
+            labelled(state.part("real", "val"), state.part("fake", "val")), trained_on, {})
         info = read_json(folder / "info.json")
         state.fitted[name] = (det, folder)
-        state.thresholds.append({"detector": name, "trained_on": "fake", "refiner": "", "threshold": info["threshold"],
-                                 **deployed_thresholds(state, det, folder, name)})
+        authors = authors_threshold(det)
+        state.thresholds.append({"detector": name, "trained_on": trained_on, "refiner": "", "threshold": info["threshold"],
+                                 **deployed_thresholds(state, det, folder, name),
+                                 "authors_threshold": float("nan") if authors is None else authors})
         for pert, sets in perturbed.items():
             conditions = [k for k in sets if k != "real"]
-            score_conditions(state, det, folder, name, "fake", sets, pert, conditions)
+            score_conditions(state, det, folder, name, trained_on, sets, pert, conditions)
         if (folder / "detector").is_dir():
-            shutil.copytree(folder / "detector", state.run_dir / "detectors" / name)
+            shutil.copytree(folder / "detector", state.run_dir / "detectors" / folder_name(name))
             # The saved detector carries its threshold and image size: `bench.py detect` needs both.
-            write_json(state.run_dir / "detectors" / name / "threshold.json", {
+            write_json(state.run_dir / "detectors" / folder_name(name) / "threshold.json", {
                 "threshold": info["threshold"], "chosen_on": "val", "metric": "max-accuracy",
-                "image_size": state.dataset.size})
+                "image_size": state.dataset.size,
+                **({"trained_on": trained_on, "authors_threshold": authors} if authors is not None else {})})
         state.detector_info[name] = {**info, "seconds": round(time.perf_counter() - t0, 2)}
         log.info("detector %s done in %.1fs", name, time.perf_counter() - t0)
     if attempt.error:
@@ -141,6 +154,13 @@ def adaptive_defender(state: RunState, display: str, refiner_folder: Path, refin
     later = refine_time_params(component.cls, component.params)
     extra = {"refiner_stage": refiner_folder.name, **({"refine_params": later} if later else {})}
     for name in state.detector_names:
+        if state.detector_components[name].trained_on != TRAINED_ON_FAKE:
+            note = (f"--adaptive skips detector {name!r}: it scores with its authors' released weights "
+                    f"({state.detector_components[name].trained_on}) and is never trained by the run")
+            if note not in state.notes:
+                state.notes.append(note)
+                log.info("%s", note)
+            continue
         n_frames, n_thresholds = len(state.score_frames), len(state.thresholds)
         with isolated(state.errors, f"detector:{name}@adaptive:{display}", "adaptive %s vs %s failed", name,
                       display) as attempt:
@@ -148,7 +168,8 @@ def adaptive_defender(state: RunState, display: str, refiner_folder: Path, refin
                                             "refined", extra)
             info = read_json(folder / "info.json")
             state.thresholds.append({"detector": name, "trained_on": "refined", "refiner": display,
-                                     "threshold": info["threshold"], **deployed_thresholds(state, det, folder, name)})
+                                     "threshold": info["threshold"], **deployed_thresholds(state, det, folder, name),
+                                     "authors_threshold": float("nan")})
             score_conditions(state, det, folder, name, "refined", sets, CLEAN, [f"refined:{display}"])
             state.detector_info[f"{name}@adaptive:{display}"] = info
             log.info("adaptive %s against %s done", name, display)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from stigbench.core.config import RunConfig, path_settings
+from stigbench.pipeline.plan import absolute_detector_files
 from stigbench.pipeline.runner import RunResult, run_benchmark
 
 EXECUTORS = ("local", "ray", "slurm")
@@ -116,8 +117,8 @@ class LocalExecutor:
 
 
 def worker_config(config: RunConfig) -> RunConfig:
-    """``config`` as sent to another process: paths absolute (a worker's working folder may be another
-    one) and no progress bars (those of many workers would interleave in one log)."""
+    """``config`` as sent to another process: paths absolute (the path settings and the files detector
+    parameters name: a worker's working folder may be another one) and no progress bars (those of many workers would interleave in one log)."""
     absolute = lambda p: str(Path(p).expanduser().absolute())  # noqa: E731
     changes: dict[str, Any] = {}
     for name in path_settings(type(config)):
@@ -126,6 +127,8 @@ def worker_config(config: RunConfig) -> RunConfig:
             changes[name] = [absolute(p) for p in value]
         elif value:
             changes[name] = absolute(value)
+    # Files named by detector parameters (released checkpoints, weights) too.
+    changes["detector_params"] = absolute_detector_files(config.detector_params)
     return dataclasses.replace(config, **changes, progress=False)
 
 

@@ -215,7 +215,8 @@ def run_attacks(state: RunState, perturbed: dict[str, dict[str, ImageSet]],
     for name, (detector, folder) in state.fitted.items():
         with isolated(state.errors, f"detector:{name}@attacks", "detector %s failed on the attacked sets", name):
             for pert, sets in out.items():
-                score_conditions(state, detector, folder, name, "fake", {"real": perturbed[pert]["real"], **sets},
+                score_conditions(state, detector, folder, name, state.detector_components[name].trained_on,
+                                 {"real": perturbed[pert]["real"], **sets},
                                  pert, list(sets))
             for key, images in reals.items():
                 score_attacked_reals(state, detector, folder, name, key, images, fakes)
@@ -229,7 +230,8 @@ def score_attacked_reals(state: RunState, detector: Any, folder: Path, name: str
     s_fake = score_set(state, detector, folder, name, "fake", fakes, CLEAN)
     condition, _, display = key.partition(":")
     state.score_frames.append(pd.DataFrame({
-        "test_dataset": state.spec.name, "detector": name, "trained_on": "fake", "condition": condition,
+        "test_dataset": state.spec.name, "detector": name, "trained_on": state.detector_components[name].trained_on,
+        "condition": condition,
         "refiner": display, "perturbation": CLEAN, "path": reals.ids + fakes.ids,
         "label": np.r_[np.zeros(len(s_real), np.int64), np.ones(len(s_fake), np.int64)],
         "score": np.r_[s_real, s_fake]}))

@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from stigbench.attacks.perturbations import Perturbation, parse_perturbations
@@ -33,11 +34,13 @@ from stigbench.attacks.registry import attacks as attack_registry
 from stigbench.attacks.registry import refiners as refiner_registry
 from stigbench.core import distributed
 from stigbench.core.config import RunConfig
-from stigbench.core.contracts import torch_path_unavailable
+from stigbench.core.contracts import file_params, released_checkpoint, released_label, torch_path_unavailable
 from stigbench.core.estimator import accepted_params
 from stigbench.core.plugins import load_plugin_file
 from stigbench.data.layouts import layout_spec, select_generator
 from stigbench.data.specs import DatasetSpec, adhoc_spec, datasets
+from stigbench.detection.registry import VARIANT_SEP, split_variant
+from stigbench.detection.released import file_fingerprint
 from stigbench.detection.registry import detectors as detector_registry
 from stigbench.evaluation.rows import CLEAN
 from stigbench.pipeline.context import CONTEXT_PARAMS, RunContext
@@ -64,6 +67,10 @@ class Component:
     start: str | None = None
     #: A transfer attack's surrogates: the detectors the attacker fits himself (kind ``surrogate``).
     surrogates: tuple[Component, ...] = ()
+    #: A detector's files (:func:`~stigbench.core.contracts.file_params`): parameter -> ``{"path", "sha256", "bytes"}``.
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: A detector's training set: ``fake`` (trained by the run) or ``released <sha256[:12]>`` (score-only).
+    trained_on: str = "fake"
 
     def build(self) -> Any:
         """A fresh, unfitted instance."""
@@ -71,7 +78,9 @@ class Component:
 
     def describe(self) -> dict[str, Any]:
         extra = {**({"start": self.start} if self.start else {}),
-                 **({"surrogates": {c.name: c.describe() for c in self.surrogates}} if self.surrogates else {})}
+                 **({"surrogates": {c.name: c.describe() for c in self.surrogates}} if self.surrogates else {}),
+                 **({"files": self.files} if self.files else {}),
+                 **({"trained_on": self.trained_on} if self.kind == "detector" else {})}
         return {"name": self.name, "params": self.params,
                 "from_run": {k: self.kwargs[k] for k in self.from_context}, **extra}
 
@@ -96,7 +105,8 @@ class Plan:
 
     @property
     def detector_names(self) -> list[str]:
-        return [d.name for d in self.detectors]
+        """The detectors as the run names them: registry names, and ``NAME@TAG`` for variants."""
+        return [d.display for d in self.detectors]
 
     def check_image_size(self, size: int) -> None:
         """Fail before any training when a component cannot work at ``size`` px."""
@@ -176,11 +186,23 @@ def resolve_test_datasets(config: RunConfig, own: DatasetSpec) -> tuple[list[Dat
 
 
 def resolve_detectors(spec: str) -> list[str]:
-    """Detector names from ``--detectors`` (names, patterns or ``default``)."""
+    """Detector names from ``--detectors`` (names, patterns, ``default`` and variants ``NAME@TAG``)."""
     reg = detector_registry()
     if spec.strip() == "default":
         return [n for n in reg.list() if reg.meta(n).default]
-    return reg.resolve(spec)
+    out: list[str] = []
+    for item in (s.strip() for s in spec.split(",")):
+        if VARIANT_SEP in item:
+            try:
+                base, _ = split_variant(item)
+            except ValueError as exc:
+                raise PlanError(str(exc)) from None
+            reg.get_entry(base)  # an unknown name fails as in reg.resolve, with suggestions
+            names = [item]
+        else:
+            names = reg.resolve(item) if item else []
+        out.extend(n for n in names if n not in out)
+    return out
 
 
 def check_params(cls: type, params: dict[str, Any], name: str) -> None:
@@ -227,6 +249,57 @@ def _component(kind: str, display: str, name: str, cls: type, params: dict[str, 
     except (ValueError, TypeError, distributed.DistributedError) as exc:
         raise PlanError(f"{label}: {exc}") from exc
     return component
+
+
+def absolute_file_params(cls: type, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with the values of ``cls``'s file parameters as absolute paths (``~`` expanded):
+    a detector saved by the run, a later ``bench.py detect`` and a Ray or Slurm worker started in
+    another folder all read the file the user meant."""
+    names = file_params(cls)
+    return {k: (str(Path(v).expanduser().absolute()) if k in names and isinstance(v, str) and v else v)
+            for k, v in params.items()}
+
+
+def absolute_detector_files(detector_params: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``--set`` detector parameters with every file parameter of a registered detector made absolute
+    (:func:`absolute_file_params`); names that are not detectors are left for the plan to refuse."""
+    out = {}
+    for name, params in detector_params.items():
+        base = name.partition(VARIANT_SEP)[0]
+        out[name] = absolute_file_params(detector_registry().get(base), params) if base in detector_registry() else params
+    return out
+
+
+def _detector_component(display: str, params: dict[str, Any], context: RunContext,
+                        recorded: dict[str, str] | None = None) -> tuple[Component, list[str]]:
+    """The component of detector ``display`` (a registry name or a variant ``NAME@TAG``): its files
+    fingerprinted, score-only ones marked ``released <sha256[:12]>``; and notes on files whose hash
+    differs from ``recorded`` (the hashes a saved config's run read)."""
+    try:
+        base, _ = split_variant(display)
+    except ValueError as exc:
+        raise PlanError(str(exc)) from None
+    cls = detector_registry().get(base)
+    component = _component("detector", display, base, cls, absolute_file_params(cls, params), context)
+    notes = []
+    for param in file_params(cls):
+        path = component.kwargs.get(param)
+        if not path:
+            continue
+        try:
+            component.files[param] = file_fingerprint(path)
+        except OSError as exc:
+            raise PlanError(f"detector {display!r}: {param}={path}: {exc.strerror or exc}") from None
+        then, now = (recorded or {}).get(param), component.files[param]["sha256"]
+        if then and then != now:
+            notes.append(f"detector {display!r}: {param} {path} changed since the run that saved this config "
+                         f"(SHA-256 then {then[:12]}, now {now[:12]}): its numbers will differ")
+    released = released_checkpoint(component.prototype)
+    if released:
+        match = [f for f in component.files.values() if f["path"] == str(Path(released).absolute())]
+        fingerprint = match[0] if match else file_fingerprint(released)
+        component.trained_on = released_label(str(fingerprint["sha256"]))
+    return component, notes
 
 
 def _refiner_params(config: RunConfig, spec: RefinerSpec) -> dict[str, Any]:
@@ -289,8 +362,8 @@ def resolve_attacks(config: RunConfig, detectors: list[Component], context: RunC
         specs = resolve_attack_specs(config.attacks)
     except (ValueError, KeyError) as exc:
         raise PlanError(str(exc)) from None
-    names = [d.name for d in detectors]
-    missing = {d.name: torch_path_unavailable(d.prototype) for d in detectors} if specs else {}
+    names = [d.display for d in detectors]
+    missing = {d.display: torch_path_unavailable(d.prototype) for d in detectors} if specs else {}
     out: list[Component] = []
     notes: list[str] = []
     for spec in specs:
@@ -355,9 +428,13 @@ def resolve(config: RunConfig) -> Plan:
         perturbations = parse_perturbations(CLEAN) + perturbations  # the clean condition is always scored
     refs = [_component("refiner", _refiner_display(config, s), s.name, refiner_registry().get(s.name),
                        _refiner_params(config, s), context) for s in refiner_specs]
-    dets = [_component("detector", n, n, detector_registry().get(n), config.detector_params.get(n, {}), context)
-            for n in detector_names]
-    plan = Plan(config, spec, context, refs, dets, perturbations)
+    dets, notes = [], []
+    for n in detector_names:
+        component, file_notes = _detector_component(n, config.detector_params.get(n, {}), context,
+                                                    config.file_hashes.get(n))
+        dets.append(component)
+        notes += file_notes
+    plan = Plan(config, spec, context, refs, dets, perturbations, notes=notes)
     plan.attacks, attack_notes = resolve_attacks(config, dets, context, refs)
     if config.attack_reals and not plan.attacks:
         raise PlanError("--attack-reals pushes the real test images toward 'fake' with the attacks of --attack; "

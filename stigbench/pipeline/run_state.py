@@ -83,7 +83,7 @@ class RunState:
         self.plan, self.config, self.ctx, self.spec = plan, plan.config, plan.context, plan.spec
         self.dataset, self.split = dataset, split
         self.detector_names, self.perturbations = plan.detector_names, plan.perturbations
-        self.detector_components = {c.name: c for c in plan.detectors}
+        self.detector_components = {c.display: c for c in plan.detectors}
         self.refiner_components = {c.display: c for c in plan.refiners}
         self.device, self.precision = plan.context.torch_device, plan.context.resolved_precision
         self.run_dir, self.store, self.volatile = run_dir, store, volatile

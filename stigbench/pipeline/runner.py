@@ -176,7 +176,12 @@ class _Run(RunState):
         t_start = time.perf_counter()
         cfg = self.config
         resolved = cfg.to_dict()
-        resolved.update(refiners=",".join(c.display for c in self.plan.refiners), detectors=",".join(self.detector_names))
+        resolved.update(refiners=",".join(c.display for c in self.plan.refiners), detectors=",".join(self.detector_names),
+                        file_hashes={c.display: {p: f["sha256"] for p, f in c.files.items()}
+                                     for c in self.plan.detectors if c.files},
+                        # the files as absolute paths: a rerun from this config reads the same ones
+                        detector_params={**cfg.detector_params,
+                                         **{c.display: c.params for c in self.plan.detectors if c.files}})
         write_json(self.run_dir / "config.json", {"config": resolved, "non_defaults": cfg.non_defaults(),
                                                   "dataset_spec": self.spec.to_dict(), "image_size": self.dataset.size})
         prov = provenance(self.device, self.precision)

@@ -1,8 +1,11 @@
 """The robustness leaderboard of a comparison: every detector over every dataset, against every attack.
 Pure: run metrics in, frames out; :mod:`stigbench.reporting.compare.plots` draws them.
 
-Only detectors trained on the unrefined fakes and scored on clean test images count (the setting of
-:func:`stigbench.evaluation.evidence.moves`). Per dataset group, each quantity is first the mean over the
+Only detectors trained on the unrefined fakes, or scoring with their authors' released weights, on
+clean test images count (the setting of :func:`stigbench.evaluation.evidence.moves`). The two kinds are
+ranked apart (``trained``: ``run`` or ``released``; released ones are named ``NAME (released <sha>)``
+and listed after those the runs trained): a published checkpoint and a detector fitted on the very
+generator it is scored on answer different questions. Per dataset group, each quantity is first the mean over the
 group's seeds; then, per detector and attack, over the datasets where the detector has both a fake and a
 refined AUC:
 
@@ -48,7 +51,8 @@ from stigbench.evaluation.evidence import AT_CHANCE, INACTIVE, MOVES, NO_INTERVA
 from stigbench.reporting.render.metric_labels import metric_label
 from stigbench.reporting.render.numbers import format_ci, format_delta, quality_decimals
 from stigbench.reporting.run.attack_table import ATTACK_COSTS, attack_table
-from stigbench.reporting.run.metrics_csv import DEFAULT_PERTURBATION, DEFAULT_TRAINED_ON, own_rows
+from stigbench.core.contracts import is_released
+from stigbench.reporting.run.metrics_csv import DEFAULT_PERTURBATION, baseline, mark_released, own_rows
 
 #: What a table prints for a TPR at an FPR that too few validation reals cannot fix (never a number).
 NOT_MEASURABLE = "not measurable"
@@ -61,7 +65,9 @@ COUNT_COLUMNS = ["at_chance_after", *MOVE_COLUMNS.values(), "evidence"]
 MEAN_COLUMNS = ["auc_fake", "auc", "delta_auc", "chance_distance"]
 #: The metrics of a deployed detector the leaderboard averages too (``metrics.csv`` names).
 DEPLOYED = ["tpr_at_fpr1", "tpr_at_fpr01", "balanced_acc", "ece", "asr"]
-BOARD_COLUMNS = ["rank", "detector", "attack", "datasets",
+#: ``trained`` of a detector fitted by the runs and of one scoring with its authors' released weights.
+TRAINED_BY_RUN, TRAINED_RELEASED = "run", "released"
+BOARD_COLUMNS = ["rank", "detector", "trained", "attack", "datasets",
                  *[f"{c}{s}" for c in [*MEAN_COLUMNS, *DEPLOYED] for s in ("", "_ci_low", "_ci_high")],
                  *COUNT_COLUMNS, "inactive_reason"]
 
@@ -84,10 +90,10 @@ def run_scores(metrics: pd.DataFrame, inactive: Mapping[str, str] | None = None)
     refined AUC with the indicators of the module docstring (0/1 per column). The attacks of
     ``inactive`` (``{attack: reason}``) get no AUC, only ``inactive`` = 1 and the reason."""
     m = own_rows(metrics)
-    fake = m[(m["metric"] == "auc") & (m["detector"] != "") & (m["trained_on"] == DEFAULT_TRAINED_ON)
+    fake = m[(m["metric"] == "auc") & (m["detector"] != "") & baseline(m)
              & (m["perturbation"] == DEFAULT_PERTURBATION) & (m["condition"] == "fake") & m["value"].notna()]
     fake = fake.groupby("detector", sort=False)["value"].mean().rename("auc_fake").reset_index()
-    deployed = m[m["metric"].isin(DEPLOYED) & (m["detector"] != "") & (m["trained_on"] == DEFAULT_TRAINED_ON)
+    deployed = m[m["metric"].isin(DEPLOYED) & (m["detector"] != "") & baseline(m)
                  & (m["perturbation"] == DEFAULT_PERTURBATION)]
     wide = deployed.groupby(["condition", "refiner", "detector", "metric"], sort=False)["value"].mean().unstack()
     wide = wide.reindex(columns=DEPLOYED)
@@ -109,6 +115,14 @@ def run_scores(metrics: pd.DataFrame, inactive: Mapping[str, str] | None = None)
         values = (refined[column].reindex(pd.MultiIndex.from_arrays([t["refiner"], t["detector"]])).to_numpy(float)
                   if refined is not None else np.full(len(t), np.nan))
         out[column] = np.where(off.to_numpy(), np.nan, values)
+    # Released detectors by their marked name (a checkpoint is one detector across runs, a file changed is
+    # another); every name above stays the run's own until here, where targets and moves were matched.
+    base = m[(m["detector"] != "") & baseline(m)].drop_duplicates("detector")
+    marked = dict(zip(base["detector"], mark_released(base)["detector"]))
+    kind = {d: TRAINED_RELEASED if is_released(t) else TRAINED_BY_RUN for d, t in zip(base["detector"], base["trained_on"])}
+    for frame in (fake, out):
+        frame["trained"] = frame["detector"].map(kind).fillna(TRAINED_BY_RUN)
+        frame["detector"] = frame["detector"].map(lambda d: marked.get(d, d))
     return fake, out.reset_index(drop=True)
 
 
@@ -121,11 +135,12 @@ def dataset_scores(runs: Sequence[Any], labels: dict[int, str]) -> tuple[pd.Data
         fakes.append(fake.assign(group=labels[i]))
         attacks.append(att.assign(group=labels[i]))
     fake = pd.concat(fakes, ignore_index=True) if fakes else pd.DataFrame(
-        columns=["group", "detector", "auc_fake", *DEPLOYED])
+        columns=["group", "detector", "trained", "auc_fake", *DEPLOYED])
     att = pd.concat(attacks, ignore_index=True) if attacks else pd.DataFrame(
-        columns=["group", "attack", "detector", "auc_fake", "auc", *COUNT_COLUMNS, "inactive_reason", *DEPLOYED])
-    fake = fake.groupby(["group", "detector"], sort=False)[["auc_fake", *DEPLOYED]].mean().reset_index()
-    by = att.groupby(["group", "attack", "detector"], sort=False)
+        columns=["group", "attack", "detector", "trained", "auc_fake", "auc", *COUNT_COLUMNS, "inactive_reason",
+                 *DEPLOYED])
+    fake = fake.groupby(["group", "detector", "trained"], sort=False)[["auc_fake", *DEPLOYED]].mean().reset_index()
+    by = att.groupby(["group", "attack", "detector", "trained"], sort=False)
     reasons = by["inactive_reason"].agg(lambda s: "; ".join(dict.fromkeys(x for x in s if x)))
     att = by[["auc_fake", "auc", *COUNT_COLUMNS, *DEPLOYED]].mean().join(reasons).reset_index()
     return fake, att
@@ -142,14 +157,16 @@ def leaderboard(runs: Sequence[Any], labels: dict[int, str]) -> pd.DataFrame:
     the detector's (1 = most robust, see the module docstring)."""
     fake, att = dataset_scores(runs, labels)
     rows: list[dict[str, Any]] = []
-    for detector, g in fake.groupby("detector", sort=False):
-        row = {"detector": detector, "attack": "", "datasets": len(g), **_mean_ci(g["auc_fake"], "auc_fake")}
+    for (detector, trained), g in fake.groupby(["detector", "trained"], sort=False):
+        row = {"detector": detector, "trained": trained, "attack": "", "datasets": len(g),
+               **_mean_ci(g["auc_fake"], "auc_fake")}
         for column in DEPLOYED:
             row |= _mean_ci(g[column].astype(float), column)
         rows.append(row)
-    for (attack, detector), g in att.groupby(["attack", "detector"], sort=False):
+    for (attack, detector, trained), g in att.groupby(["attack", "detector", "trained"], sort=False):
         # datasets where the attack ran (an inactive attack's AUC is NaN: out of every mean and the rank)
-        row: dict[str, Any] = {"detector": detector, "attack": attack, "datasets": int(g["auc"].notna().sum())}
+        row: dict[str, Any] = {"detector": detector, "trained": trained, "attack": attack,
+                               "datasets": int(g["auc"].notna().sum())}
         row |= _mean_ci(g["auc_fake"], "auc_fake") | _mean_ci(g["auc"], "auc")
         row |= _mean_ci(g["auc"] - g["auc_fake"], "delta_auc") | _mean_ci((g["auc"] - 0.5).abs(), "chance_distance")
         for column in DEPLOYED:
@@ -162,12 +179,17 @@ def leaderboard(runs: Sequence[Any], labels: dict[int, str]) -> pd.DataFrame:
         return board
     base = board[board["attack"] == ""].set_index("detector")["auc_fake"]
     worst = board[board["attack"] != ""].groupby("detector")["auc"].min()
-    key = pd.DataFrame({"worst": worst.reindex(base.index).fillna(base), "fake": base})
-    order = key.sort_values(["worst", "fake"], ascending=False, kind="stable").index
-    rank = {d: i + 1 for i, d in enumerate(order)}
+    released = board.drop_duplicates("detector").set_index("detector")["trained"] == TRAINED_RELEASED
+    key = pd.DataFrame({"worst": worst.reindex(base.index).fillna(base), "fake": base,
+                        "released": released.reindex(base.index).fillna(False).astype(bool)})
+    order = key.sort_values(["worst", "fake"], ascending=False, kind="stable")
+    rank: dict[str, int] = {}
+    for _, part in order.groupby("released", sort=True):  # ranked apart: the run's detectors, then the released
+        rank |= {d: i + 1 for i, d in enumerate(part.index)}
     board["rank"] = board["detector"].map(rank)
     attacks = {a: i for i, a in enumerate(dict.fromkeys(board["attack"]))}
-    board = board.iloc[np.lexsort((board["attack"].map(attacks), board["rank"]))].reset_index(drop=True)
+    board = board.iloc[np.lexsort((board["attack"].map(attacks), board["rank"],
+                                   board["trained"] == TRAINED_RELEASED))].reset_index(drop=True)
     return board
 
 
@@ -226,13 +248,18 @@ def leaderboard_table(board: pd.DataFrame) -> pd.DataFrame:
     base = board[board["attack"] == ""].set_index("detector")
     rows = []
     for detector, g in board.groupby("detector", sort=False):
-        row = {"rank": int(g["rank"].iloc[0]), "detector": detector,
+        row = {"rank": int(g["rank"].iloc[0]), "detector": detector, "trained": g["trained"].iloc[0],
                "datasets": int(base.loc[detector, "datasets"]) if detector in base.index else 0,
                "fake": _ci(base.loc[detector], "auc_fake") if detector in base.index else ""}
         for _, rec in g[g["attack"] != ""].iterrows():
             row[f"refined:{rec['attack']}"] = _after(rec)
         rows.append(row)
-    return pd.DataFrame(rows).fillna("")
+    return _trained_when_released(pd.DataFrame(rows).fillna(""))
+
+
+def _trained_when_released(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` without its ``trained`` column when every detector was trained by the runs."""
+    return table if (table["trained"] == TRAINED_RELEASED).any() else table.drop(columns="trained")
 
 
 def attack_detail_table(board: pd.DataFrame) -> pd.DataFrame:
@@ -246,6 +273,7 @@ def attack_detail_table(board: pd.DataFrame) -> pd.DataFrame:
     att = att.iloc[np.argsort(att["attack"].map({a: i for i, a in enumerate(dict.fromkeys(att["attack"]))}),
                               kind="stable")]
     out = pd.DataFrame({"attack": att["attack"], "rank": att["rank"].astype(int), "detector": att["detector"],
+                        "trained": att["trained"],
                         "datasets": att["datasets"].astype(int),
                         "AUC after": [_after(r) for _, r in att.iterrows()],
                         "ΔAUC": [_signed_ci(r, "delta_auc") for _, r in att.iterrows()],
@@ -259,7 +287,7 @@ def attack_detail_table(board: pd.DataFrame) -> pd.DataFrame:
             out[metric_label(col)] = [_ci(r, col) for _, r in att.iterrows()]
         elif col.startswith("tpr_at_fpr") and col in att and len(att):
             out[metric_label(col)] = NOT_MEASURABLE
-    return out.reset_index(drop=True)
+    return _trained_when_released(out.reset_index(drop=True))
 
 
 def attack_summary_table(summary: pd.DataFrame) -> pd.DataFrame:

@@ -24,7 +24,7 @@ import pandas as pd
 from stigbench.evaluation.evidence import AWAY, MOVES, PAST, TOWARD
 from stigbench.reporting.render.metric_labels import metric_label, ordered_metrics
 from stigbench.reporting.render.numbers import format_cell
-from stigbench.reporting.run.metrics_csv import DEFAULT_PERTURBATION, DEFAULT_TRAINED_ON, perturbed, variant_columns
+from stigbench.reporting.run.metrics_csv import DEFAULT_PERTURBATION, baseline, mark_released, perturbed, variant_columns
 
 #: Marks an over-corrected cell in the comparison tables.
 OVER_MARK = "†"
@@ -64,8 +64,8 @@ def condition_order(frame: pd.DataFrame) -> list[str]:
 def standard_rows(agg: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
     """The rows of ``metric`` for detectors trained on the fakes and scored on clean images: the
     setting of the leaderboard, the heat maps and the paper table."""
-    return agg[(agg["detector"] != "") & (agg["metric"] == metric) & (agg["trained_on"] == DEFAULT_TRAINED_ON)
-               & (agg["perturbation"] == DEFAULT_PERTURBATION)]
+    return mark_released(agg[(agg["detector"] != "") & (agg["metric"] == metric) & baseline(agg)
+                             & (agg["perturbation"] == DEFAULT_PERTURBATION)])
 
 
 def _n_runs(groups: pd.DataFrame) -> dict[str, int]:

@@ -18,7 +18,8 @@ LABELS = {
     "delta_auc": "ΔAUC", "delta_acc": "ΔAcc", "psnr": "PSNR vs fake (dB)", "ssim": "SSIM vs fake",
     "tpr_at_fpr1": "TPR@1%FPR(val)", "fpr_at_fpr1": "test FPR@1%", "tpr_at_fpr01": "TPR@0.1%FPR(val)",
     "fpr_at_fpr01": "test FPR@0.1%", "balanced_acc": "Bal. acc", "ece": "ECE", "ece_balanced": "ECE balanced",
-    "val_reals": "val reals", "false_alarm": "False alarms",
+    "val_reals": "val reals", "false_alarm": "False alarms", "acc_authors": "Acc (authors' 0.5)",
+    "acc_real_authors": "Acc real (authors' 0.5)", "acc_fake_authors": "Acc fake (authors' 0.5)",
 }
 
 

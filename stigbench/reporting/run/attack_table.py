@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from stigbench.reporting.run.metrics_csv import DEFAULT_PERTURBATION, DEFAULT_TRAINED_ON, own_rows
+from stigbench.reporting.run.metrics_csv import DEFAULT_PERTURBATION, baseline, own_rows
 
 
 ATTACK_COSTS = (("lfd", "LFD to the reals (lower = closer)"), ("fid", "FID to the reals"),
@@ -24,7 +24,7 @@ def attack_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """
     m = own_rows(metrics)
     m = m[(m["perturbation"] == DEFAULT_PERTURBATION) & m["condition"].isin(["fake", "refined"])]  # not attacked reals
-    trained = m[(m["detector"] != "") & (m["trained_on"] == DEFAULT_TRAINED_ON)]
+    trained = m[(m["detector"] != "") & baseline(m)]
     det = trained[trained["metric"] == "auc"]
     asr = trained[trained["metric"] == "asr"]
     rows = []

@@ -14,7 +14,8 @@ from stigbench.reporting.render.metric_labels import ordered_metrics
 from stigbench.reporting.render.numbers import format_ci
 from stigbench.reporting.run.metrics_csv import (
     DEFAULT_PERTURBATION,
-    DEFAULT_TRAINED_ON,
+    baseline,
+    mark_released,
     clean_metrics,
     condition_label,
     cross_rows,
@@ -26,8 +27,8 @@ from stigbench.reporting.run.quality_table import format_quality
 
 def auc_rows(m: pd.DataFrame) -> pd.DataFrame:
     """The AUC rows of detectors trained on the fakes, scored on clean images, with ``condition_label``."""
-    a = m[(m["metric"] == "auc") & (m["detector"] != "") & (m["trained_on"] == DEFAULT_TRAINED_ON)
-          & (m["perturbation"] == DEFAULT_PERTURBATION) & m["condition"].isin(["fake", "refined"])].copy()
+    a = mark_released(m[(m["metric"] == "auc") & (m["detector"] != "") & baseline(m)
+                        & (m["perturbation"] == DEFAULT_PERTURBATION) & m["condition"].isin(["fake", "refined"])])
     a["condition_label"] = [condition_label(c, r) for c, r in zip(a["condition"], a["refiner"])]
     return a
 

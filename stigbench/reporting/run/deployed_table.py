@@ -17,7 +17,8 @@ from stigbench.reporting.render.metric_labels import metric_label
 from stigbench.reporting.render.numbers import format_ci
 from stigbench.reporting.run.metrics_csv import (
     DEFAULT_PERTURBATION,
-    DEFAULT_TRAINED_ON,
+    baseline,
+    mark_released,
     condition_label,
     own_rows,
 )
@@ -44,7 +45,7 @@ def deployed_table(metrics: pd.DataFrame) -> pd.DataFrame:
     condition, knowledge, target, budget, val_reals`` and each of :data:`DEPLOYED_METRICS` with its
     ``_ci_low``/``_ci_high``. Empty for a run written before these metrics existed."""
     m = own_rows(metrics)
-    m = m[(m["detector"] != "") & (m["trained_on"] == DEFAULT_TRAINED_ON) & (m["perturbation"] == DEFAULT_PERTURBATION)]
+    m = mark_released(m[(m["detector"] != "") & baseline(m) & (m["perturbation"] == DEFAULT_PERTURBATION)])
     m = m[m["metric"].isin([*DEPLOYED_METRICS, "val_reals"])]
     columns = ["detector", "condition", *THREAT, "val_reals",
                *[f"{n}{s}" for n in DEPLOYED_METRICS for s in ("", "_ci_low", "_ci_high")]]

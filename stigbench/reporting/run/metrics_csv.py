@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stigbench.core.contracts import is_released
+from stigbench.evaluation.rows import is_baseline
+
 
 #: Values of the grouping columns that mean "the standard setting" (not shown when nothing else occurs).
 DEFAULT_TRAINED_ON = "fake"
@@ -58,6 +61,22 @@ def cross_rows(metrics: pd.DataFrame) -> pd.DataFrame:
     return m[m["test_dataset"] != m["dataset"]]
 
 
+def baseline(frame: pd.DataFrame) -> pd.Series:
+    """Per row: a detector every condition is read against (trained on the original fakes, or scoring
+    with its authors' released weights), not the adaptive defender
+    (:func:`stigbench.evaluation.rows.is_baseline`)."""
+    return frame["trained_on"].map(is_baseline).astype(bool)
+
+
+def mark_released(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose score-only detectors read ``NAME (released <sha256[:12]>)`` in ``detector``: the mark
+    that tables without a ``trained_on`` column carry."""
+    out = frame.copy()
+    rel = out["trained_on"].map(is_released).astype(bool)
+    out.loc[rel, "detector"] = out.loc[rel, "detector"] + " (" + out.loc[rel, "trained_on"] + ")"
+    return out
+
+
 def read_metrics(path: Path) -> pd.DataFrame:
     """A ``metrics.csv`` with empty text cells as ``""`` and numbers as floats."""
     return clean_metrics(pd.read_csv(path, keep_default_na=False))  # numbers are coerced there
@@ -95,6 +114,7 @@ def value_columns(table: pd.DataFrame, skip: Sequence[str]) -> list[str]:
 
 
 __all__ = [
-    "DEFAULT_PERTURBATION", "DEFAULT_TRAINED_ON", "STRING_COLUMNS", "clean_metrics", "condition_label",
+    "DEFAULT_PERTURBATION", "DEFAULT_TRAINED_ON", "STRING_COLUMNS", "baseline", "clean_metrics", "condition_label",
+    "mark_released",
     "cross_rows", "own_rows", "perturbed", "read_metrics", "value_columns", "variant_columns", "wide_table"
 ]

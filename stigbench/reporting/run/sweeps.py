@@ -29,7 +29,7 @@ from stigbench.reporting.render import html as H
 from stigbench.reporting.render.figures import pyplot, save
 from stigbench.reporting.render.markdown import to_markdown
 from stigbench.reporting.render.numbers import format_value
-from stigbench.reporting.run.metrics_csv import DEFAULT_PERTURBATION, DEFAULT_TRAINED_ON, own_rows
+from stigbench.reporting.run.metrics_csv import DEFAULT_PERTURBATION, baseline, own_rows
 
 SWEEP_COLUMNS = ["attack", "strength", "refiner", "psnr", "ssim", "lfd", "evasion", "asr", "working"]
 #: What the curves and the comparison at equal cost read, with their labels.
@@ -52,7 +52,7 @@ def sweep_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """One row per refined condition of a run (``metrics.csv`` frame), columns :data:`SWEEP_COLUMNS`."""
     m = own_rows(metrics)
     m = m[m["perturbation"] == DEFAULT_PERTURBATION]
-    det = m[(m["detector"] != "") & (m["trained_on"] == DEFAULT_TRAINED_ON)]
+    det = m[(m["detector"] != "") & baseline(m)]
     auc = det[det["metric"] == "auc"]
     fake_auc = auc[auc["condition"] == "fake"].groupby("detector")["value"].mean()
     working = set(fake_auc[fake_auc >= WORKING_AUC].index)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from stigbench.reporting.render.figures import pyplot, save
-from stigbench.reporting.run.metrics_csv import DEFAULT_PERTURBATION, DEFAULT_TRAINED_ON, own_rows
+from stigbench.reporting.run.metrics_csv import DEFAULT_PERTURBATION, baseline, mark_released, own_rows
 
 TRANSFER_COLUMNS = ["family", "budget", "knowledge", "crafted_on", "refiner", "detector", "asr", "auc"]
 TRANSFER_NOTE = ("Rows: the model an attack was crafted on (a white-box or query target, or the attacker's own "
@@ -34,10 +34,11 @@ def transfer_table(metrics: pd.DataFrame) -> pd.DataFrame:
     if "knowledge" not in m:
         return pd.DataFrame(columns=TRANSFER_COLUMNS)
     m = m[(m["knowledge"] != "") & (m["condition"] == "refined") & (m["detector"] != "")
-          & (m["trained_on"] == DEFAULT_TRAINED_ON) & (m["perturbation"] == DEFAULT_PERTURBATION)
+          & baseline(m) & (m["perturbation"] == DEFAULT_PERTURBATION)
           & m["metric"].isin(["asr", "auc"])]
     if m.empty:
         return pd.DataFrame(columns=TRANSFER_COLUMNS)
+    m = mark_released(m)
     wide = m.pivot_table(index=["refiner", "detector"], columns="metric", values="value", aggfunc="mean", sort=False)
     wide = wide.reindex(columns=["asr", "auc"]).reset_index()
     meta = m.drop_duplicates("refiner").set_index("refiner")
