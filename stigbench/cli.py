@@ -263,8 +263,11 @@ def refine(checkpoint: str, input_dir: str, output_dir: str, size: int | None, r
 
 
 @main.command()
-@click.option("--detector", "detector_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="A saved detector folder, e.g. reports/demo/<run>/detectors/durall.")
+@click.option("--detector", "detector_dir", required=True, metavar="FOLDER|NAME",
+              help="A saved detector folder, e.g. reports/demo/<run>/detectors/durall; or a registered detector "
+                   "with a released checkpoint: --detector wang2020 --set checkpoint=F --set backbone=resnet50.")
+@click.option("--set", "overrides", multiple=True, metavar="PARAM=VALUE",
+              help="With --detector NAME: its constructor parameters (repeatable).")
 @click.option("--input", "input_path", required=True, type=click.Path(exists=True), help="An image file or a folder.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write the scores to this CSV (never overwritten) and skipped files to skipped.csv beside it.")
@@ -276,22 +279,35 @@ def refine(checkpoint: str, input_dir: str, output_dir: str, size: int | None, r
 @click.option("--detector-plugin", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="The .py file registering a plug-in detector.")
 @click.option("--quiet", is_flag=True)
-def detect(detector_dir: str, input_path: str, out: str | None, fmt: str, size: int | None, resize: bool | None,
-           batch_size: int | None, detector_plugin: tuple[str, ...], quiet: bool) -> None:
-    """Score images with a detector a run saved: P(fake) and a real/fake label at the run's threshold."""
+def detect(detector_dir: str, overrides: tuple[str, ...], input_path: str, out: str | None, fmt: str,
+           size: int | None, resize: bool | None, batch_size: int | None, detector_plugin: tuple[str, ...],
+           quiet: bool) -> None:
+    """Score images with a detector a run saved (P(fake) and a label at the run's threshold), or with a
+    released checkpoint (a label at the authors' threshold)."""
     from stigbench.core.imageset import set_progress
     from stigbench.core.plugins import load_plugin_file
-    from stigbench.pipeline.detect import check_out, score_images, write_result
+    from stigbench.pipeline.detect import check_out, score_images, score_released, write_result
 
     set_progress(not quiet)
+    saved = Path(detector_dir).is_dir()
+    if saved and overrides:
+        raise click.BadParameter("a saved detector keeps the parameters it was fitted with; --set goes with "
+                                 "--detector NAME", param_hint="--set")
     try:
         if out:
             check_out(out)
         for plugin in detector_plugin:
             load_plugin_file(plugin)
-        result = score_images(detector_dir, input_path, size, resize, batch_size, progress=not quiet)
+        if saved:
+            result = score_images(detector_dir, input_path, size, resize, batch_size, progress=not quiet)
+        else:
+            params = parse_overrides(tuple(f"{detector_dir}.{o}" for o in overrides)).get(detector_dir, {})
+            result = score_released(detector_dir, params, input_path, size, bool(resize), batch_size,
+                                    progress=not quiet)
         written = write_result(result, out) if out else []
     except (FileNotFoundError, FileExistsError, ValueError, RegistryError) as exc:
+        if not saved and isinstance(exc, RegistryError):
+            raise _Abort(f"--detector {detector_dir}: neither a saved detector folder nor {exc}") from exc
         raise _Abort(str(exc)) from exc
     for s in result.skipped:
         click.echo(f"skipped {s.path}: {s.reason}", err=True)
@@ -310,7 +326,9 @@ def detect(detector_dir: str, input_path: str, out: str | None, fmt: str, size: 
 
         click.echo(to_markdown(result.scores, floatfmt=".4f"))
     if t.value is not None and not quiet:
-        click.echo(f"label: fake when P(fake) >= {t.value:.6g} (chosen on {t.chosen_on}, from {t.source})", err=True)
+        click.echo(f"label: fake when {t.rule()} (chosen on {t.chosen_on}, from {t.source})", err=True)
+    if "label_authors" in result.scores and not quiet:
+        click.echo("label_authors: fake when P(fake) > the authors' own threshold (a released detector)", err=True)
 
 
 @main.command("list")

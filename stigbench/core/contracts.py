@@ -151,7 +151,7 @@ class ReleasedDetector(Detector, Protocol):
 
     ``released_checkpoint()`` (callable on an *unfitted* instance) returns the path of the released
     file this configuration loads, or ``None`` when the run trains it. When it returns a path,
-    ``fit`` loads that file (strictly: every key used, none missing) and trains nothing; the run still
+    ``fit`` loads that file (strictly: every key used, none missing; :meth:`load_release`) and trains nothing; the run still
     picks its threshold on the validation split and reports the authors' own beside it.
     ``check_params()``, which the plan calls, fails on a bad path, format or key set. Class
     attributes: ``authors_threshold``, the ``P(fake)`` threshold of the authors' test code (0.5 for
@@ -163,6 +163,11 @@ class ReleasedDetector(Detector, Protocol):
     authors_threshold: float
 
     def released_checkpoint(self) -> str | None: ...
+
+    def load_release(self) -> ReleasedDetector:
+        """Load the released file and return ``self``, fitted, without any image (what ``fit`` does for a
+        score-only detector; ``bench.py detect --detector NAME --set checkpoint=F`` calls it directly)."""
+        ...
 
 
 def released_checkpoint(detector: object) -> str | None:

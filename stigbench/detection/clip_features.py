@@ -39,6 +39,7 @@ under ``cache_dir()/univfd-features``, written atomically, read with ``allow_pic
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import hashlib
 import json
@@ -86,9 +87,9 @@ def check_arch(arch: str) -> None:
     """``ValueError`` unless ``arch`` is one of open_clip's built-in configurations."""
     models = open_clip_module().list_models()
     if arch not in models:
-        close = [m for m in models if m.lower().startswith(str(arch).lower()[:5])] or models[:8]
-        raise ValueError(f"arch {arch!r} is not an open_clip model config (open_clip.list_models(): "
-                         f"{len(models)} names, e.g. {close[:8]}); schemas such as hf-hub: are not accepted")
+        close = difflib.get_close_matches(str(arch), models, n=5, cutoff=0.6) or [m for m in models if "L-14" in m][:6]
+        raise ValueError(f"arch {arch!r} is not an open_clip model config (open_clip.list_models() has {len(models)}, "
+                         f"e.g. {close}); schemas such as hf-hub: are not accepted (nothing is downloaded)")
 
 
 def _is_torchscript(path: Path) -> bool:

@@ -190,7 +190,9 @@ class CNNDetector(Estimator):
         self._check_params()
         labels = _check_labels(labels, len(train_set))
         if self.released_checkpoint():
-            return self._fit_released(train_set, labels)
+            self.load_release()
+            self.image_size_ = self.fit_info_["image_size"] = int(train_set[0].shape[-1])
+            return self
         t0 = time.perf_counter()
         device = resolve_device(self.device)
         precision = resolve_precision(self.precision, device)
@@ -219,21 +221,25 @@ class CNNDetector(Estimator):
             self.fit_info_["world_size"] = distributed.active().world_size
         return self
 
-    def _fit_released(self, train_set: ImageSetLike, labels: np.ndarray) -> CNNDetector:
-        """Score-only: load the released file; nothing is trained and the images are not read."""
+    def load_release(self) -> CNNDetector:
+        """Score-only: load the released file (:meth:`released_checkpoint`) as the fitted network; no
+        image is read and nothing is trained. ``image_size_`` is ``None`` until ``fit`` names the run's."""
         from stigbench.detection.released import file_fingerprint
 
+        path = self.released_checkpoint()
+        if not path:
+            raise ValueError(f"{type(self).__name__} has no released checkpoint to load (set checkpoint=PATH)")
         t0 = time.perf_counter()
-        path = Path(str(self.released_checkpoint()))
+        path = Path(path)
         device = resolve_device(self.device)
         fingerprint = file_fingerprint(path)
         self.model_ = self.load_released(path).to(device).eval()
-        self.image_size_ = int(train_set[0].shape[-1])
+        self.image_size_ = None
         self.fit_info_ = {
             "trained_on": "released", "checkpoint": fingerprint, "authors_threshold": self.authors_threshold,
             "weights_source": f"released checkpoint {fingerprint['path']}", "pretrained": True, "epochs_run": 0,
             "seconds": round(time.perf_counter() - t0, 2), "device": str(device),
-            "precision": resolve_precision(self.precision, device), "n_train": 0, "image_size": self.image_size_,
+            "precision": resolve_precision(self.precision, device), "n_train": 0, "image_size": None,
         }
         return self
 

@@ -1,13 +1,19 @@
-"""Score images with a detector a run saved (``bench.py detect``).
+"""Score images with a detector a run saved, or with a released checkpoint (``bench.py detect``).
 
 A run copies each fitted detector into ``RUN/detectors/NAME/`` with a ``threshold.json`` (the
 threshold chosen on the validation split, the image size it was trained at). Run folders written
 before that have the threshold in ``RUN/thresholds.csv`` or ``RUN/run.json`` and the size in
 ``RUN/config.json``; :func:`read_threshold` and :func:`detector_settings` look there in turn.
+
+:func:`score_released` needs no run: a registered detector with ``checkpoint=PATH`` loads its authors'
+released file (:class:`~stigbench.core.contracts.ReleasedDetector`) and labels at the authors' own
+threshold (``P(fake) > 0.5`` for the built-ins). A released detector a run saved gets both labels:
+``label`` at the run's validation threshold, ``label_authors`` at the authors'.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,7 +25,9 @@ import pandas as pd
 from stigbench.core.imageset import Skipped
 from stigbench.core.io import read_json
 from stigbench.data.specs import input_images
-from stigbench.detection.registry import load_detector
+from stigbench.core.contracts import authors_threshold, file_params, released_checkpoint
+from stigbench.detection.registry import detectors, load_detector
+from stigbench.evaluation.rows import is_baseline
 from stigbench.pipeline.run_state import checked_scores
 
 THRESHOLD_FILE = "threshold.json"
@@ -33,9 +41,24 @@ class Threshold:
     ``value`` is None when no file of the run records one."""
 
     value: float | None
-    source: str  # "threshold.json", "thresholds.csv", "run.json" or "" (none)
+    source: str  # "threshold.json", "thresholds.csv", "run.json", "authors" or "" (none)
     chosen_on: str = "val"
     metric: str = "max-accuracy"
+    #: ``P(fake) >= value`` is fake when True; the authors' test code of the released detectors uses ``>``.
+    inclusive: bool = True
+
+    def labels(self, p_fake: np.ndarray) -> np.ndarray:
+        """``"fake"``/``"real"`` per score (needs a value)."""
+        assert self.value is not None
+        fake = p_fake >= self.value if self.inclusive else p_fake > self.value
+        return np.where(fake, "fake", "real")
+
+    def with_value(self, value: float) -> Threshold:
+        return dataclasses.replace(self, value=float(value))
+
+    def rule(self) -> str:
+        """``P(fake) >= 0.73`` or ``P(fake) > 0.5``."""
+        return f"P(fake) {'>=' if self.inclusive else '>'} {self.value:.6g}"
 
 
 @dataclass(frozen=True)
@@ -96,7 +119,7 @@ def read_threshold(detector_dir: str | Path) -> Threshold:
         from stigbench.evaluation.detection import read_thresholds
 
         table = read_thresholds(run / "thresholds.csv")
-        hit = table[(table.detector == name) & (table.trained_on == "fake") & (table.refiner == "")]
+        hit = table[(table.detector == name) & table.trained_on.map(is_baseline) & (table.refiner == "")]
         if len(hit) and _finite(hit.threshold.iloc[0]) is not None:
             return Threshold(float(hit.threshold.iloc[0]), "thresholds.csv")
     value = _finite(_json(run / "run.json").get("detectors", {}).get(name, {}).get("threshold"))
@@ -143,8 +166,61 @@ def score_images(detector_dir: str | Path, input_path: str | Path, size: int | N
     p_fake = checked_scores(detector.score(images), len(images), folder.name)
     table = pd.DataFrame({"file": [str(p) for p in images.paths], "p_fake": p_fake})
     if threshold.value is not None:
-        table["label"] = np.where(p_fake >= threshold.value, "fake", "real")
+        table["label"] = threshold.labels(p_fake)
+    authors = _finite(_json(folder / THRESHOLD_FILE).get("authors_threshold"))
+    if authors is not None:  # a released detector the run saved: the authors' reading beside the run's
+        table["label_authors"] = AUTHORS.with_value(authors).labels(p_fake)
     return DetectResult(table, skipped, size, threshold, settings)
+
+
+#: The threshold of a released detector's own test code (value filled in from the detector).
+AUTHORS = Threshold(None, "authors", chosen_on="the authors' test code", metric="as published", inclusive=False)
+
+
+def released_detector(name: str, params: dict[str, Any]) -> Any:
+    """Registered detector ``name`` built with ``params`` (file parameters made absolute, checked as a
+    run's plan checks them) and its released checkpoint loaded; a configuration the run would train
+    is refused (scoring needs a fitted detector: a run's saved folder, or a released file)."""
+    from stigbench.pipeline.plan import PlanError, absolute_file_params, check_params
+
+    cls = detectors().get(name)
+    params = absolute_file_params(cls, params)
+    try:
+        check_params(cls, params, f"detector {name!r}")
+        detector = cls(**params)
+        validate = getattr(detector, "check_params", None)
+        if callable(validate):
+            validate()
+    except PlanError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"detector {name!r}: {exc}") from exc
+    if released_checkpoint(detector) is None:
+        if "checkpoint" in file_params(cls):
+            raise ValueError(f"detector {name!r} without checkpoint= is trained by a run: give its released file "
+                             f"(--set checkpoint=PATH) or a run's saved detector folder (RUN/detectors/{name})")
+        raise ValueError(f"detector {name!r} loads no released checkpoint (a run trains it): give a run's saved "
+                         f"detector folder (RUN/detectors/{name})")
+    return detector.load_release()
+
+
+def score_released(name: str, params: dict[str, Any], input_path: str | Path, size: int | None = None,
+                   resize: bool = False, batch_size: int | None = None, progress: bool = True) -> DetectResult:
+    """P(fake) of every usable image at ``input_path`` from detector ``name``'s released checkpoint
+    (``params`` must name it, e.g. ``{"checkpoint": "blur_jpg_prob0.5.pth", "backbone": "resnet50"}``
+    for ``wang2020``), labelled at the authors' threshold. Images are centre-cropped (or, with
+    ``resize``, resized) to ``size``, by default the largest power of two <= the smallest side (max 256)."""
+    detector = released_detector(name, params)
+    if batch_size is not None:
+        if batch_size < 1:
+            raise ValueError("--batch-size must be >= 1")
+        detector.batch_size = batch_size
+    images, skipped = input_images(input_path, size, resize, "skip", progress)
+    p_fake = checked_scores(detector.score(images), len(images), name)
+    table = pd.DataFrame({"file": [str(p) for p in images.paths], "p_fake": p_fake})
+    threshold = AUTHORS.with_value(float(authors_threshold(detector)))
+    table["label"] = threshold.labels(p_fake)
+    return DetectResult(table, skipped, images.size, threshold, DetectorSettings(None, resize))
 
 
 def check_out(out: str | Path) -> None:
