@@ -157,7 +157,7 @@ class ClipEncoder:
 
 
 @functools.lru_cache(maxsize=2)
-def _load(path: str, size: int, mtime_ns: int, arch: str) -> ClipEncoder:
+def _load(path: str, stat: tuple[int, int, int], arch: str) -> ClipEncoder:
     from stigbench.detection.released import _load_strict, file_fingerprint
 
     open_clip = open_clip_module()
@@ -172,8 +172,8 @@ def _load(path: str, size: int, mtime_ns: int, arch: str) -> ClipEncoder:
 
 
 @functools.lru_cache(maxsize=2)
-def _on_device(path: str, size: int, mtime_ns: int, arch: str, device: str) -> ClipEncoder:
-    cpu = _load(path, size, mtime_ns, arch)
+def _on_device(path: str, stat: tuple[int, int, int], arch: str, device: str) -> ClipEncoder:
+    cpu = _load(path, stat, arch)
     if torch.device(device).type == "cpu":
         return cpu
     # A copy: module.to() moves in place, and the CPU encoder may serve another detector.
@@ -189,7 +189,8 @@ def load_encoder(path: str | Path, arch: str, device: torch.device | str = "cpu"
     if not resolved.is_file():
         raise FileNotFoundError(f"CLIP weights file not found: {path}")
     st = resolved.stat()
-    return _on_device(str(resolved), st.st_size, st.st_mtime_ns, arch, str(torch.device(device)))
+    # The inode too: a file replaced within the clock's resolution keeps size and mtime, not its inode.
+    return _on_device(str(resolved), (st.st_size, st.st_mtime_ns, st.st_ino), arch, str(torch.device(device)))
 
 
 def clip_input(images: torch.Tensor, size: int, small: str = "pad") -> torch.Tensor:
