@@ -10,7 +10,8 @@ with Adam and binary cross-entropy while CLIP stays frozen.
 Encoder: an open_clip visual tower loaded from a local file, ``clip=PATH`` (formats, the refusal of
 OpenAI's TorchScript ``ViT-L-14.pt`` and the feature cache: :mod:`stigbench.detection.clip_features`).
 ``arch`` defaults to ``ViT-L-14-quickgelu``: OpenAI's weights were trained with QuickGELU, and
-open_clip's plain ``ViT-L-14`` would run them with GELU, other features than the paper's.
+open_clip's plain ``ViT-L-14`` would run them with GELU, other features than the paper's. The
+encoder runs in fp32, as theirs (``clip.load(name, device="cpu")`` casts to fp32 before ``.cuda()``).
 
 Preprocessing, as their test code (``validate.py``): ``CenterCrop(224)`` (224 = the encoder's input
 size), ``ToTensor``, ``Normalize`` with CLIP's mean/std; no resize. Larger images are centre-cropped.
@@ -80,7 +81,7 @@ def load_fc_head(path: str | Path, width: int) -> Any:
 
 
 @register_detector("univfd", family="other", domain="rgb", paper=PAPER, default=False,
-                   description="linear probe on frozen CLIP ViT-L/14 image embeddings (clip=PATH; released fc optional)")
+                   description="linear probe on frozen CLIP ViT-L/14 embeddings (clip=PATH; released fc optional)")
 class UnivFD(LogisticFeatureDetector):
     file_params = ("clip", "checkpoint")
     authors_threshold = 0.5
@@ -101,8 +102,9 @@ class UnivFD(LogisticFeatureDetector):
     def encoder(self) -> ClipEncoder:
         """The frozen encoder on this detector's device (read once per process, see ``load_encoder``)."""
         if not self.clip:
-            raise ValueError(f"univfd needs CLIP weights: --set univfd.clip=PATH, an open_clip state dict for arch "
-                             f"{self.arch!r} (e.g. open_clip_model.safetensors of timm/vit_large_patch14_clip_224.openai)")
+            raise ValueError(f"univfd needs CLIP weights: clip=PATH (a run: --set univfd.clip=PATH), an open_clip "
+                             f"state dict for arch {self.arch!r} (e.g. open_clip_model.safetensors of "
+                             "timm/vit_large_patch14_clip_224.openai)")
         return load_encoder(self.clip, self.arch, resolve_device(self.device))
 
     def check_params(self) -> None:
@@ -123,8 +125,8 @@ class UnivFD(LogisticFeatureDetector):
             from sklearn.linear_model import LogisticRegression
 
             return LogisticRegression()  # its coefficients come from the file (load_fc_head)
-        # Standardised embeddings: one L2 penalty fits every dimension (CLIP's have very unequal
-        # scales), and L-BFGS converges in a few dozen steps; still a linear function of the embedding.
+        # Standardised embeddings: the L2 penalty weighs every dimension alike whatever its scale (CLIP's
+        # differ widely) and L-BFGS is well conditioned; the probe stays a linear function of the embedding.
         return super().make_estimator()
 
     def torch_features(self, images: torch.Tensor) -> torch.Tensor:
@@ -143,21 +145,30 @@ class UnivFD(LogisticFeatureDetector):
         compute = super().extract
         return cached_features(image_set, key, lambda: compute(image_set, progress), self.batch_size)
 
-    def fit(self, train_set: ImageSetLike, labels: np.ndarray, val_set: ImageSetLike | None = None,
-            val_labels: np.ndarray | None = None) -> UnivFD:
+    def _fit_info(self, **info: Any) -> dict[str, Any]:
+        encoder = self.encoder()
+        return {**info, "clip": encoder.fingerprint, "arch": self.arch, "small": self.small,
+                "image_size": encoder.image_size, "embedding": encoder.width}
+
+    def load_release(self) -> UnivFD:
+        """Score-only: the released head (:meth:`released_checkpoint`) as the fitted estimator; no image
+        is read and nothing is fitted (:class:`~stigbench.core.contracts.ReleasedDetector`)."""
         from stigbench.detection.released import file_fingerprint
 
-        encoder = self.encoder()
-        if self.released_checkpoint():  # score-only: nothing is fitted, the images are not read
+        if not self.checkpoint:
+            raise ValueError("univfd has no released head to load (set checkpoint=PATH, their fc_weights.pth)")
+        self.estimator_ = load_fc_head(self.checkpoint, self.encoder().width)
+        self.fit_info_ = self._fit_info(trained_on="released", checkpoint=file_fingerprint(self.checkpoint),
+                                        authors_threshold=self.authors_threshold, n_train=0)
+        return self
+
+    def fit(self, train_set: ImageSetLike, labels: np.ndarray, val_set: ImageSetLike | None = None,
+            val_labels: np.ndarray | None = None) -> UnivFD:
+        if self.released_checkpoint():
             _check_labels(labels, len(train_set))
-            self.estimator_ = load_fc_head(self.checkpoint, encoder.width)
-            info = {"trained_on": "released", "checkpoint": file_fingerprint(self.checkpoint),
-                    "authors_threshold": self.authors_threshold, "n_train": 0}
-        else:
-            super().fit(train_set, labels, val_set, val_labels)
-            info = {"n_train": len(train_set)}
-        self.fit_info_ = {**info, "clip": encoder.fingerprint, "arch": self.arch, "small": self.small,
-                          "image_size": encoder.image_size, "embedding": encoder.width}
+            return self.load_release()
+        super().fit(train_set, labels, val_set, val_labels)
+        self.fit_info_ = self._fit_info(n_train=len(train_set))
         return self
 
     def save(self, path: str | Path) -> None:
@@ -175,10 +186,10 @@ class UnivFD(LogisticFeatureDetector):
         info = read_json(folder / FIT_FILE)
         if obj.released_checkpoint():
             checked_release(obj.checkpoint, info.get("checkpoint", {}), folder)
-        now = obj.encoder().fingerprint["sha256"]
-        if now != info.get("clip", {}).get("sha256"):
-            raise ValueError(f"{folder}: the CLIP weights {obj.clip} changed since this detector was saved (SHA-256 then "
-                             f"{str(info.get('clip', {}).get('sha256'))[:12]}, now {now[:12]}); its scores would not be the "
-                             "run's: restore the file or fit again")
+        then, now = str(info.get("clip", {}).get("sha256")), obj.encoder().fingerprint["sha256"]
+        if now != then:
+            raise ValueError(f"{folder}: the CLIP weights {obj.clip} changed since this detector was saved (SHA-256 "
+                             f"then {then[:12]}, now {now[:12]}); its scores would not be the run's: restore the file "
+                             "or fit again")
         obj.fit_info_ = info
         return obj

@@ -127,9 +127,9 @@ def read_visual_state(path: str | Path) -> dict[str, torch.Tensor]:
         state = {k[len("module."):]: v for k, v in state.items()}
     visual = {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}
     if not visual:
-        raise ValueError(f"{path} has no 'visual.*' keys, so it is not an open_clip CLIP state dict (e.g. a timm-layout "
-                         f"model.safetensors; use open_clip_model.safetensors or open_clip_pytorch_model.bin); its first "
-                         f"keys: {list(state)[:_SHOWN]}")
+        raise ValueError(f"{path} has no 'visual.*' keys, so it is not an open_clip CLIP state dict (e.g. a "
+                         f"timm-layout model.safetensors; use open_clip_model.safetensors or "
+                         f"open_clip_pytorch_model.bin); its first keys: {list(state)[:_SHOWN]}")
     return visual
 
 
