@@ -196,3 +196,24 @@ def test_attack_success_is_read_for_released_detectors_too():
                                "threshold": [0.5]})
     (row,) = success_rows(scores, thresholds, dataset="d", seed=0, n_boot=0)
     assert (row["trained_on"], row["metric"], row["value"]) == (mark, "asr", pytest.approx(2 / 3))
+
+
+@pytest.mark.heavy
+def test_reports_mark_released_detectors_and_the_leaderboard_ranks_them_apart(released_run, files):
+    from types import SimpleNamespace
+
+    from stigbench.reporting.compare.leaderboard import leaderboard, leaderboard_table
+    from stigbench.reporting.run.deployed_table import deployed_table
+    from stigbench.reporting.run.metrics_csv import read_metrics
+
+    metrics = read_metrics(released_run / "metrics.csv")
+    mark = released_label(file_fingerprint(files["npr"])["sha256"])
+    assert f"npr@released ({mark})" in set(deployed_table(metrics)["detector"])
+    board = leaderboard([SimpleNamespace(metrics=metrics, inactive={})], {0: "tiny"})
+    kinds = board.drop_duplicates("detector").set_index("detector")["trained"]
+    assert kinds["durall"] == "run" and kinds[f"npr@released ({mark})"] == "released"
+    # ranked apart: the run's detector first (rank 1 of its kind), then the released ones from 1 again
+    assert list(board.drop_duplicates("detector")["trained"]) == ["run", "released", "released"]
+    assert sorted(board[board.trained == "released"].drop_duplicates("detector")["rank"]) == [1, 2]
+    table = leaderboard_table(board)
+    assert list(table.columns[:3]) == ["rank", "detector", "trained"]
