@@ -1,0 +1,84 @@
+"""``my-released``: a template plug-in for a model you trained yourself and released as a weights file.
+
+What it shows: a ``CNNDetector`` subclass that a run can *score with a file* instead of training
+(score-only, like ``wang2020``/``npr`` with ``checkpoint=``). The base class owns the rest: scoring
+(``P(fake) = sigmoid(logit)``), the torch path of white-box attacks, precision, device and save/load
+(a score-only detector saves no weights; it reloads the file, whose SHA-256 must not have changed).
+
+Choice made here: without ``checkpoint`` the detector trains like any CNN detector, on the same
+network (``build_model``), so one file gives both "your released weights" and "the same network
+trained by the run" (``--detectors my-released,my-released@released``).
+
+Run it (never trained: ``trained_on`` is ``released <sha256[:12]>`` in every table)::
+
+    python bench.py run --detector-plugin path/to/my_released_detector.py --detectors my-released,durall \\
+        --set my-released.checkpoint=weights.pt
+
+Score a folder at the authors' threshold (0.5)::
+
+    python bench.py detect --detector-plugin path/to/my_released_detector.py --detector my-released \\
+        --set checkpoint=weights.pt --input DIR
+
+``weights.pt`` is ``torch.save(tiny_net().state_dict(), "weights.pt")`` after your own training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from stigbench import CNNDetector, register_detector
+
+
+def tiny_net() -> nn.Sequential:
+    """Your architecture: three strided 3×3 convolutions on RGB, global average pooling, one logit."""
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 1),
+    )
+
+
+@register_detector("my-released", family="cnn", domain="rgb", paper="your paper here (example plug-in)",
+                   default=False, description="template plug-in: a small CNN scored from your own weights file")
+class MyReleased(CNNDetector):
+    file_params = ("checkpoint",)  # made absolute by the plan, SHA-256 in the fit key: a changed file is a new fit
+    authors_threshold = 0.5  # the P(fake) threshold your own test code uses; reported beside the run's
+
+    def __init__(self, checkpoint: str | None = None, *, epochs: int = 10, num_outputs: int = 1,
+                 precision: str = "fp32", seed: int = 0, device: str = "auto", **train) -> None:
+        super().__init__(epochs=epochs, num_outputs=num_outputs, precision=precision, seed=seed, device=device,
+                         **train)
+        self.checkpoint = checkpoint
+
+    def released_checkpoint(self) -> str | None:
+        return self.checkpoint or None  # a path: fit() loads it and trains nothing; None: the run trains
+
+    def check_params(self) -> None:
+        if self.checkpoint and self.num_outputs != 1:
+            raise ValueError(f"checkpoint= holds a one-logit network: leave num_outputs=1 (got {self.num_outputs})")
+        super().check_params()  # the plan calls this: it loads the file once, so a bad one fails before any image
+
+    def load_released(self, path: Path) -> nn.Module:
+        """Your file: a plain state dict of :func:`tiny_net`, loaded strictly (no key missing or unused)."""
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        net = tiny_net()
+        try:
+            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+        except Exception as exc:  # not a torch file, not a state dict, missing/unexpected keys, wrong shapes
+            raise ValueError(f"{path} is no state dict of my-released's network: "
+                             f"{type(exc).__name__}: {exc}") from exc
+        return net.eval()
+
+    def build_model(self, image_size: int) -> nn.Module:
+        net = tiny_net()  # the released architecture, randomly initialised, when the run trains it
+        if self.num_outputs != 1:
+            net[-1] = nn.Linear(32, self.num_outputs)
+        return net
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        return images.float() * 2.0 - 1.0  # whatever your own test code fed the network: here [0, 1] -> [-1, 1]
