@@ -42,6 +42,12 @@ FAST: dict[str, dict] = {
     "npr": {"epochs": 3},
     "freqnet": {"epochs": 3},
 }
+from test_univfd import HAS_OPEN_CLIP, tiny_clip_params  # noqa: E402  (a tiny random CLIP, written once)
+
+if HAS_OPEN_CLIP:
+    FAST["univfd"] = tiny_clip_params()
+else:  # without the optional extra stigbench[clip], univfd cannot be built
+    NAMES = [n for n in NAMES if n != "univfd"]
 # Detectors that are not expected to learn the easy set with FAST settings, and why.
 SLOW_LEARNERS = {"spectrum-cnn-paper": "the paper's SGD lr 2e-4 recipe hardly moves in 3 epochs (see its docstring)",
                  "freqnet": "its stacked high-passes leave 80 noise images too little to learn from in 3 epochs "

@@ -25,6 +25,7 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.svm import SVC
 
 from conftest import pink_noise, upsampled_noise
+from test_univfd import HAS_OPEN_CLIP, tiny_clip_params
 from stigbench.core.contracts import FAKE, torch_path_unavailable
 from stigbench.core.imageset import ArrayImageSet, labelled
 from stigbench.core.plugins import load_plugin_file
@@ -37,7 +38,8 @@ TEMPLATE = Path(__file__).parent / "plugin_template" / "my_detector.py"
 load_plugin_file(TEMPLATE)
 # The built-ins and the template plug-in (other test modules register throwaway detectors of their own).
 NAMES = [n for n in detectors().list()
-         if detectors().get(n).__module__.startswith("stigbench.detectors.") or n == "my-bands"]
+         if (detectors().get(n).__module__.startswith("stigbench.detectors.") or n == "my-bands")
+         and (HAS_OPEN_CLIP or n != "univfd")]
 # The only configurations without a torch path, and a phrase their reason must contain.
 NO_TORCH_PATH = {"my-bands": "no torch_features()"}
 TOLERANCE = 1e-5  # |sigmoid(logits) - score|, the contract's
@@ -45,6 +47,8 @@ SIZE = 32
 # One short epoch: the oracle compares two views of the same fitted model, whatever it learned.
 CNN_SETTINGS = {"epochs": 1, "batch_size": 16}
 SETTINGS: dict[str, dict] = {"wang2020": {"pretrained": "none"}, "vit-spectrum": {"depth": 1}}
+if HAS_OPEN_CLIP:
+    SETTINGS["univfd"] = tiny_clip_params()  # a tiny random CLIP: univfd has no default encoder file
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -39,3 +39,9 @@ DETECTION_NOTE = ("ΔAUC and ΔAcc are against the unrefined fakes of the same d
 
 
 __all__ = ["DETECTION_NOTE", "dataset_line", "refiner_fit_text", "split_text"]
+
+#: Added to the detection note of a run with score-only detectors.
+RELEASED_NOTE = ("`released <sha256[:12]>` (trained_on): scored with its authors' released checkpoint (that file's "
+                 "SHA-256), never trained by this run; its threshold (Acc) is still chosen on the validation split, "
+                 "`Acc (authors' 0.5)` reads it at the authors' own (P(fake) > 0.5). Images reach it cropped (or "
+                 "resized) to this run's size, which may be far from what it was trained on (docs/detectors.md).")

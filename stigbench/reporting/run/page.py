@@ -15,7 +15,9 @@ from stigbench.reporting.render.metric_labels import metric_description, metric_
 from stigbench.reporting.render.numbers import format_value
 from stigbench.reporting.run.cross_tables import CROSS_NOTE
 from stigbench.reporting.run.deployed_table import DEPLOYED_METRICS, DEPLOYED_NOTE, display_deployed
-from stigbench.reporting.run.descriptions import DETECTION_NOTE, dataset_line, refiner_fit_text, split_text
+from stigbench.core.contracts import is_released
+from stigbench.reporting.run.descriptions import (DETECTION_NOTE, RELEASED_NOTE, dataset_line, refiner_fit_text,
+                                                  split_text)
 from stigbench.reporting.run.detection_table import display_summary
 from stigbench.reporting.run.quality_table import display_quality
 from stigbench.reporting.run.selection_plot import selection_caption, selection_text
@@ -119,6 +121,8 @@ def _detection_html(summary: pd.DataFrame) -> list[str]:
         parts.append(f'<p class="note">{H.esc(DETECTION_NOTE.replace("`", ""))} Detectors are trained on real vs '
                      "original (unrefined) fakes unless a training set is named; shaded rows are the unrefined "
                      "baseline, red rows over-correction, yellow rows an attack that added evidence.</p>")
+        if "trained_on" in summary and summary["trained_on"].astype(str).map(is_released).any():
+            parts.append(f'<p class="note">{H.esc(RELEASED_NOTE.replace("`", ""))}</p>')
     else:
         parts.append('<p class="note">No detection results (every detector failed).</p>')
     return parts

@@ -39,7 +39,9 @@ from stigbench.evaluation.rows import on_own_target
 from stigbench.reporting.render.markdown import to_markdown
 from stigbench.reporting.run.cross_tables import CROSS_NOTE, cross_section
 from stigbench.reporting.run.deployed_table import DEPLOYED_NOTE, deployed_table, display_deployed
-from stigbench.reporting.run.descriptions import DETECTION_NOTE, dataset_line, refiner_fit_text, split_text
+from stigbench.core.contracts import is_released
+from stigbench.reporting.run.descriptions import (DETECTION_NOTE, RELEASED_NOTE, dataset_line, refiner_fit_text,
+                                                  split_text)
 from stigbench.reporting.run.detection_table import display_summary, summarize
 from stigbench.reporting.run.figures import run_plots
 from stigbench.reporting.run.inactive import inactive_lines, mark_summary, run_inactive
@@ -95,6 +97,7 @@ def write_run_report(run_dir: Path) -> pd.DataFrame:
 
     ds = record["dataset"]
     prov = record.get("provenance", {})
+    released = bool(metrics["trained_on"].map(is_released).any())
     lines = [
         f"# stigbench run: {ds['name']} (seed {seed})",
         "",
@@ -108,11 +111,12 @@ def write_run_report(run_dir: Path) -> pd.DataFrame:
         f"- device: {prov.get('device_name', '?')}, precision {prov.get('precision', '?')}",
         f"- time: {record['seconds']} s",
         "",
-        "## Detection (test split; detectors trained on real vs original fakes)",
+        "## Detection (test split; detectors trained on real vs original fakes"
+        + (", or as released)" if released else ")"),
         "",
         to_markdown(display_summary(summary)[0]) if len(summary) else "No detection results.",
         "",
-        DETECTION_NOTE,
+        DETECTION_NOTE + (" " + RELEASED_NOTE if released else ""),
         "",
         *(["## The detector as deployed (operating points fixed on validation reals, calibration, attack success)",
             "", to_markdown(display_deployed(deployed)), "", DEPLOYED_NOTE, ""] if len(deployed) else []),
