@@ -6,8 +6,9 @@ What it shows: a ``CNNDetector`` subclass that a run can *score with a file* ins
 (a score-only detector saves no weights; it reloads the file, whose SHA-256 must not have changed).
 
 Choice made here: without ``checkpoint`` the detector trains like any CNN detector, on the same
-network (``build_model``), so one file gives both "your released weights" and "the same network
-trained by the run" (``--detectors my-released,my-released@released``).
+network (``build_model``), so one file gives both the network trained by the run and your released
+weights, side by side: ``--detectors my-released,my-released@released --set
+my-released@released.checkpoint=weights.pt``.
 
 Run it (never trained: ``trained_on`` is ``released <sha256[:12]>`` in every table)::
 
