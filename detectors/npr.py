@@ -134,9 +134,6 @@ class NPR(CNNDetector):
         self.size = size
         self.checkpoint = checkpoint
 
-    def released_checkpoint(self) -> str | None:
-        return self.checkpoint or None
-
     def check_params(self) -> None:
         if self.checkpoint and (self.size != "paper" or self.num_outputs != 1):
             raise ValueError("checkpoint= loads the released NPR network: set size=paper (and num_outputs=1) with it "

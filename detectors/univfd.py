@@ -60,10 +60,10 @@ def load_fc_head(path: str | Path, width: int) -> Any:
     scoring ``sigmoid(w·f + b)``, checked strictly (``ValueError`` naming the keys or shapes)."""
     from sklearn.linear_model import LogisticRegression
 
-    from stigbench.detection.released import _as_state_dict, _read_checkpoint
+    from stigbench.detection.released import as_state_dict, read_checkpoint
 
     path = Path(path)
-    state = _as_state_dict(_read_checkpoint(path), path, "the file")
+    state = as_state_dict(read_checkpoint(path), path, "the file")
     missing, unexpected = sorted({"weight", "bias"} - set(state)), sorted(set(state) - {"weight", "bias"})
     if missing or unexpected:
         raise ValueError(f"{path} is not UnivFD's fc_weights.pth (nn.Linear({width}, 1) state dict): missing keys "

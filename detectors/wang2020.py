@@ -113,9 +113,6 @@ class Wang2020(CNNDetector):
         self.augment = augment
         self.checkpoint = checkpoint
 
-    def released_checkpoint(self) -> str | None:
-        return self.checkpoint or None
-
     def check_params(self) -> None:
         if self.checkpoint:
             given = {k: v for k, v in (("backbone", self.backbone), ("num_outputs", self.num_outputs))

@@ -30,6 +30,7 @@ from stigbench.pipeline.plan import construct
 
 TEMPLATE = Path(__file__).parent / "plugin_template" / "my_detector.py"
 load_plugin_file(TEMPLATE)
+load_plugin_file(TEMPLATE.with_name("my_released_detector.py"))  # trained by the run when no checkpoint is given
 NAMES = detectors().list()
 CNN_NAMES = [n for n in NAMES if issubclass(detectors().get(n), CNNDetector)]
 
@@ -41,6 +42,7 @@ FAST: dict[str, dict] = {
     "vit-spectrum": {"epochs": 3, "depth": 2},
     "npr": {"epochs": 3},
     "freqnet": {"epochs": 3},
+    "my-released": {"epochs": 3},
 }
 from test_univfd import HAS_OPEN_CLIP, tiny_clip_params  # noqa: E402  (a tiny random CLIP, written once)
 

@@ -106,7 +106,7 @@ def test_a_bad_file_fails_in_the_plan(weights, tiny_dataset, tmp_path, what):
         torch.save({k: v for k, v in weights[1].items() if k != "4.bias"}, checkpoint)
     result = CliRunner().invoke(main, run_args(tiny_dataset, tmp_path / "out", checkpoint))
     assert result.exit_code != 0
-    named = '"4.bias"' if what == "missing key" else "checkpoint not found"
+    named = "1 missing keys ['4.bias']" if what == "missing key" else "checkpoint not found"
     assert "detector 'my-released'" in result.output and named in result.output, result.output
     assert str(checkpoint) in result.output.replace("\n", "")
     assert not list((tmp_path / "out").glob("*/*/scores.csv"))  # failed before scoring anything

@@ -3,7 +3,7 @@ of the features of whole image sets (used by ``detectors/univfd.py``).
 
 **Encoder.** ``open_clip.create_model(arch, pretrained=None)`` builds the architecture and only its
 visual tower is kept: the keys ``visual.*`` of the user's file are loaded into ``model.visual``
-strictly (every one used, none missing, shapes equal; :func:`stigbench.detection.released._load_strict`),
+strictly (every one used, none missing, shapes equal; :func:`stigbench.detection.released.load_strict`),
 every other key (the text tower, ``logit_scale``) is ignored, since only ``encode_image`` is needed.
 ``encode_image(x)`` (not normalised) is ``model.visual(x)``. open_clip is imported inside the
 functions: stigbench works without it (``pip install "stigbench[clip]"`` adds it). Nothing is
@@ -13,7 +13,7 @@ weights are requested.
 **Files accepted**: an open_clip state dict (e.g. ``open_clip_pytorch_model.bin`` or
 ``open_clip_model.safetensors`` of the Hugging Face repository ``timm/vit_large_patch14_clip_224.openai``):
 ``.safetensors`` (read by ``safetensors.torch.load_file``) or ``.pt``/``.pth``/``.bin`` (read by
-``torch.load(..., map_location="cpu", weights_only=True)``, :func:`~stigbench.detection.released._read_checkpoint`),
+``torch.load(..., map_location="cpu", weights_only=True)``, :func:`~stigbench.detection.released.read_checkpoint`),
 bare or wrapped as ``{"state_dict": ...}``, with or without a leading ``module.`` on every key.
 
 **OpenAI's own** ``ViT-L-14.pt`` is a TorchScript archive (a zip holding ``constants.pkl`` and the
@@ -102,7 +102,7 @@ def _is_torchscript(path: Path) -> bool:
 
 def read_visual_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The ``visual.*`` tensors of an open_clip state-dict file, without the ``visual.`` prefix."""
-    from stigbench.detection.released import _as_state_dict, _read_checkpoint
+    from stigbench.detection.released import as_state_dict, read_checkpoint
 
     path = Path(path)
     if not path.is_file():
@@ -119,10 +119,10 @@ def read_visual_state(path: str | Path) -> dict[str, torch.Tensor]:
                          f"load: it accepts open_clip state dicts (.safetensors, or .pt/.pth/.bin readable by "
                          f"torch.load(weights_only=True)); {CONVERT_HINT}")
     else:
-        loaded = _read_checkpoint(path)
+        loaded = read_checkpoint(path)
     if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
         loaded = loaded["state_dict"]
-    state = _as_state_dict(loaded, path, "the file")
+    state = as_state_dict(loaded, path, "the file")
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     visual = {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}
@@ -158,14 +158,14 @@ class ClipEncoder:
 
 @functools.lru_cache(maxsize=2)
 def _load(path: str, stat: tuple[int, int, int], arch: str) -> ClipEncoder:
-    from stigbench.detection.released import _load_strict, file_fingerprint
+    from stigbench.detection.released import load_strict, file_fingerprint
 
     open_clip = open_clip_module()
     check_arch(arch)
     state = read_visual_state(path)
     with _quiet_open_clip():
         model = open_clip.create_model(arch, pretrained=None, pretrained_image=False, pretrained_text=False)
-    visual = _load_strict(model.visual, state, Path(path)).requires_grad_(False)
+    visual = load_strict(model.visual, state, Path(path)).requires_grad_(False)
     side = visual.image_size
     side = side if isinstance(side, int) else side[0]
     return ClipEncoder(visual, file_fingerprint(path), arch, int(side), int(visual.output_dim))

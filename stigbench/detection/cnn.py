@@ -134,9 +134,10 @@ class CNNDetector(Estimator):
         return images
 
     def released_checkpoint(self) -> str | None:
-        """The authors' released checkpoint this configuration scores with instead of training (a
-        subclass with a ``checkpoint`` parameter returns it), else ``None``: the run trains it."""
-        return None
+        """The authors' released checkpoint this configuration scores with instead of training, else
+        ``None``: the run trains it. By default the ``checkpoint`` parameter of a subclass that lists it
+        in :attr:`file_params` (and implements :meth:`load_released`)."""
+        return (getattr(self, "checkpoint", None) or None) if "checkpoint" in self.file_params else None
 
     def load_released(self, path: Path) -> nn.Module:  # pragma: no cover - abstract
         """The network of the released file at ``path`` in the authors' format, loaded strictly
@@ -151,8 +152,11 @@ class CNNDetector(Estimator):
         if path:
             try:
                 self.load_released(Path(path))
-            except FileNotFoundError as exc:  # a plan error like any other bad value
-                raise ValueError(f"checkpoint: {exc}") from exc
+            except ValueError:
+                raise
+            except Exception as exc:  # a plan error like any other bad value, whatever the loader raised
+                detail = str(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+                raise ValueError(f"checkpoint: {detail}") from exc
 
     def make_optimizer(self, params: Any) -> torch.optim.Optimizer:
         if self.optimizer == "adam":

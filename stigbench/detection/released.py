@@ -57,7 +57,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 
-__all__ = ["ReleasedNPR", "file_fingerprint", "load_cnndetection", "load_npr", "npr_sequential_state"]
+__all__ = ["ReleasedNPR", "as_state_dict", "file_fingerprint", "load_cnndetection", "load_npr", "load_strict",
+           "npr_sequential_state", "read_checkpoint"]
 
 _SHOWN = 5  # keys named in an error message, per kind
 _COUNTER = "num_batches_tracked"
@@ -75,8 +76,9 @@ def file_fingerprint(path: str | Path, chunk_bytes: int = 1 << 20) -> dict[str, 
     return {"path": str(resolved), "sha256": digest.hexdigest(), "bytes": size}
 
 
-def _read_checkpoint(path: Path) -> object:
+def read_checkpoint(path: str | Path) -> object:
     """``torch.load(weights_only=True)``; a file it refuses is reported, never unpickled unsafely."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     with path.open("rb") as handle:
@@ -101,7 +103,8 @@ def _read_checkpoint(path: Path) -> object:
         ) from error
 
 
-def _as_state_dict(value: object, path: Path, where: str) -> dict[str, torch.Tensor]:
+def as_state_dict(value: object, path: Path, where: str) -> dict[str, torch.Tensor]:
+    """``value`` (what ``where`` in file ``path`` holds) as a state dict of named tensors, else ``ValueError``."""
     if not isinstance(value, Mapping) or not value:
         raise ValueError(f"{path}: {where} is not a state dict (got {type(value).__name__})")
     odd = [str(k) for k, v in value.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
@@ -110,7 +113,7 @@ def _as_state_dict(value: object, path: Path, where: str) -> dict[str, torch.Ten
     return dict(value)
 
 
-def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> nn.Module:
+def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> nn.Module:
     """Load ``state`` into ``model`` requiring the same keys, shapes and dtype kinds; return it in eval mode."""
     target = model.state_dict()
     missing = [k for k in target if k not in state]
@@ -143,12 +146,12 @@ def load_cnndetection(path: str | Path) -> nn.Module:
     from torchvision.models import resnet50
 
     path = Path(path)
-    loaded = _read_checkpoint(path)
+    loaded = read_checkpoint(path)
     if isinstance(loaded, Mapping) and "model" in loaded:
-        state = _as_state_dict(loaded["model"], path, "the 'model' entry")
+        state = as_state_dict(loaded["model"], path, "the 'model' entry")
     else:
-        state = _as_state_dict(loaded, path, "the file")
-    return _load_strict(resnet50(weights=None, num_classes=1), state, path)
+        state = as_state_dict(loaded, path, "the file")
+    return load_strict(resnet50(weights=None, num_classes=1), state, path)
 
 
 class ReleasedNPR(nn.Module):
@@ -196,11 +199,11 @@ class ReleasedNPR(nn.Module):
 def load_npr(path: str | Path) -> ReleasedNPR:
     """Tan et al. (CVPR 2024): the released bare state dict into :class:`ReleasedNPR`, strictly."""
     path = Path(path)
-    loaded = _read_checkpoint(path)
+    loaded = read_checkpoint(path)
     if isinstance(loaded, Mapping) and "model" in loaded and not isinstance(loaded["model"], torch.Tensor):
         raise ValueError(f"{path} wraps its tensors under 'model'; NPR releases are bare state dicts "
                          "(networks/base_model.py save_networks), so this is not an NPR release")
-    return _load_strict(ReleasedNPR(), _as_state_dict(loaded, path, "the file"), path)
+    return load_strict(ReleasedNPR(), as_state_dict(loaded, path, "the file"), path)
 
 
 #: Where the release's modules sit in ``detectors/npr.py``'s ``nn.Sequential`` (``npr_net("paper")``).

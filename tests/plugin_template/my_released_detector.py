@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from stigbench import CNNDetector, register_detector
+from stigbench.detection.released import as_state_dict, load_strict, read_checkpoint
 
 
 def tiny_net() -> nn.Sequential:
@@ -55,8 +56,8 @@ class MyReleased(CNNDetector):
                          **train)
         self.checkpoint = checkpoint
 
-    def released_checkpoint(self) -> str | None:
-        return self.checkpoint or None  # a path: fit() loads it and trains nothing; None: the run trains
+    # released_checkpoint() comes from the base: the ``checkpoint`` of file_params. A path: fit() loads it
+    # and trains nothing; None: the run trains the network.
 
     def check_params(self) -> None:
         if self.checkpoint and self.num_outputs != 1:
@@ -64,16 +65,9 @@ class MyReleased(CNNDetector):
         super().check_params()  # the plan calls this: it loads the file once, so a bad one fails before any image
 
     def load_released(self, path: Path) -> nn.Module:
-        """Your file: a plain state dict of :func:`tiny_net`, loaded strictly (no key missing or unused)."""
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {path}")
-        net = tiny_net()
-        try:
-            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
-        except Exception as exc:  # not a torch file, not a state dict, missing/unexpected keys, wrong shapes
-            raise ValueError(f"{path} is no state dict of my-released's network: "
-                             f"{type(exc).__name__}: {exc}") from exc
-        return net.eval()
+        """Your file: a plain state dict of :func:`tiny_net`, loaded strictly (no key missing or unused, a
+        file that is no checkpoint named as such; ``torch.load(weights_only=True)`` underneath)."""
+        return load_strict(tiny_net(), as_state_dict(read_checkpoint(path), path, "the file"), path)
 
     def build_model(self, image_size: int) -> nn.Module:
         net = tiny_net()  # the released architecture, randomly initialised, when the run trains it
