@@ -103,8 +103,9 @@ class Wang2020(CNNDetector):
     authors_threshold = 0.5
 
     def __init__(self, backbone: str = "efficientnet_lite0", pretrained: str = "auto", weights: str | None = None,
-                 augment: bool = False, checkpoint: str | None = None, *, epochs: int = 10, lr: float = 1e-4, num_outputs: int = 1,
-                 precision: str = "fp32", seed: int = 0, device: str = "auto", **train) -> None:
+                 augment: bool = False, checkpoint: str | None = None, *, epochs: int = 10, lr: float = 1e-4,
+                 num_outputs: int = 1, precision: str = "fp32", seed: int = 0, device: str = "auto",
+                 **train) -> None:
         super().__init__(epochs=epochs, lr=lr, num_outputs=num_outputs, precision=precision, seed=seed, device=device,
                          **train)
         self.backbone = backbone
@@ -115,11 +116,10 @@ class Wang2020(CNNDetector):
 
     def check_params(self) -> None:
         if self.checkpoint:
-            given = {k: v for k, v in (("backbone", self.backbone), ("num_outputs", self.num_outputs))
-                     if v != {"backbone": "resnet50", "num_outputs": 1}[k]}
-            if given:
+            if (self.backbone, self.num_outputs) != ("resnet50", 1):
                 raise ValueError(f"checkpoint= loads CNNDetection's released ResNet-50 with one logit: set "
-                                 f"backbone=resnet50 and num_outputs=1 with it (got {given})")
+                                 f"backbone=resnet50 and num_outputs=1 with it (got backbone={self.backbone!r}, "
+                                 f"num_outputs={self.num_outputs})")
             if self.weights:
                 raise ValueError("checkpoint= (score with the released weights) and weights= (start training from "
                                  "a file) exclude each other")

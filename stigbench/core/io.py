@@ -13,6 +13,16 @@ from typing import Any
 
 import numpy as np
 
+#: The environment variable that overrides :func:`cache_dir`.
+ENV_CACHE = "STIGBENCH_CACHE"
+
+
+def cache_dir() -> Path:
+    """The user cache for built datasets, feature statistics and stages (``STIGBENCH_CACHE`` overrides)."""
+    from platformdirs import user_cache_dir
+
+    return Path(os.environ.get(ENV_CACHE) or user_cache_dir("stigbench"))
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` and move the result onto ``path`` in one step.

@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from platformdirs import user_cache_dir
 
 from stigbench.core.imageset import IMAGE_SUFFIXES, FileImageSet, Skipped, listable, scan_images
+from stigbench.core.io import ENV_CACHE, cache_dir  # noqa: F401  (re-exported: where callers have found them)
 from stigbench.core.registry import Registry
 
 ENV_SPEC_DIRS = "STIGBENCH_DATASETS"
-ENV_CACHE = "STIGBENCH_CACHE"
 DEFAULT_GROUP_PATTERN = r"^(?P<group>.+)$"  # every file its own group
 # Layouts recognised under a dataset root when the spec gives no explicit real/fake entries.
 LAYOUTS = (("real", "fake"), ("0_real", "1_fake"))
@@ -114,11 +113,6 @@ class DatasetSpec:
                 continue  # unset: a spec without a layout records exactly what it recorded before layouts
             out[f.name] = list(v) if isinstance(v, tuple) else (v.__dict__ if isinstance(v, SplitFractions) else v)
         return out
-
-
-def cache_dir() -> Path:
-    """The user cache for built datasets and feature statistics (``STIGBENCH_CACHE`` overrides)."""
-    return Path(os.environ.get(ENV_CACHE) or user_cache_dir("stigbench"))
 
 
 _SPEC_KEYS = {f.name for f in fields(DatasetSpec)} - {"spec_path"}

@@ -56,7 +56,7 @@ from torch import nn
 
 from stigbench.core.contracts import ImageSetLike
 from stigbench.core.imageset import to_float, to_uint8
-from stigbench.core.io import atomic_write
+from stigbench.core.io import atomic_write, cache_dir
 
 #: CLIP's normalisation (OpenAI's ``clip.py``; UnivFD's ``validate.py`` ``MEAN["clip"]``/``STD["clip"]``).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -233,8 +233,6 @@ def cached_features(image_set: ImageSetLike, key: Mapping[str, Any], compute: Ca
                     batch_size: int) -> np.ndarray:
     """``compute()`` (the features of every image of ``image_set``, ``(N, D)``), stored on disk under
     ``key`` plus the set's pixels (:func:`pixel_digest`) and returned from there on the next call."""
-    from stigbench.data.specs import cache_dir
-
     full = {**key, "images": pixel_digest(image_set, batch_size), "n": len(image_set),
             "preprocess_version": PREPROCESS_VERSION, "torch": torch.__version__}
     name = hashlib.sha256(json.dumps(full, sort_keys=True).encode()).hexdigest()

@@ -40,8 +40,8 @@ from stigbench.core.plugins import load_plugin_file
 from stigbench.data.layouts import layout_spec, select_generator
 from stigbench.data.specs import DatasetSpec, adhoc_spec, datasets
 from stigbench.detection.registry import VARIANT_SEP, split_variant
-from stigbench.detection.released import file_fingerprint
 from stigbench.detection.registry import detectors as detector_registry
+from stigbench.detection.released import file_fingerprint
 from stigbench.evaluation.rows import CLEAN
 from stigbench.pipeline.context import CONTEXT_PARAMS, RunContext
 
