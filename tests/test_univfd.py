@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import atexit
 import functools
+import hashlib
 import json
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -374,3 +376,27 @@ def test_a_corrupt_cache_entry_is_recomputed(clip_file, tmp_path, monkeypatch):
     entry.write_bytes(b"not an array")
     np.testing.assert_array_equal(det.extract(x), first)
     assert np.array_equal(np.load(entry, allow_pickle=False), first)
+
+
+@pytest.mark.heavy
+def test_univfd_trains_a_linear_probe_on_demo(tmp_path):
+    """The issue's check: ``bench.py run --dataset demo --detectors univfd`` with the tiny random CLIP."""
+    from click.testing import CliRunner
+
+    from stigbench.cli import main
+
+    params = tiny_clip_params()
+    register_tiny_arch()
+    args = ["run", "--dataset", "demo", "--refiner", "", "--detectors", "univfd", "--set",
+            f"univfd.clip={params['clip']}", "--set", f"univfd.arch={params['arch']}", "--max-per-class", "80",
+            "--no-quality", "--n-boot", "20", "--out", str(tmp_path), "--quiet"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (run,) = tmp_path.glob("*/*")
+    m = pd.read_csv(run / "metrics.csv", keep_default_na=False)
+    rows = m[m.detector == "univfd"]
+    assert set(rows.trained_on) == {"fake"} and "acc_authors" not in set(rows.metric)  # a probe the run trained
+    auc = float(rows[(rows.metric == "auc") & (rows.condition == "fake")].value.iloc[0])
+    assert 0.0 <= auc <= 1.0
+    info = json.loads((run / "run.json").read_text())["detectors"]["univfd"]
+    assert info["fit_info"]["clip"]["sha256"] == hashlib.sha256(Path(params["clip"]).read_bytes()).hexdigest()
