@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "ImageSetLike": "stigbench.core.contracts",
     "PersistentDetector": "stigbench.core.contracts",
     "Refiner": "stigbench.core.contracts",
+    "ReleasedDetector": "stigbench.core.contracts",
     # the generic registry
     "Registry": "stigbench.core.registry",
     "RegistryError": "stigbench.core.registry",
@@ -58,7 +59,7 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ resolves these lazily
     from stigbench.attacks.registry import RefinerInfo, load_refiner, refiners, register_refiner
-    from stigbench.core.contracts import FAKE, REAL, Detector, ImageSetLike, PersistentDetector, Refiner
+    from stigbench.core.contracts import FAKE, REAL, Detector, ImageSetLike, PersistentDetector, Refiner, ReleasedDetector
     from stigbench.core.registry import Registry, RegistryError
     from stigbench.data.specs import DatasetSpec, register_builder, register_dataset
     from stigbench.detection.base import FeatureDetector, LogisticFeatureDetector
