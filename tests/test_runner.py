@@ -285,7 +285,9 @@ def test_settings_declared_result_free_do_not_change_stage_keys(base, tmp_path):
     from stigbench.core.settings import NON_RESULT_SETTINGS
 
     first = run_benchmark(base)
-    changed = {"out": str(tmp_path / "elsewhere"), "progress": True, "spec_dirs": [str(tmp_path)], "plugins": []}
+    changed = {"out": str(tmp_path / "elsewhere"), "progress": True, "spec_dirs": [str(tmp_path)], "plugins": [],
+               # hashes a saved config recorded: the stage keys hold the files' own hashes, never these
+               "file_hashes": {"durall": {"weights": "0" * 64}}}
     # name: a --real/--fake dataset's display name; its rows carry it (tests/test_compare_names.py)
     assert set(changed) | {"cache", "cache_dir", "name"} == NON_RESULT_SETTINGS
     again = run_benchmark(dataclasses.replace(base, **changed))
