@@ -179,17 +179,15 @@ class UnivFD(LogisticFeatureDetector):
     @classmethod
     def load(cls, path: str | Path) -> UnivFD:
         """Rebuild a saved detector; its CLIP file (and released fc) must still have the recorded SHA-256."""
-        from stigbench.detection.cnn import checked_release
+        from stigbench.detection.released import checked_release, require_unchanged
 
         folder = Path(path)
         obj = super().load(folder)
         info = read_json(folder / FIT_FILE)
         if obj.released_checkpoint():
             checked_release(obj.checkpoint, info.get("checkpoint", {}), folder)
-        then, now = str(info.get("clip", {}).get("sha256")), obj.encoder().fingerprint["sha256"]
-        if now != then:
-            raise ValueError(f"{folder}: the CLIP weights {obj.clip} changed since this detector was saved (SHA-256 "
-                             f"then {then[:12]}, now {now[:12]}); its scores would not be the run's: restore the file "
-                             "or fit again")
+        # the encoder's fingerprint: hashed once per process with the encoder, not again here
+        require_unchanged(obj.clip, "the CLIP weights", str(info.get("clip", {}).get("sha256")),
+                          obj.encoder().fingerprint["sha256"], folder)
         obj.fit_info_ = info
         return obj

@@ -34,9 +34,9 @@ def images(seed: int, n: int = 2, size: int = 64) -> torch.Tensor:
 
 def test_fingerprint_is_sha256_of_the_bytes(tmp_path):
     path = tmp_path / "w.bin"
-    data = bytes(range(256)) * 5000  # spans several hashing chunks
+    data = bytes(range(256)) * 5000  # spans two of sha256_file's 1 MiB blocks
     path.write_bytes(data)
-    fp = file_fingerprint(path, chunk_bytes=4096)
+    fp = file_fingerprint(path)
     assert fp == {"path": str(path.resolve()), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
 

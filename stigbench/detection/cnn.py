@@ -397,6 +397,8 @@ class CNNDetector(Estimator):
         device = resolve_device(obj.device)
         released = obj.released_checkpoint()
         if released:
+            from stigbench.detection.released import checked_release
+
             model = obj.load_released(checked_release(released, info.get("checkpoint", {}), folder))
         else:
             model = obj.build_model(int(info["image_size"]))  # architecture only; weights come from the file
@@ -405,24 +407,6 @@ class CNNDetector(Estimator):
         model.to(device).eval()
         obj.model_, obj.image_size_, obj.fit_info_ = model, int(info["image_size"]), info
         return obj
-
-
-def checked_release(path: str | Path, recorded: Mapping[str, Any], where: Path) -> Path:
-    """``path`` when the file there still has the SHA-256 ``recorded`` (a fingerprint from
-    :func:`~stigbench.detection.released.file_fingerprint`) when the detector saved in ``where`` was
-    fitted; otherwise a ``ValueError`` saying what changed (scores would no longer be the run's)."""
-    from stigbench.detection.released import file_fingerprint
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{where}: the released checkpoint {path} it scores with is gone "
-                                f"(recorded SHA-256 {recorded.get('sha256', '?')})")
-    now = file_fingerprint(path)["sha256"]
-    if recorded.get("sha256") and now != recorded["sha256"]:
-        raise ValueError(f"{where}: the released checkpoint {path} changed since this detector was saved "
-                         f"(SHA-256 then {recorded['sha256'][:12]}, now {now[:12]}); its scores would not be "
-                         "the run's: restore the file or score with the new one directly")
-    return path
 
 
 class _Images:

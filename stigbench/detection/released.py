@@ -47,7 +47,6 @@ their initial value, since they play no part in an ``eval`` forward.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,23 +56,42 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 
-__all__ = ["ReleasedNPR", "as_state_dict", "file_fingerprint", "load_cnndetection", "load_npr", "load_strict",
-           "npr_sequential_state", "read_checkpoint"]
+from stigbench.core.io import sha256_file
+
+__all__ = ["ReleasedNPR", "as_state_dict", "checked_release", "file_fingerprint", "load_cnndetection", "load_npr", "load_strict",
+           "npr_sequential_state", "read_checkpoint",
+           "require_unchanged"]
 
 _SHOWN = 5  # keys named in an error message, per kind
 _COUNTER = "num_batches_tracked"
 
 
-def file_fingerprint(path: str | Path, chunk_bytes: int = 1 << 20) -> dict[str, object]:
-    """``{"path": resolved path, "sha256": hex digest, "bytes": size}``, hashing the file in chunks."""
+def file_fingerprint(path: str | Path) -> dict[str, object]:
+    """``{"path": resolved path, "sha256": hex digest, "bytes": size}`` (:func:`~stigbench.core.io.sha256_file`)."""
     resolved = Path(path).resolve()
-    digest = hashlib.sha256()
-    size = 0
-    with resolved.open("rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
-            size += len(chunk)
-    return {"path": str(resolved), "sha256": digest.hexdigest(), "bytes": size}
+    return {"path": str(resolved), "sha256": sha256_file(resolved), "bytes": resolved.stat().st_size}
+
+
+def require_unchanged(path: str | Path, what: str, then: str | None, now: str, where: Path) -> None:
+    """``ValueError`` when the file ``path`` (``what``: "the released checkpoint", "the CLIP weights")
+    now has SHA-256 ``now`` but had ``then`` when the detector saved in ``where`` was fitted: its
+    scores would no longer be the run's. No recorded hash (``then`` empty): nothing to compare."""
+    if then and now != then:
+        raise ValueError(f"{where}: {what} {path} changed since this detector was saved (SHA-256 then {then[:12]}, "
+                         f"now {now[:12]}); its scores would not be the run's: restore the file or score with the "
+                         "new one directly")
+
+
+def checked_release(path: str | Path, recorded: Mapping[str, object], where: Path) -> Path:
+    """``path`` when the released file there still has the SHA-256 ``recorded`` (its :func:`file_fingerprint`
+    when the detector saved in ``where`` was fitted); else ``FileNotFoundError``/``ValueError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{where}: the released checkpoint {path} it scores with is gone "
+                                f"(recorded SHA-256 {recorded.get('sha256', '?')})")
+    require_unchanged(path, "the released checkpoint", str(recorded.get("sha256") or ""),
+                      sha256_file(path), where)
+    return path
 
 
 def read_checkpoint(path: str | Path) -> object:

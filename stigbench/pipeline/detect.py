@@ -181,18 +181,14 @@ def released_detector(name: str, params: dict[str, Any]) -> Any:
     """Registered detector ``name`` built with ``params`` (file parameters made absolute, checked as a
     run's plan checks them) and its released checkpoint loaded; a configuration the run would train
     is refused (scoring needs a fitted detector: a run's saved folder, or a released file)."""
-    from stigbench.pipeline.plan import PlanError, absolute_file_params, check_params
+    from stigbench.pipeline.plan import absolute_file_params, construct
 
     cls = detectors().get(name)
-    params = absolute_file_params(cls, params)
     try:
-        check_params(cls, params, f"detector {name!r}")
-        detector = cls(**params)
+        detector = construct(cls, absolute_file_params(cls, params))
         validate = getattr(detector, "check_params", None)
         if callable(validate):
             validate()
-    except PlanError:
-        raise
     except (TypeError, ValueError) as exc:
         raise ValueError(f"detector {name!r}: {exc}") from exc
     if released_checkpoint(detector) is None:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from stigbench.core.config import RunConfig, path_settings
-from stigbench.pipeline.plan import absolute_detector_files
+from stigbench.pipeline.plan import absolute_detector_files, absolute_path
 from stigbench.pipeline.runner import RunResult, run_benchmark
 
 EXECUTORS = ("local", "ray", "slurm")
@@ -119,14 +119,13 @@ class LocalExecutor:
 def worker_config(config: RunConfig) -> RunConfig:
     """``config`` as sent to another process: paths absolute (the path settings and the files detector
     parameters name: a worker's working folder may be another one) and no progress bars (those of many workers would interleave in one log)."""
-    absolute = lambda p: str(Path(p).expanduser().absolute())  # noqa: E731
     changes: dict[str, Any] = {}
     for name in path_settings(type(config)):
         value = getattr(config, name)
         if isinstance(value, list):
-            changes[name] = [absolute(p) for p in value]
+            changes[name] = [absolute_path(p) for p in value]
         elif value:
-            changes[name] = absolute(value)
+            changes[name] = absolute_path(value)
     # Files named by detector parameters (released checkpoints, weights) too.
     changes["detector_params"] = absolute_detector_files(config.detector_params)
     return dataclasses.replace(config, **changes, progress=False)

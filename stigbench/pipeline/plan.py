@@ -251,12 +251,17 @@ def _component(kind: str, display: str, name: str, cls: type, params: dict[str, 
     return component
 
 
+def absolute_path(path: str) -> str:
+    """``path`` absolute (``~`` expanded, relative to the working folder), as another process needs it."""
+    return str(Path(path).expanduser().absolute())
+
+
 def absolute_file_params(cls: type, params: dict[str, Any]) -> dict[str, Any]:
     """``params`` with the values of ``cls``'s file parameters as absolute paths (``~`` expanded):
     a detector saved by the run, a later ``bench.py detect`` and a Ray or Slurm worker started in
     another folder all read the file the user meant."""
     names = file_params(cls)
-    return {k: (str(Path(v).expanduser().absolute()) if k in names and isinstance(v, str) and v else v)
+    return {k: (absolute_path(v) if k in names and isinstance(v, str) and v else v)
             for k, v in params.items()}
 
 
