@@ -217,3 +217,17 @@ def test_reports_mark_released_detectors_and_the_leaderboard_ranks_them_apart(re
     assert sorted(board[board.trained == "released"].drop_duplicates("detector")["rank"]) == [1, 2]
     table = leaderboard_table(board)
     assert list(table.columns[:3]) == ["rank", "detector", "trained"]
+
+
+def test_the_authors_threshold_is_strict_as_in_their_test_code():
+    from stigbench.evaluation.detection import detection_rows
+
+    mark = released_label("cd" * 32)
+    scores = pd.DataFrame({"test_dataset": "d", "detector": "wang2020", "trained_on": mark, "condition": "fake",
+                           "refiner": "", "perturbation": "none", "path": [f"p{i}" for i in range(4)],
+                           "label": [0, 0, 1, 1], "score": [0.2, 0.5, 0.5, 0.9]})
+    thresholds = pd.DataFrame({"detector": ["wang2020"], "trained_on": [mark], "refiner": [""], "threshold": [0.5],
+                               "authors_threshold": [0.5]})
+    rows = {r["metric"]: r["value"] for r in detection_rows(scores, thresholds, dataset="d", seed=0, n_boot=0)}
+    assert rows["acc_fake"] == 1.0 and rows["acc_real"] == 0.5  # the run's threshold: P(fake) >= 0.5 is fake
+    assert rows["acc_fake_authors"] == 0.5 and rows["acc_real_authors"] == 1.0  # theirs: P(fake) > 0.5

@@ -100,8 +100,9 @@ def detection_rows(scores: pd.DataFrame, thresholds: pd.DataFrame, *, dataset: s
         rows += [{**base, "metric": m, "value": v, "ci_low": lo, "ci_high": hi} for m, (v, lo, hi) in values.items()]
         authors = authors_threshold_of(thresholds, det, trained_on, refiner)
         if authors is not None:  # the released detector as published, beside the run's own threshold
-            at_authors = M.detection_metrics_with_ci(labels, g["score"].to_numpy(np.float64), authors, n_boot=n_boot,
-                                                     seed=seed)
+            # The authors' code calls P(fake) > t fake, the metrics P(fake) >= threshold: the next float up.
+            at_authors = M.detection_metrics_with_ci(labels, g["score"].to_numpy(np.float64),
+                                                     float(np.nextafter(authors, np.inf)), n_boot=n_boot, seed=seed)
             rows += [{**base, "metric": f"{m}_authors", "value": v, "ci_low": lo, "ci_high": hi}
                      for m, (v, lo, hi) in at_authors.items() if m in AUTHORS_METRICS]
         if condition == REAL_ATTACKED:  # the false alarm a platform fears: attacked reals flagged as fake
