@@ -231,3 +231,25 @@ def test_the_authors_threshold_is_strict_as_in_their_test_code():
     rows = {r["metric"]: r["value"] for r in detection_rows(scores, thresholds, dataset="d", seed=0, n_boot=0)}
     assert rows["acc_fake"] == 1.0 and rows["acc_real"] == 0.5  # the run's threshold: P(fake) >= 0.5 is fake
     assert rows["acc_fake_authors"] == 0.5 and rows["acc_real_authors"] == 1.0  # theirs: P(fake) > 0.5
+
+
+def test_a_checkpoint_at_a_new_path_is_loaded_from_there(files, tiny_dataset, tmp_path):
+    """The fit stage's key holds the file's path as well as its hash: a cached score-only detector reads its
+    file from the path it was saved with, so the same bytes elsewhere (the old copy gone) are a new fit."""
+    import shutil
+
+    out = []
+    for where in ("a", "b"):
+        folder = tmp_path / where
+        folder.mkdir()
+        path = shutil.copy(files["npr"], folder / "NPR.pth")
+        args = ["run", "--real", str(tiny_dataset / "real"), "--fake", str(tiny_dataset / "fake"), "--refiner", "",
+                "--detectors", "npr", "--set", "npr.size=paper", "--set", f"npr.checkpoint={path}", "--no-quality",
+                "--n-boot", "0", "--out", str(tmp_path / "out"), "--quiet"]
+        result = CliRunner().invoke(main, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        shutil.rmtree(folder)  # the first copy is gone before the second run
+        run = sorted((tmp_path / "out").glob("*/*"))[-1]
+        assert not json.loads((run / "run.json").read_text()).get("errors"), run
+        out.append(pd.read_csv(run / "scores.csv").score.to_numpy())
+    np.testing.assert_array_equal(out[0], out[1])

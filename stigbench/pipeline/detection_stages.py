@@ -33,7 +33,9 @@ def fit_detector(state: RunState, name: str, train: tuple[ImageSet, np.ndarray],
     component = state.detector_components[name]
     cls, params = component.cls, component.params
     persistent = is_persistent(cls)
-    payload = {"detector": name, "params": keyed_params(component), "trained_on": trained_on,
+    # Files by path (the saved detector reads its files from there) and by content (a changed file is a new fit).
+    files = {"files": {k: f["sha256"] for k, f in component.files.items()}} if component.files else {}
+    payload = {"detector": name, "params": params, **files, "trained_on": trained_on,
                "code": code_fingerprint(cls), **extra, **fit_key(component)}
     fitted: dict[str, Any] = {}
 
@@ -55,13 +57,6 @@ def fit_detector(state: RunState, name: str, train: tuple[ImageSet, np.ndarray],
             log.info("%s", note)
     folder = state.stage("detector", f"{name}-{trained_on}".replace(" ", "-"), payload, make, cached=persistent)
     return (cls.load(folder / "detector") if persistent else fitted["detector"]), folder
-
-
-def keyed_params(component: Any) -> dict[str, Any]:
-    """A detector's parameters as its fit stage's key holds them: a file parameter by the file's
-    SHA-256, not its path, so that a changed file is a new fit and a moved one is not."""
-    return {k: (f"sha256:{component.files[k]['sha256']}" if k in component.files else v)
-            for k, v in component.params.items()}
 
 
 def score_set(state: RunState, det: Any, det_folder: Path, name: str, key: str, images: ImageSet, pert: str) -> np.ndarray:
