@@ -35,6 +35,7 @@ from _common import append_section
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from stigbench.core.config import RunConfig  # noqa: E402
+from stigbench.core.io import ENV_CACHE  # noqa: E402
 from stigbench.pipeline.plan import resolve  # noqa: E402
 from stigbench.pipeline.runner import run_benchmark  # noqa: E402
 from stigbench.reporting.render.markdown import to_markdown  # noqa: E402
@@ -125,6 +126,8 @@ def univfd_section(dataset: str, folder: Path) -> str:
     _, load_s = timed(det.check_params)
     data = load_dataset(datasets().get(dataset), progress=False)
     images = ArrayImageSet(np.stack([data.fake[i].mul(255).round().byte().numpy() for i in range(32)]))
+    # An empty feature cache of its own: "cold" must not find the features of an earlier run of this script.
+    os.environ[ENV_CACHE] = str(folder / "cache")
     first, cold = timed(det.extract, images)
     second, warm = timed(det.extract, images)
     same = bool(np.array_equal(first, second))
